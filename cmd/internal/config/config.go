@@ -1,0 +1,359 @@
+// Package config reads the daemon's settings from the environment that the
+// ExtensionServiceConfig passes in. Every variable is parsed and validated
+// here, once, so that a typo or an out-of-range value stops the daemon before
+// it touches the node, with a message naming the variable and the value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Prefix is the common prefix of the daemon's own variables.
+const Prefix = "TALOS_AUTO_BOOTSTRAP_"
+
+// Config is the validated configuration.
+type Config struct {
+	LogLevel zerolog.Level
+
+	ScanInterval          time.Duration
+	FollowerCheckInterval time.Duration
+	QuorumNodes           int
+	PreBootstrapDelay     time.Duration
+	MaxBackoff            time.Duration
+	ScanTimeout           time.Duration
+	ScanConcurrency       int
+	MaxScanHosts          int
+	DetectGrace           time.Duration
+
+	// Discovery overrides.
+	Interface string
+	ScanCIDR  netip.Prefix // zero when unset
+	Peers     []netip.Addr // nil when unset
+
+	// Talosconfig is the path of an operator-provided talosconfig; when set
+	// the STATE partition is never mounted.
+	Talosconfig string
+
+	// BreakLock names a lock the operator has verified to be dead.
+	BreakLock *LockRef
+
+	// Paths, overridable so that the demo and tests can run without root.
+	// Talos mounts them at the defaults (see deploy/).
+	SecretsDir   string
+	ProcDir      string
+	StatusDir    string
+	RunDir       string
+	StateDevices []string
+	// NodeIP overrides the local address (the demo puts several nodes on lo).
+	NodeIP netip.Addr
+	// APIDPort is 50000 on Talos; only tests change it.
+	APIDPort int
+}
+
+// Defaults are the seed's defaults, plus ours for the variables it lacks.
+func Defaults() Config {
+	return Config{
+		LogLevel:              zerolog.InfoLevel,
+		ScanInterval:          30 * time.Second,
+		FollowerCheckInterval: 15 * time.Second,
+		QuorumNodes:           1,
+		PreBootstrapDelay:     10 * time.Second,
+		MaxBackoff:            2 * time.Minute,
+		ScanTimeout:           2 * time.Second,
+		ScanConcurrency:       DefaultScanConcurrency,
+		MaxScanHosts:          65536,
+		DetectGrace:           60 * time.Second,
+		SecretsDir:            "/system/secrets",
+		ProcDir:               "/host/proc",
+		StatusDir:             "/var/lib/kommodity-autobootstrap",
+		RunDir:                "/run/kommodity-autobootstrap",
+		StateDevices:          []string{"/dev/disk/by-partlabel/STATE", "/dev/mapper/luks2-STATE"},
+		APIDPort:              50000,
+	}
+}
+
+// DefaultScanConcurrency lets a /24 be swept in about one SCAN_TIMEOUT: with
+// 256 probes in flight every address of the range is tried at once, while the
+// memory cost stays bounded by the pool, not the range (see discovery).
+const DefaultScanConcurrency = 256
+
+// InvalidError is a configuration error: the daemon exits with code 2.
+type InvalidError struct {
+	Variable string
+	Value    string
+	Reason   string
+}
+
+func (e *InvalidError) Error() string {
+	return fmt.Sprintf("invalid %s=%q: %s", e.Variable, e.Value, e.Reason)
+}
+
+// IsInvalid tells whether err is (or wraps) a configuration error.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+
+	return errors.As(err, &ie)
+}
+
+type setting struct {
+	name  string
+	parse func(cfg *Config, value string) error
+}
+
+func duration(min time.Duration, field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(cfg *Config, value string) error {
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return errors.New("not a duration (examples: 500ms, 30s, 2m)")
+		}
+
+		if d < min {
+			return fmt.Errorf("must be at least %s", min)
+		}
+
+		*field(cfg) = d
+
+		return nil
+	}
+}
+
+func integer(min, max int, field func(*Config) *int) func(*Config, string) error {
+	return func(cfg *Config, value string) error {
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return errors.New("not a whole number")
+		}
+
+		if n < min || n > max {
+			return fmt.Errorf("must be between %d and %d", min, max)
+		}
+
+		*field(cfg) = n
+
+		return nil
+	}
+}
+
+func path(field func(*Config) *string) func(*Config, string) error {
+	return func(cfg *Config, value string) error {
+		if !strings.HasPrefix(value, "/") {
+			return errors.New("must be an absolute path")
+		}
+
+		*field(cfg) = value
+
+		return nil
+	}
+}
+
+var settings = []setting{
+	{"LOG_LEVEL", func(cfg *Config, value string) error {
+		lvl, err := zerolog.ParseLevel(strings.ToLower(value))
+		if err != nil || value == "" {
+			return errors.New("must be one of debug, info, warn, error")
+		}
+
+		cfg.LogLevel = lvl
+
+		return nil
+	}},
+	{Prefix + "SCAN_INTERVAL", duration(time.Second, func(c *Config) *time.Duration { return &c.ScanInterval })},
+	{Prefix + "FOLLOWER_CHECK_INTERVAL", duration(time.Second, func(c *Config) *time.Duration { return &c.FollowerCheckInterval })},
+	{Prefix + "QUORUM_NODES", integer(1, 99, func(c *Config) *int { return &c.QuorumNodes })},
+	{Prefix + "PRE_BOOTSTRAP_DELAY", duration(0, func(c *Config) *time.Duration { return &c.PreBootstrapDelay })},
+	{Prefix + "MAX_BACKOFF", duration(time.Second, func(c *Config) *time.Duration { return &c.MaxBackoff })},
+	{Prefix + "SCAN_TIMEOUT", duration(50*time.Millisecond, func(c *Config) *time.Duration { return &c.ScanTimeout })},
+	{Prefix + "SCAN_CONCURRENCY", integer(1, 4096, func(c *Config) *int { return &c.ScanConcurrency })},
+	{Prefix + "MAX_SCAN_HOSTS", integer(1, 1<<24, func(c *Config) *int { return &c.MaxScanHosts })},
+	{Prefix + "DETECT_GRACE", duration(0, func(c *Config) *time.Duration { return &c.DetectGrace })},
+	{Prefix + "INTERFACE", func(cfg *Config, value string) error {
+		if value == "" || strings.ContainsAny(value, "/ \t") || len(value) > 15 {
+			return errors.New("not an interface name")
+		}
+
+		cfg.Interface = value
+
+		return nil
+	}},
+	{Prefix + "SCAN_CIDR", func(cfg *Config, value string) error {
+		p, err := netip.ParsePrefix(value)
+		if err != nil || !p.Addr().Is4() {
+			return errors.New("not an IPv4 CIDR (example: 10.0.0.0/24)")
+		}
+
+		cfg.ScanCIDR = p.Masked()
+
+		return nil
+	}},
+	{Prefix + "PEERS", func(cfg *Config, value string) error {
+		peers, err := parsePeers(value)
+		if err != nil {
+			return err
+		}
+
+		cfg.Peers = peers
+
+		return nil
+	}},
+	{Prefix + "TALOSCONFIG", path(func(c *Config) *string { return &c.Talosconfig })},
+	{Prefix + "BREAK_LOCK", func(cfg *Config, value string) error {
+		ref, err := ParseLockRef(value)
+		if err != nil {
+			return err
+		}
+
+		cfg.BreakLock = ref
+
+		return nil
+	}},
+	{Prefix + "SECRETS_DIR", path(func(c *Config) *string { return &c.SecretsDir })},
+	{Prefix + "PROC_DIR", path(func(c *Config) *string { return &c.ProcDir })},
+	{Prefix + "STATUS_DIR", path(func(c *Config) *string { return &c.StatusDir })},
+	{Prefix + "RUN_DIR", path(func(c *Config) *string { return &c.RunDir })},
+	{Prefix + "STATE_DEVICES", func(cfg *Config, value string) error {
+		var devs []string
+
+		for _, d := range strings.Split(value, ",") {
+			d = strings.TrimSpace(d)
+			if !strings.HasPrefix(d, "/") {
+				return fmt.Errorf("%q is not an absolute path", d)
+			}
+
+			devs = append(devs, d)
+		}
+
+		cfg.StateDevices = devs
+
+		return nil
+	}},
+	{Prefix + "NODE_IP", func(cfg *Config, value string) error {
+		a, err := netip.ParseAddr(value)
+		if err != nil || !a.Is4() {
+			return errors.New("not an IPv4 address")
+		}
+
+		cfg.NodeIP = a
+
+		return nil
+	}},
+	{Prefix + "APID_PORT", integer(1, 65535, func(c *Config) *int { return &c.APIDPort })},
+}
+
+func parsePeers(value string) ([]netip.Addr, error) {
+	var peers []netip.Addr
+
+	for _, field := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' }) {
+		a, err := netip.ParseAddr(field)
+		if err != nil || !a.Is4() {
+			return nil, fmt.Errorf("%q is not an IPv4 address", field)
+		}
+
+		peers = append(peers, a)
+	}
+
+	if len(peers) == 0 {
+		return nil, errors.New("no addresses (example: 10.0.0.5,10.0.0.6)")
+	}
+
+	return peers, nil
+}
+
+// LockRef names one leader's intent: the lock an operator breaks.
+type LockRef struct {
+	IP     netip.Addr
+	BootID string
+	Intent uint64
+}
+
+// String is the form the status file and the variable use.
+func (r LockRef) String() string { return fmt.Sprintf("%s/%s/%d", r.IP, r.BootID, r.Intent) }
+
+// ParseLockRef parses the escape hatch's lock name: "IP/BOOT_ID/INTENT", as
+// the status file shows it.
+func ParseLockRef(value string) (*LockRef, error) {
+	parts := strings.Split(value, "/")
+	if len(parts) != 3 {
+		return nil, errors.New("must be LEADER_IP/LEADER_BOOT_ID/INTENT (see README, Safety)")
+	}
+
+	ip, err := netip.ParseAddr(parts[0])
+	if err != nil {
+		return nil, fmt.Errorf("leader %q is not an IP address", parts[0])
+	}
+
+	if len(parts[1]) != 36 {
+		return nil, fmt.Errorf("boot id %q is not a UUID", parts[1])
+	}
+
+	n, err := strconv.ParseUint(parts[2], 10, 64)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("intent %q is not a positive number", parts[2])
+	}
+
+	return &LockRef{IP: ip, BootID: parts[1], Intent: n}, nil
+}
+
+// Load reads the configuration from environ (os.Environ() form). It returns
+// the config, warnings about unknown TALOS_AUTO_BOOTSTRAP_* variables, and an
+// *InvalidError for the first bad value.
+func Load(environ []string) (Config, []string, error) {
+	cfg := Defaults()
+	env := map[string]string{}
+
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok {
+			env[k] = v
+		}
+	}
+
+	known := map[string]bool{}
+
+	for _, s := range settings {
+		known[s.name] = true
+
+		value, ok := env[s.name]
+		if !ok {
+			continue
+		}
+
+		value = strings.TrimSpace(value)
+		if err := s.parse(&cfg, value); err != nil {
+			return cfg, nil, &InvalidError{Variable: s.name, Value: value, Reason: err.Error()}
+		}
+	}
+
+	var warnings []string
+
+	for k := range env {
+		if strings.HasPrefix(k, Prefix) && !known[k] {
+			warnings = append(warnings, k)
+		}
+	}
+
+	sort.Strings(warnings)
+
+	if cfg.ScanCIDR.IsValid() && cfg.Peers != nil {
+		return cfg, warnings, &InvalidError{Variable: Prefix + "PEERS", Value: env[Prefix+"PEERS"],
+			Reason: "set either PEERS or SCAN_CIDR, not both"}
+	}
+
+	if cfg.ScanTimeout >= cfg.ScanInterval {
+		return cfg, warnings, &InvalidError{Variable: Prefix + "SCAN_TIMEOUT", Value: cfg.ScanTimeout.String(),
+			Reason: "must be shorter than " + Prefix + "SCAN_INTERVAL (" + cfg.ScanInterval.String() + ")"}
+	}
+
+	return cfg, warnings, nil
+}
+
+// FromEnvironment is Load(os.Environ()).
+func FromEnvironment() (Config, []string, error) { return Load(os.Environ()) }

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestDefaultsAreTheSeeds(t *testing.T) {
+	cfg, warnings, err := Load(nil)
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("Load(nil) = %v, %v", warnings, err)
+	}
+
+	if cfg.LogLevel != zerolog.InfoLevel || cfg.ScanInterval != 30*time.Second ||
+		cfg.FollowerCheckInterval != 15*time.Second || cfg.QuorumNodes != 1 ||
+		cfg.PreBootstrapDelay != 10*time.Second || cfg.MaxBackoff != 2*time.Minute ||
+		cfg.ScanTimeout != 2*time.Second || cfg.MaxScanHosts != 65536 || cfg.APIDPort != 50000 {
+		t.Fatalf("defaults differ from the seed: %+v", cfg)
+	}
+}
+
+func TestValuesParse(t *testing.T) {
+	cfg, _, err := Load([]string{
+		"LOG_LEVEL=DEBUG",
+		"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=3",
+		"TALOS_AUTO_BOOTSTRAP_PRE_BOOTSTRAP_DELAY=20s",
+		"TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.6, 10.0.0.5",
+		"TALOS_AUTO_BOOTSTRAP_BREAK_LOCK=10.0.0.5/6f2c1c3e-5a1b-4c7d-9e0f-123456789abc/2",
+		"PATH=/bin",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if cfg.LogLevel != zerolog.DebugLevel || cfg.QuorumNodes != 3 || cfg.PreBootstrapDelay != 20*time.Second {
+		t.Fatalf("cfg = %+v", cfg)
+	}
+
+	if len(cfg.Peers) != 2 || cfg.Peers[0] != netip.MustParseAddr("10.0.0.6") {
+		t.Fatalf("peers = %v", cfg.Peers)
+	}
+
+	if cfg.BreakLock == nil || cfg.BreakLock.String() != "10.0.0.5/6f2c1c3e-5a1b-4c7d-9e0f-123456789abc/2" {
+		t.Fatalf("break lock = %v", cfg.BreakLock)
+	}
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	cases := []struct{ env, variable string }{
+		{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=three", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES"},
+		{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=0", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES"},
+		{"TALOS_AUTO_BOOTSTRAP_SCAN_INTERVAL=30", "TALOS_AUTO_BOOTSTRAP_SCAN_INTERVAL"},
+		{"TALOS_AUTO_BOOTSTRAP_MAX_BACKOFF=-1s", "TALOS_AUTO_BOOTSTRAP_MAX_BACKOFF"},
+		{"TALOS_AUTO_BOOTSTRAP_SCAN_CONCURRENCY=100000", "TALOS_AUTO_BOOTSTRAP_SCAN_CONCURRENCY"},
+		{"TALOS_AUTO_BOOTSTRAP_SCAN_CIDR=10.0.0.0/33", "TALOS_AUTO_BOOTSTRAP_SCAN_CIDR"},
+		{"TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.1,nope", "TALOS_AUTO_BOOTSTRAP_PEERS"},
+		{"TALOS_AUTO_BOOTSTRAP_TALOSCONFIG=relative/path", "TALOS_AUTO_BOOTSTRAP_TALOSCONFIG"},
+		{"TALOS_AUTO_BOOTSTRAP_BREAK_LOCK=10.0.0.5", "TALOS_AUTO_BOOTSTRAP_BREAK_LOCK"},
+		{"TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT=1m", "TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT"},
+		{"LOG_LEVEL=verbose", "LOG_LEVEL"},
+	}
+
+	for _, c := range cases {
+		_, _, err := Load([]string{c.env})
+		if err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), c.variable) {
+			t.Errorf("%s: err = %v, want an InvalidError naming %s", c.env, err, c.variable)
+		}
+	}
+}
+
+func TestUnknownVariablesWarn(t *testing.T) {
+	_, warnings, err := Load([]string{"TALOS_AUTO_BOOTSTRAP_QUORUM=3", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=3"})
+	if err != nil || len(warnings) != 1 || warnings[0] != "TALOS_AUTO_BOOTSTRAP_QUORUM" {
+		t.Fatalf("warnings = %v, err = %v", warnings, err)
+	}
+}
