@@ -30,6 +30,7 @@ type Event string
 // Events. A handler returns one of these; the table decides where it leads.
 const (
 	ControlPlaneDetected Event = "controlplane_detected"
+	SecretsMissing       Event = "secrets_missing"
 	WorkerDetected       Event = "worker_detected"
 	CredentialsReady     Event = "credentials_ready"
 	Connected            Event = "connected"
@@ -58,6 +59,9 @@ type Transition struct {
 // leads; handlers never choose their successor.
 var Table = []Transition{
 	{ControlPlaneDetected, []State{Detect}, Credentials},
+	// /system/secrets/etcd stayed absent for the grace period: the machine
+	// config (or, with a talosconfig, the local apid) has the last word.
+	{SecretsMissing, []State{Detect}, Credentials},
 	// A worker (secrets absent, worker config, or apid says so) has nothing to
 	// do: Done, exit 0, and Talos's untilSuccess policy leaves it stopped.
 	{WorkerDetected, []State{Detect, Credentials, Connect}, Done},
