@@ -1,0 +1,286 @@
+// Command build-image builds the Talos system-extension image of the daemon
+// without a Docker engine (see deploy/imagebuild): an OCI image layout with
+// one image per platform, a tar archive of it, and optionally a push.
+//
+//	go run ./cmd/build-image -version v1.0.0                       # _out/image, _out/image.tar
+//	go run ./cmd/build-image -version v1.0.0 -push ghcr.io/org/x:v1.0.0
+//	go run ./cmd/build-image -version v1.0.0 -platforms linux/arm64 \
+//	    -binary linux/arm64=bin/daemon -rootfs /out/tree              # unpacked tree (Dockerfile)
+//
+// The only timestamp in the result is SOURCE_DATE_EPOCH (Unix seconds; 0
+// when unset), so the same inputs give the same digests.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/deploy"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/deploy/imagebuild"
+)
+
+type binaryFlags map[string]string
+
+func (b binaryFlags) String() string { return fmt.Sprint(map[string]string(b)) }
+
+func (b binaryFlags) Set(v string) error {
+	platform, path, ok := strings.Cut(v, "=")
+	if !ok || path == "" {
+		return fmt.Errorf("%q: want linux/ARCH=PATH", v)
+	}
+
+	arch, err := parsePlatform(platform)
+	if err != nil {
+		return err
+	}
+
+	b[arch] = path
+
+	return nil
+}
+
+func parsePlatform(p string) (string, error) {
+	osName, arch, ok := strings.Cut(strings.TrimSpace(p), "/")
+	if !ok || osName != "linux" || arch == "" || strings.Contains(arch, "/") {
+		return "", fmt.Errorf("platform %q: want linux/ARCH (Talos runs on linux/amd64 and linux/arm64)", p)
+	}
+
+	return arch, nil
+}
+
+type options struct {
+	version   string
+	platforms []string // arches
+	binaries  binaryFlags
+	pkg       string
+	out       string
+	archive   string
+	rootfs    string
+	push      string
+	created   time.Time
+}
+
+func parseFlags(args []string, getenv func(string) string) (options, error) {
+	fs := flag.NewFlagSet("build-image", flag.ContinueOnError)
+
+	opts := options{binaries: binaryFlags{}}
+
+	var platforms, epoch string
+
+	fs.StringVar(&opts.version, "version", "", "version stamped into manifest.yaml and main.version (required)")
+	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms of the index")
+	fs.Var(opts.binaries, "binary", "prebuilt daemon for a platform, linux/ARCH=PATH (repeatable); others are built with go build")
+	fs.StringVar(&opts.pkg, "package", imagebuild.MainPackage, "main package built when no -binary is given")
+	fs.StringVar(&opts.out, "out", "_out/image", "OCI image layout directory (replaced)")
+	fs.StringVar(&opts.archive, "archive", "_out/image.tar", "tar archive of the layout; empty to skip")
+	fs.StringVar(&opts.rootfs, "rootfs", "", "write only the unpacked extension tree of the single platform to this directory")
+	fs.StringVar(&opts.push, "push", "", "push the index to this reference (e.g. ghcr.io/org/image:v1.0.0)")
+	fs.StringVar(&epoch, "source-date-epoch", getenv("SOURCE_DATE_EPOCH"), "timestamp of every file and of the image, Unix seconds (default $SOURCE_DATE_EPOCH, else 0)")
+
+	if err := fs.Parse(args); err != nil {
+		return opts, err
+	}
+
+	if fs.NArg() != 0 {
+		return opts, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+
+	if opts.version == "" {
+		return opts, errors.New("-version is required (make passes VERSION)")
+	}
+
+	for _, p := range strings.Split(platforms, ",") {
+		arch, err := parsePlatform(p)
+		if err != nil {
+			return opts, err
+		}
+
+		opts.platforms = append(opts.platforms, arch)
+	}
+
+	for arch := range opts.binaries {
+		if !contains(opts.platforms, arch) {
+			return opts, fmt.Errorf("-binary for linux/%s, which is not in -platforms", arch)
+		}
+	}
+
+	if opts.rootfs != "" && len(opts.platforms) != 1 {
+		return opts, errors.New("-rootfs writes one platform's tree: give exactly one -platforms entry")
+	}
+
+	secs := int64(0)
+
+	if epoch != "" {
+		var err error
+
+		secs, err = strconv.ParseInt(epoch, 10, 64)
+		if err != nil || secs < 0 {
+			return opts, fmt.Errorf("SOURCE_DATE_EPOCH %q: want non-negative Unix seconds", epoch)
+		}
+	}
+
+	opts.created = time.Unix(secs, 0).UTC()
+
+	return opts, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+
+	return false
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "build-image:", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	if err := run(ctx, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "build-image:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, opts options) error {
+	in := imagebuild.Input{
+		Manifest:    deploy.Manifest,
+		ServiceSpec: deploy.ServiceSpec,
+		Version:     opts.version,
+		Created:     opts.created,
+	}
+
+	tmp, err := os.MkdirTemp("", "build-image-")
+	if err != nil {
+		return fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp) //nolint:errcheck // temp files
+
+	for _, arch := range opts.platforms {
+		path, ok := opts.binaries[arch]
+		if !ok {
+			path = filepath.Join(tmp, arch, imagebuild.BinaryName)
+
+			build := imagebuild.GoBuild{Package: opts.pkg, Arch: arch, Version: opts.version, Output: path}
+			if err := build.Run(ctx); err != nil {
+				return err
+			}
+		}
+
+		bin, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read daemon binary for linux/%s: %w", arch, err)
+		}
+
+		fmt.Printf("linux/%s: binary %s (%d bytes)\n", arch, path, len(bin))
+
+		in.Platforms = append(in.Platforms, imagebuild.Platform{Arch: arch, Binary: bin})
+	}
+
+	if opts.rootfs != "" {
+		tree, err := imagebuild.NewTree(in.Manifest, in.ServiceSpec, in.Version, in.Platforms[0].Binary)
+		if err != nil {
+			return err
+		}
+
+		if err := tree.WriteDir(opts.rootfs, in.Created); err != nil {
+			return err
+		}
+
+		fmt.Printf("extension tree written to %s\n", opts.rootfs)
+
+		return nil
+	}
+
+	idx, err := imagebuild.Index(in)
+	if err != nil {
+		return err
+	}
+
+	if err := report(idx); err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(filepath.Dir(opts.out), 0o755); err != nil {
+		return fmt.Errorf("create output directory: %w", err)
+	}
+
+	if err := imagebuild.WriteLayout(opts.out, idx); err != nil {
+		return err
+	}
+
+	fmt.Printf("OCI layout: %s\n", opts.out)
+
+	if opts.archive != "" {
+		if err := imagebuild.WriteArchive(opts.archive, opts.out, in.Created); err != nil {
+			return err
+		}
+
+		fmt.Printf("archive: %s\n", opts.archive)
+	}
+
+	if opts.push != "" {
+		pushed, err := imagebuild.Push(ctx, idx, opts.push)
+		if err != nil {
+			return err
+		}
+
+		fmt.Printf("pushed: %s\n", pushed)
+	}
+
+	return nil
+}
+
+// report prints the index digest and, per platform, the image digest and
+// its size as pulled (manifest, config and compressed layers).
+func report(idx v1.ImageIndex) error {
+	digest, err := idx.Digest()
+	if err != nil {
+		return fmt.Errorf("index digest: %w", err)
+	}
+
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return fmt.Errorf("index manifest: %w", err)
+	}
+
+	for _, desc := range im.Manifests {
+		img, err := idx.Image(desc.Digest)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", desc.Digest, err)
+		}
+
+		size, err := imagebuild.PulledSize(img)
+		if err != nil {
+			return err
+		}
+
+		fmt.Printf("linux/%s: image %s, %d bytes to pull\n", desc.Platform.Architecture, desc.Digest, size)
+	}
+
+	fmt.Printf("index: %s\n", digest)
+
+	return nil
+}
