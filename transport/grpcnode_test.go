@@ -1,0 +1,326 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
+)
+
+// pki is shared: generating a secrets bundle costs tens of milliseconds.
+var (
+	pkiOnce   sync.Once
+	sharedPKI *fakeapid.PKI
+	pkiErr    error
+)
+
+func testPKI(t *testing.T) *fakeapid.PKI {
+	t.Helper()
+
+	pkiOnce.Do(func() { sharedPKI, pkiErr = fakeapid.NewPKI() })
+
+	if pkiErr != nil {
+		t.Fatal(pkiErr)
+	}
+
+	return sharedPKI
+}
+
+var (
+	ipMu   sync.Mutex
+	nextIP = netip.MustParseAddr("127.0.10.1")
+)
+
+// freshIP hands out a distinct loopback address per fake node.
+func freshIP() netip.Addr {
+	ipMu.Lock()
+	defer ipMu.Unlock()
+
+	ip := nextIP
+	nextIP = nextIP.Next()
+
+	return ip
+}
+
+func startNode(t *testing.T, reg *fakeapid.Registry, node fakeapid.Node) *fakeapid.Server {
+	t.Helper()
+
+	if !node.IP.IsValid() {
+		node.IP = freshIP()
+	}
+
+	if node.TimeSyncWait == 0 {
+		node.TimeSyncWait = 50 * time.Millisecond
+	}
+
+	srv, err := fakeapid.Start(fakeapid.Config{PKI: testPKI(t), Registry: reg}, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Cleanup(func() { srv.Close() }) //nolint:errcheck
+
+	return srv
+}
+
+func adminDialer(t *testing.T) transport.Dialer {
+	t.Helper()
+
+	id, err := testPKI(t).AdminIdentity(time.Now().Add(-time.Minute), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return transport.NewDialer(id, transport.WithCallTimeout(2*time.Second), transport.WithBootstrapTimeout(3*time.Second))
+}
+
+func dial(t *testing.T, d transport.Dialer, srv *fakeapid.Server) transport.Node {
+	t.Helper()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+
+	n, err := d.Dial(ctx, srv.Addr())
+	if err != nil {
+		t.Fatalf("dial %s: %v", srv.Addr(), err)
+	}
+
+	t.Cleanup(func() { n.Close() }) //nolint:errcheck
+
+	return n
+}
+
+func shortCtx(t *testing.T) context.Context {
+	t.Helper()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	t.Cleanup(cancel)
+
+	return ctx
+}
+
+func TestReadOnlyMethods(t *testing.T) {
+	t.Parallel()
+
+	boot := time.Unix(1_700_000_000, 0)
+	bootID := "0b5e3f5c-6d0e-4c4b-9a57-4f0e1b7f2a11"
+
+	tests := []struct {
+		name        string
+		node        fakeapid.Node
+		machineType transport.MachineType
+		etcd        transport.ServiceState
+		synced      bool
+		syncErr     error
+	}{
+		{
+			name:        "control plane with COSI",
+			node:        fakeapid.Node{MachineType: transport.MachineTypeControlPlane},
+			machineType: transport.MachineTypeControlPlane,
+			etcd:        transport.ServiceState{Found: true, State: "Preparing"},
+			synced:      true,
+		},
+		{
+			name:        "init with COSI",
+			node:        fakeapid.Node{MachineType: transport.MachineTypeInit},
+			machineType: transport.MachineTypeInit,
+			etcd:        transport.ServiceState{Found: true, State: "Preparing"},
+			synced:      true,
+		},
+		{
+			name:        "worker with COSI, time unsynced",
+			node:        fakeapid.Node{MachineType: transport.MachineTypeWorker, TimeUnsynced: true},
+			machineType: transport.MachineTypeWorker,
+			etcd:        transport.ServiceState{},
+			synced:      false,
+		},
+		{
+			name:        "control plane without COSI",
+			node:        fakeapid.Node{MachineType: transport.MachineTypeControlPlane, COSIUnimplemented: true},
+			machineType: transport.MachineTypeControlPlane,
+			etcd:        transport.ServiceState{Found: true, State: "Preparing"},
+			syncErr:     transport.ErrUnsupported,
+		},
+		{
+			name:        "worker without COSI",
+			node:        fakeapid.Node{MachineType: transport.MachineTypeWorker, COSIUnimplemented: true},
+			machineType: transport.MachineTypeWorker,
+			etcd:        transport.ServiceState{},
+			syncErr:     transport.ErrUnsupported,
+		},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+
+			tt.node.BootTime = boot
+			tt.node.BootID = bootID
+			srv := startNode(t, fakeapid.NewRegistry(), tt.node)
+			n := dial(t, adminDialer(t), srv)
+			ctx := shortCtx(t)
+
+			if n.Addr() != srv.Node().IP {
+				t.Errorf("Addr = %s, want %s", n.Addr(), srv.Node().IP)
+			}
+
+			bt, err := n.BootTime(ctx)
+			if err != nil || !bt.Equal(boot) {
+				t.Errorf("BootTime = %v, %v; want %v", bt, err, boot)
+			}
+
+			id, err := n.BootID(ctx)
+			if err != nil || id != bootID {
+				t.Errorf("BootID = %q, %v; want %q", id, err, bootID)
+			}
+
+			mt, err := n.MachineType(ctx)
+			if err != nil || mt != tt.machineType {
+				t.Errorf("MachineType = %q, %v; want %q", mt, err, tt.machineType)
+			}
+
+			svc, err := n.EtcdService(ctx)
+			if err != nil || svc != tt.etcd {
+				t.Errorf("EtcdService = %+v, %v; want %+v", svc, err, tt.etcd)
+			}
+
+			empty, err := n.EtcdDataDirEmpty(ctx)
+			if err != nil || !empty {
+				t.Errorf("EtcdDataDirEmpty = %v, %v; want true", empty, err)
+			}
+
+			synced, err := n.TimeSynced(ctx)
+			if tt.syncErr != nil {
+				if !errors.Is(err, tt.syncErr) || status.Code(err) != codes.Unimplemented {
+					t.Errorf("TimeSynced error = %v, want %v wrapping Unimplemented", err, tt.syncErr)
+				}
+			} else if err != nil || synced != tt.synced {
+				t.Errorf("TimeSynced = %v, %v; want %v", synced, err, tt.synced)
+			}
+
+			wantMethods := []string{
+				machine.MachineService_SystemStat_FullMethodName,
+				machine.MachineService_Read_FullMethodName,
+				"/cosi.resource.State/Get",
+			}
+			if tt.node.COSIUnimplemented {
+				wantMethods = append(wantMethods, machine.MachineService_ServiceList_FullMethodName)
+			}
+
+			wantMethods = append(wantMethods,
+				machine.MachineService_ServiceList_FullMethodName,
+				machine.MachineService_List_FullMethodName,
+				"/cosi.resource.State/Get",
+			)
+			if got := srv.Methods(); !slices.Equal(got, wantMethods) {
+				t.Errorf("calls = %v\nwant    %v", got, wantMethods)
+			}
+		})
+	}
+}
+
+func TestReadFile(t *testing.T) {
+	t.Parallel()
+
+	srv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{})
+	n := dial(t, adminDialer(t), srv)
+
+	big := make([]byte, 10_000) // several Read chunks
+	for i := range big {
+		big[i] = byte('a' + i%26)
+	}
+
+	statusPath := "/var/lib/kommodity-autobootstrap/status.json"
+	host := filepath.Join(srv.FilesRoot(), statusPath)
+
+	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(host, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name     string
+		path     string
+		limit    int64
+		want     []byte
+		notFound bool
+		code     codes.Code
+		msg      string
+	}{
+		{name: "multi-chunk file", path: statusPath, limit: int64(len(big)), want: big},
+		{name: "over the limit", path: statusPath, limit: int64(len(big)) - 1, code: codes.Unknown, msg: "larger than 9999 bytes"},
+		{name: "missing", path: "/var/lib/nothing", limit: 10, notFound: true, code: codes.NotFound, msg: "stat /var/lib/nothing: no such file or directory"},
+		{name: "directory", path: "/var/lib", limit: 10, code: codes.Unknown, msg: "path must be a regular file"},
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := n.ReadFile(shortCtx(t), tt.path, tt.limit)
+			if tt.want != nil {
+				if err != nil || !slices.Equal(got, tt.want) {
+					t.Fatalf("ReadFile = %d bytes, %v; want %d bytes", len(got), err, len(tt.want))
+				}
+
+				return
+			}
+
+			if err == nil {
+				t.Fatalf("ReadFile succeeded with %d bytes, want an error", len(got))
+			}
+
+			if errors.Is(err, transport.ErrNotFound) != tt.notFound {
+				t.Errorf("errors.Is(%v, ErrNotFound) = %v, want %v", err, !tt.notFound, tt.notFound)
+			}
+
+			if status.Code(err) != tt.code {
+				t.Errorf("status.Code(%v) = %v, want %v", err, status.Code(err), tt.code)
+			}
+
+			if !containsAll(err.Error(), tt.msg, srv.Node().IP.String(), tt.path) {
+				t.Errorf("error %q should contain %q, the node and the path", err, tt.msg)
+			}
+		})
+	}
+}
+
+func TestBootIDValidation(t *testing.T) {
+	t.Parallel()
+
+	srv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{BootID: "not-a-uuid"})
+	n := dial(t, adminDialer(t), srv)
+
+	_, err := n.BootID(shortCtx(t))
+	if err == nil {
+		t.Fatal("BootID accepted garbage")
+	}
+
+	if !containsAll(err.Error(), srv.Node().IP.String(), "not-a-uuid") {
+		t.Errorf("error %q should name the peer and the value", err)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+
+	return true
+}

@@ -1,0 +1,103 @@
+package transport
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+)
+
+// TLSConfig is the client side of apid's mutual TLS.
+//
+// The client certificate is fetched per handshake because the identity renews
+// it. The server certificate must chain to the cluster's machine CA, but its
+// names are not checked: peers are probed by address before anything is known
+// about them, and the chain alone is what tells a node of this cluster from a
+// foreign one.
+func TLSConfig(id Identity) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Hostname/IP verification is replaced by VerifyConnection below;
+		// the chain is still verified, against the cluster CA only.
+		InsecureSkipVerify: true, //nolint:gosec
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, err := id.ClientCertificate()
+			if err != nil {
+				return nil, fmt.Errorf("client certificate: %w", err)
+			}
+
+			return cert, nil
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyServerChain(id.ClusterCA(), cs.PeerCertificates)
+		},
+	}
+}
+
+// certificateRejectedError marks a server certificate that does not chain to
+// the cluster CA.
+type certificateRejectedError struct {
+	subject string
+	err     error
+}
+
+func (e *certificateRejectedError) Error() string {
+	return fmt.Sprintf("server certificate %q does not chain to the cluster CA: %v", e.subject, e.err)
+}
+
+func (e *certificateRejectedError) Unwrap() error { return e.err }
+
+// IsCertificateRejected tells whether err (a raw TLS handshake error, a Dial
+// error, or anything wrapping them) says that the peer's certificate does not
+// chain to the cluster CA: the peer belongs to another cluster or is in
+// maintenance mode (self-signed CA). A certificate that chains but is outside
+// its validity window (our clock is off) is not a rejection.
+func IsCertificateRejected(err error) bool {
+	var rejected *certificateRejectedError
+
+	return errors.As(err, &rejected)
+}
+
+func verifyServerChain(roots *x509.CertPool, certs []*x509.Certificate) error {
+	if len(certs) == 0 {
+		return errors.New("server presented no certificate")
+	}
+
+	if roots == nil {
+		return errors.New("no cluster CA to verify the server certificate against")
+	}
+
+	leaf := certs[0]
+
+	intermediates := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		intermediates.AddCert(c)
+	}
+
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: intermediates,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+
+	_, err := leaf.Verify(opts)
+	if err == nil {
+		return nil
+	}
+
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+		// Verify stops at the validity check before it looks at the chain.
+		// Check the chain at a moment the leaf is valid, so that a node of
+		// our cluster seen through a wrong clock (ours or its) is not taken
+		// for a foreign one.
+		opts.CurrentTime = leaf.NotBefore
+		if _, chainErr := leaf.Verify(opts); chainErr == nil {
+			return fmt.Errorf("server certificate %q (valid %s to %s): %w",
+				leaf.Subject, leaf.NotBefore.UTC().Format("2006-01-02T15:04:05Z"),
+				leaf.NotAfter.UTC().Format("2006-01-02T15:04:05Z"), err)
+		}
+	}
+
+	return &certificateRejectedError{subject: leaf.Subject.String(), err: err}
+}
