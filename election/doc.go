@@ -1,0 +1,149 @@
+// Package election decides, from facts, whether this node bootstraps etcd,
+// follows another node, or waits. It is pure: Step, ConfirmLocks,
+// AfterBootstrap, Resume, SignsFrom and ClassifyBootstrap take facts and
+// return decisions, with no I/O, clock or randomness, so that the daemon and
+// the deterministic simulator (package simulation) run the same code.
+//
+// # Why
+//
+// Talos refuses a second Bootstrap only on the same node (AlreadyExists when
+// /var/lib/etcd is not empty). Another control-plane node whose etcd has not
+// joined yet accepts Bootstrap and starts a second, separate etcd cluster.
+// The protocol below guarantees at most one Bootstrap per cluster.
+//
+// # Round
+//
+// Each daemon round: scan the control-plane candidates; for each read the
+// boot ID, boot time, status file (valid only if its boot ID is the node's
+// current one) and the signs of etcd (SignsFrom); feed the view to
+// ViewTracker; call Step; persist the returned status BEFORE acting on the
+// decision; act. BeginBootstrap: the persisted status already says
+// "bootstrapping k"; read the peers once more, call ConfirmLocks, and only
+// when it returns nil send Bootstrap; record the answer with
+// ClassifyBootstrap and AfterBootstrap, persist.
+//
+// # Identity and ranking
+//
+// An incarnation is (IP, boot ID): boot IDs identify, boot times rank. Rank
+// orders by boot time (oldest first) then numeric IP. A changed boot time
+// with the same boot ID is a clock step (Talos steps the clock when time
+// first syncs): it changes the view (ViewTracker restarts the stability
+// delay) but not the identity.
+//
+// # Status file and locks
+//
+// Each node publishes a Status (status.json). A lock names one intent:
+// (leader IP, leader boot ID, intent number). Intent numbers are per node and
+// monotonic across restarts and reboots; WithdrawnThrough is monotonic too,
+// so a follower that polls slowly cannot miss a withdrawal.
+//
+// # Step rules, in order
+//
+// 0. Done stays done; own etcd Running and healthy makes done. Phases
+// bootstrapping and bootstrapped never withdraw and never re-elect: with
+// etcd data present wait for etcd (AwaitEtcd); bootstrapping in this boot
+// without data (re)sends Bootstrap on this node only (BeginBootstrap, still
+// guarded by ConfirmLocks): a repeat on the same node cannot make a second
+// cluster, and without a resend a lost request would block the cluster
+// forever since followers stay locked. A bootstrap set in an earlier boot
+// (BootstrapBootID differs) with an empty /var/lib/etcd died with that
+// boot's memory: it is withdrawn and the election resumes; with the
+// directory unknown, wait.
+//
+// 1. A lock to another leader is released only when (a) that node's status
+// has WithdrawnThrough >= k (and Intent >= k, so a wiped file with a reset
+// counter cannot release it); (b) that node's boot ID differs from the
+// lock's and its /var/lib/etcd is known empty and etcd is not running: the
+// Bootstrap request lived in memory and died with the boot; (c) the operator
+// set BreakLock to exactly this lock. Never on a timer: a leader cut off by
+// a partition may have bootstrapped, and nobody can see it.
+//
+// 2. Signs of etcd on this node (service started, data, members) end the
+// election: wait for own etcd (AwaitJoin), never bootstrap. Any sign on a
+// peer, or a peer whose valid status says bootstrapping, bootstrapped or
+// done, means a cluster exists or is being created: Follow. An own announced
+// intent is withdrawn first (allowed: no Bootstrap was sent).
+//
+// 6a. An announced leader that no longer ranks first in its view withdraws
+// at once. This covers "a higher-ranked peer announced" and "a peer is
+// locked to a higher-ranked leader" (both are in the view, so they outrank
+// us) and needs no timer.
+//
+// 3. Without synced time (Bootstrap needs it, and boot times move when the
+// clock is stepped) or with fewer than Quorum nodes in view: Wait.
+//
+// 4. Locked to another leader: Follow.
+//
+// 5. Not locked: the first-ranked node locks to itself with a new intent
+// (Intent+1), publishes it (announced) and leads. Others lock to the
+// highest-ranked live intent in view (announced, locked to itself, not
+// withdrawn), or wait for the top candidate to announce.
+//
+// 6b. A leader still ranking first begins the bootstrap only when: it
+// announced at least ConfirmWait (FOLLOWER_CHECK_INTERVAL) ago, so followers
+// had a chance to lock; the view has been stable, and it has been announced,
+// for PRE_BOOTSTRAP_DELAY; every peer in view has a readable status of its
+// current boot locked to exactly (self, k); no node (self included) has an
+// Unknown cluster check; the view holds at least Quorum nodes. Any blocker is
+// named in the Reason (a node without status file: every control-plane node
+// must run the extension). The returned status says bootstrapping k,
+// Bootstrapping=k, set before the RPC.
+//
+// 7. Resume: same incarnation continues from the file. A new boot keeps the
+// intent counter, WithdrawnThrough and a lock to another leader, withdraws an
+// own announced intent (nothing of it is in flight), and keeps
+// bootstrapping/bootstrapped for rule 0 to judge by the data directory.
+//
+// ConfirmLocks, after "bootstrapping k" is published, re-reads the peers and
+// requires at least Quorum nodes (self included) locked to exactly (self, k)
+// and no peer bootstrapping itself. It does not require every peer in view:
+// a node appearing after the first check sees our bootstrapping status and
+// follows without locking, and must not block a resend forever.
+//
+// # Bootstrap answers (ClassifyBootstrap, from the Talos source)
+//
+// nil: accepted. AlreadyExists (or Unknown "etcd data directory is not
+// empty" from BootstrapEtcd's re-check): wait for etcd health, not a success
+// by itself. FailedPrecondition "bootstrap is not available yet" / "time is
+// not in sync yet", Unimplemented "machine type is not set",
+// PermissionDenied/Unauthenticated: nothing happened, retry.
+// FailedPrecondition "bootstrap can only be performed on a control plane
+// node" (v1.6–v1.12), Unimplemented "bootstrap is only available on control
+// plane nodes" (v1.13), InvalidArgument "etcd is not configured": halt, with
+// the intent kept. Everything else (DeadlineExceeded, Unavailable, Canceled,
+// dropped connections, unknown messages): may have happened; stay
+// bootstrapping and resend on this node only.
+//
+// # Safety argument
+//
+// Claim: no two distinct nodes' Bootstrap requests both take effect. Suppose
+// leaders A (intent a) and B (intent b) both sent Bootstrap. Each sent only
+// after ConfirmLocks saw at least Quorum nodes' statuses locked to its
+// intent, read after its "bootstrapping" status was persisted. With Quorum a
+// majority of the control-plane nodes, the two sets share a node N. Let A's
+// read of N come first. N's lock changed from (A,a) to (B,b) afterwards, so
+// it was released by rule 1: (a) needs A to publish WithdrawnThrough >= a,
+// which A never does in the boot it set Bootstrapping=a in, and which could
+// not have been published earlier either (intents are never reused, a
+// withdrawn intent never becomes bootstrapping); (b) needs A rebooted with an
+// empty data directory, and then A's request died with the boot and A's
+// next boot withdraws a rather than resending it (rule 0), so A's request
+// did not take effect; (c) is the operator's assertion. A leader's own lock
+// cannot be counted by the other leader, since a node holds one lock. Locks
+// survive daemon restarts and reboots because they live in the status file,
+// written atomically before any action.
+//
+// Assumptions. QUORUM_NODES is a majority of the control-plane count
+// (floor(n/2)+1 or more); the protocol cannot know n, so this is the
+// operator's promise. QUORUM_NODES=1 is safe only for a single control-plane
+// node, or when every node always sees every other: with 1, two nodes that
+// cannot see each other each form a quorum of one. Every control-plane node
+// runs the extension (a node without status file blocks the bootstrap, it
+// is never ignored). /var/lib/kommodity-autobootstrap survives reboots.
+//
+// Liveness: once the nodes see each other and are up, ranks agree, every
+// lower-ranked leader withdraws (6a), its followers release (1a), everyone
+// locks to the top candidate's intent (5), which bootstraps after
+// PRE_BOOTSTRAP_DELAY; the others see its bootstrapping status (2) and wait
+// for their etcd to join.
+package election

@@ -1,0 +1,62 @@
+package election
+
+import (
+	"fmt"
+	"time"
+)
+
+// NewStatus is the status of a node that has never run the protocol.
+func NewStatus(self Candidate) Status {
+	return Status{
+		Version:     StatusVersion,
+		Incarnation: self.Incarnation,
+		BootTime:    self.BootTime,
+		Phase:       PhaseIdle,
+	}
+}
+
+// Resume adapts a reloaded status file to the running incarnation (rule 7).
+// Same incarnation: continue exactly where the file left off (a daemon
+// restart). New boot (or new IP): keep the intent counter, WithdrawnThrough
+// and a lock to another leader (locks survive reboots); withdraw an own
+// announced intent; keep bootstrapping/bootstrapped so that Step decides
+// from the local etcd data directory whether that bootstrap can still take
+// effect. It is idempotent.
+func Resume(saved Status, self Candidate) Status {
+	st := saved.Clone()
+	st.Version = StatusVersion
+	st.BootTime = self.BootTime
+
+	if st.Incarnation == self.Incarnation {
+		return st
+	}
+
+	old := st.Incarnation
+	st.Incarnation = self.Incarnation
+	st.FSMState = ""
+
+	switch st.Phase {
+	case PhaseBootstrapping, PhaseBootstrapped, PhaseDone:
+		// Step rule 0/7 decides; BootstrapBootID still names the old boot.
+		return st
+	}
+
+	if st.Lock != nil && st.Lock.Leader == old {
+		st.Lock = nil
+	}
+
+	// Every own intent of an earlier boot is dead: nothing of it can be in
+	// flight, because none reached bootstrapping.
+	st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent)
+	st.AnnouncedAt = time.Time{}
+
+	if st.Lock != nil {
+		st.Phase = PhaseLocked
+	} else {
+		st.Phase = PhaseIdle
+	}
+
+	st.Reason = fmt.Sprintf("resumed after a new boot (previous incarnation %s)", old)
+
+	return st
+}

@@ -1,0 +1,99 @@
+package election
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+)
+
+// SignsFrom turns one node's probe answers into signs of an existing
+// cluster. Only answers known from the Talos source to mean "no etcd here
+// yet" become No; every other error is Unknown, which blocks a bootstrap.
+//
+//   - ServiceList: service states follow Talos's runner (system/events):
+//     Initialized, Waiting, Starting and Preparing come before etcd runs
+//     (before bootstrap etcd sits in Preparing); Skipped means never; Running
+//     means etcd runs; Stopping and Finished happen when Bootstrap stops the
+//     waiting etcd ("Bootstrap requested") or a running etcd stops. Failed
+//     and unknown states are Unknown.
+//   - /var/lib/etcd: empty or absent is No (Talos's own Bootstrap test).
+//   - EtcdMemberList{QueryLocal}: asks the etcd at localhost:2379. Before
+//     bootstrap it only errors (TLS not ready, connection refused, deadline):
+//     such an error carries information only when ServiceList says etcd is
+//     not running here, and is then No. Unimplemented "machine type is not
+//     set" / "only available on control plane nodes" is No.
+func SignsFrom(svc transport.ServiceState, svcErr error, dataDirEmpty bool, dataErr error, members []string, membersErr error) Signs {
+	var s Signs
+
+	switch {
+	case svcErr != nil:
+		s.EtcdRunning = Unknown
+		s.Unknown = append(s.Unknown, "ServiceList: "+svcErr.Error())
+	case !svc.Found:
+		s.EtcdRunning = No
+	default:
+		switch svc.State {
+		case "Initialized", "Waiting", "Starting", "Preparing", "Skipped":
+			s.EtcdRunning = No
+		case "Running", "Stopping", "Finished":
+			s.EtcdRunning = Yes
+		default:
+			s.EtcdRunning = Unknown
+			s.Unknown = append(s.Unknown, "etcd service in state "+svc.State)
+		}
+	}
+
+	switch {
+	case dataErr == nil && dataDirEmpty:
+		s.DataDirNonEmpty = No
+	case dataErr == nil:
+		s.DataDirNonEmpty = Yes
+	case isNotFound(dataErr):
+		s.DataDirNonEmpty = No
+	default:
+		s.DataDirNonEmpty = Unknown
+		s.Unknown = append(s.Unknown, "list "+transport.EtcdDataDir+": "+dataErr.Error())
+	}
+
+	switch {
+	case membersErr == nil && len(members) > 0:
+		s.HasMembers = Yes
+	case membersErr == nil:
+		s.HasMembers = No
+	case notControlPlaneYet(membersErr):
+		s.HasMembers = No
+	case s.EtcdRunning == No:
+		s.HasMembers = No
+	default:
+		s.HasMembers = Unknown
+		s.Unknown = append(s.Unknown, "EtcdMemberList: "+membersErr.Error())
+	}
+
+	return s
+}
+
+func isNotFound(err error) bool {
+	if errors.Is(err, transport.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+
+	st, ok := status.FromError(err)
+
+	return ok && st.Code() == codes.NotFound
+}
+
+// notControlPlaneYet matches machinehelper.CheckControlplane's answers.
+func notControlPlaneYet(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unimplemented {
+		return false
+	}
+
+	return strings.Contains(st.Message(), "machine type is not set") ||
+		strings.Contains(st.Message(), "is only available on control plane nodes")
+}

@@ -1,0 +1,427 @@
+package election
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// maxReasons bounds how many blockers a Reason lists.
+const maxReasons = 3
+
+// Step is the protocol: given the persisted status and one round's
+// observation it returns the status to persist (before acting) and what to
+// do. It is pure: no I/O, no clock, no randomness. The rules are numbered as
+// in doc.go.
+func Step(st Status, obs Observation) (Status, Decision) {
+	st = Resume(st, obs.Self)
+	st.UpdatedAt = obs.Now
+	st.Candidates = st.Candidates[:0:0]
+
+	for _, c := range Rank(viewOf(obs)) {
+		st.Candidates = append(st.Candidates, c.Incarnation)
+	}
+
+	next, d := step(st, obs)
+	next.Reason = d.Reason
+
+	return next, d
+}
+
+func step(st Status, obs Observation) (Status, Decision) {
+	self := obs.Self.Incarnation
+
+	// Rule 0: terminal and post-bootstrap phases never re-elect.
+	if st.Phase == PhaseDone {
+		return st, Decision{Kind: Done, Reason: "own etcd is running and healthy"}
+	}
+
+	if obs.SelfEtcdHealthy {
+		withdrawOwn(&st, self)
+		st.Phase = PhaseDone
+
+		return st, Decision{Kind: Done, Reason: "own etcd is running and healthy"}
+	}
+
+	if st.Phase == PhaseBootstrapping || st.Phase == PhaseBootstrapped {
+		next, d, settled := ownBootstrap(st, obs)
+		if settled {
+			return next, d
+		}
+
+		st = next // the bootstrap died with an earlier boot: elect again
+	}
+
+	// Rule 1: release a lock to another leader, only for the listed reasons.
+	var released string
+
+	if st.Lock != nil && st.Lock.Leader != self {
+		if why := releaseReason(*st.Lock, obs); why != "" {
+			released = fmt.Sprintf("released lock %s: %s; ", st.Lock, why)
+			st.Lock = nil
+			st.Phase = PhaseIdle
+		}
+	}
+
+	// Rule 2: signs of etcd, here or anywhere, end the election for us.
+	if obs.SelfSigns.Any() {
+		withdrawOwn(&st, self)
+
+		return st, Decision{Kind: AwaitJoin, Reason: released + "this node already has etcd (" +
+			obs.SelfSigns.describe() + "): waiting for it to be healthy, never bootstrapping"}
+	}
+
+	if p, why := clusterSign(obs.Peers); p != nil {
+		withdrawOwn(&st, self)
+		inc := p.Incarnation
+
+		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + "a cluster exists: " + why +
+			": waiting for own etcd to join"}
+	}
+
+	// Rule 6 (first half): an announced leader that no longer ranks first
+	// withdraws at once; withdrawal is always safe before Bootstrap.
+	if st.Phase == PhaseAnnounced {
+		if top := Rank(viewOf(obs))[0]; top.Incarnation != self {
+			k := st.Intent
+			withdrawOwn(&st, self)
+			released += fmt.Sprintf("withdrew intent %d: %s ranks first; ", k, top.Incarnation)
+		} else {
+			return lead(st, obs)
+		}
+	}
+
+	// Rule 3: no election without synced time and a quorum in view.
+	if !obs.SelfTimeSynced {
+		return st, Decision{Kind: Wait, Reason: released + "waiting for time sync"}
+	}
+
+	if n := 1 + len(obs.Peers); n < obs.Quorum {
+		return st, Decision{Kind: Wait, Reason: released + fmt.Sprintf("quorum missing: %d of %d control-plane nodes in view", n, obs.Quorum)}
+	}
+
+	// Rule 4: a lock holds until rule 1 releases it.
+	if st.Lock != nil {
+		st.Phase = PhaseLocked
+		leader := st.Lock.Leader
+
+		return st, Decision{Kind: Follow, Leader: &leader, Reason: released + "locked to " + st.Lock.String()}
+	}
+
+	// Rule 5: the first-ranked candidate announces; others lock to the
+	// highest-ranked live intent in view.
+	ranked := Rank(viewOf(obs))
+	if ranked[0].Incarnation == self {
+		st.Intent++
+		st.Lock = &IntentRef{Leader: self, Number: st.Intent}
+		st.Phase = PhaseAnnounced
+		st.AnnouncedAt = obs.Now
+
+		return st, Decision{Kind: Lead, Leader: &self, Reason: released + fmt.Sprintf("ranked first of %d: announced intent %d", len(ranked), st.Intent)}
+	}
+
+	for _, c := range ranked {
+		p := peerByIncarnation(obs.Peers, c.Incarnation)
+		if p == nil || !liveIntent(p) {
+			continue
+		}
+
+		st.Lock = &IntentRef{Leader: p.Incarnation, Number: p.Status.Intent}
+		st.Phase = PhaseLocked
+		leader := p.Incarnation
+
+		return st, Decision{Kind: Follow, Leader: &leader, Reason: released + "locked to " + st.Lock.String()}
+	}
+
+	top := ranked[0].Incarnation
+
+	return st, Decision{Kind: Wait, Leader: &top, Reason: released + "waiting for " + top.String() + " to announce"}
+}
+
+// ownBootstrap handles phases bootstrapping and bootstrapped. settled=false
+// means the bootstrap belonged to an earlier boot and provably died: the
+// returned status has withdrawn it and the election continues.
+func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
+	self := obs.Self.Incarnation
+	k := st.Bootstrapping
+	leader := self
+
+	if obs.SelfSigns.DataDirNonEmpty == Yes || obs.SelfSigns.EtcdRunning == Yes {
+		st.Phase = PhaseBootstrapped
+
+		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf("bootstrap %d: etcd data present: waiting for etcd to be healthy", k)}, true
+	}
+
+	if st.BootstrapBootID != self.BootID {
+		// Rule 7: the request lived in machined's memory of an earlier
+		// boot; with /var/lib/etcd empty it can no longer take effect.
+		if obs.SelfSigns.DataDirNonEmpty != No {
+			return st, Decision{Kind: Wait, Reason: fmt.Sprintf("bootstrap %d was sent in an earlier boot and /var/lib/etcd is unknown: %s",
+				k, joinReasons(obs.SelfSigns.Unknown))}, true
+		}
+
+		st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent)
+		st.Lock = nil
+		st.Phase = PhaseIdle
+		st.BootstrapSent = false
+
+		return st, Decision{}, false
+	}
+
+	if st.Phase == PhaseBootstrapped {
+		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf("bootstrap %d answered: waiting for etcd to be healthy", k)}, true
+	}
+
+	// Bootstrapping in this boot and no etcd data yet: (re)send. A repeat on
+	// the same node cannot make a second cluster (Talos refuses once the
+	// data directory fills), and ConfirmLocks guards every send.
+	return st, Decision{Kind: BeginBootstrap, Leader: &leader, Reason: fmt.Sprintf("sending Bootstrap for intent %d", k)}, true
+}
+
+// lead is rule 6 for a leader that still ranks first.
+func lead(st Status, obs Observation) (Status, Decision) {
+	self := obs.Self.Incarnation
+	k := st.Intent
+	mine := IntentRef{Leader: self, Number: k}
+
+	var blockers []string
+
+	if !obs.SelfTimeSynced {
+		blockers = append(blockers, "time not synced")
+	}
+
+	if n := 1 + len(obs.Peers); n < obs.Quorum {
+		blockers = append(blockers, fmt.Sprintf("quorum missing: %d of %d control-plane nodes in view", n, obs.Quorum))
+	}
+
+	if len(obs.SelfSigns.Unknown) > 0 {
+		blockers = append(blockers, "own cluster check unknown: "+joinReasons(obs.SelfSigns.Unknown))
+	}
+
+	for _, p := range obs.Peers {
+		if why := peerBlocker(p, mine); why != "" {
+			blockers = append(blockers, why)
+		}
+	}
+
+	if waited := obs.Now.Sub(st.AnnouncedAt); waited < obs.ConfirmWait {
+		blockers = append(blockers, fmt.Sprintf("announced %s ago, confirming after %s", waited, obs.ConfirmWait))
+	}
+
+	stableFrom := obs.ViewStableSince
+	if st.AnnouncedAt.After(stableFrom) {
+		stableFrom = st.AnnouncedAt
+	}
+
+	if stable := obs.Now.Sub(stableFrom); stable < obs.PreBootstrapDelay {
+		blockers = append(blockers, fmt.Sprintf("view stable for %s of %s", max(stable, 0), obs.PreBootstrapDelay))
+	}
+
+	if len(blockers) > 0 {
+		return st, Decision{Kind: Lead, Leader: &self, Reason: fmt.Sprintf("leading intent %d, blocked: %s", k, joinReasons(blockers))}
+	}
+
+	st.Phase = PhaseBootstrapping
+	st.Bootstrapping = k
+	st.BootstrapBootID = self.BootID
+	st.BootstrapSent = false
+
+	return st, Decision{Kind: BeginBootstrap, Leader: &self, Reason: fmt.Sprintf("all %d control-plane nodes locked to intent %d: bootstrapping", 1+len(obs.Peers), k)}
+}
+
+// peerBlocker says why a peer keeps the leader of intent mine from
+// bootstrapping, or "".
+func peerBlocker(p PeerFacts, mine IntentRef) string {
+	name := "control-plane node " + p.IP.String()
+
+	switch p.StatusState {
+	case StatusOK:
+	case StatusMissing:
+		return name + " has no status file: every control-plane node must run the extension"
+	case StatusStale:
+		return name + " status file is from an earlier boot: its daemon has not resumed yet"
+	default:
+		return name + " status file unreadable: " + p.StatusErr
+	}
+
+	switch {
+	case p.Status == nil || p.Status.Incarnation != p.Incarnation:
+		return name + " status file names another incarnation"
+	case p.Status.Lock == nil:
+		return name + " has not locked yet"
+	case *p.Status.Lock != mine:
+		return name + " is locked to " + p.Status.Lock.String()
+	case len(p.Signs.Unknown) > 0:
+		return name + " cluster check unknown: " + joinReasons(p.Signs.Unknown)
+	}
+
+	return ""
+}
+
+// ConfirmLocks is the last check before the Bootstrap RPC, run on a fresh
+// read of the peers after "bootstrapping k" was persisted and published.
+// nil means send. It demands a quorum locked to exactly (self, k) and no
+// competing bootstrap; unlike the first check it tolerates peers that joined
+// the view later without locking, so that a resend after a crash cannot be
+// blocked forever by a late joiner (who follows our published bootstrapping).
+func ConfirmLocks(st Status, obs Observation) error {
+	self := obs.Self.Incarnation
+
+	if st.Incarnation != self {
+		return fmt.Errorf("status belongs to %s, this node is %s", st.Incarnation, self)
+	}
+
+	if st.Phase != PhaseBootstrapping || st.Bootstrapping == 0 || st.BootstrapBootID != self.BootID {
+		return fmt.Errorf("status is not bootstrapping in this boot (phase %s, intent %d)", st.Phase, st.Bootstrapping)
+	}
+
+	k := st.Bootstrapping
+	if st.Lock == nil || *st.Lock != (IntentRef{Leader: self, Number: k}) || k <= st.WithdrawnThrough {
+		return fmt.Errorf("own lock %v does not hold live intent %d", st.Lock, k)
+	}
+
+	if obs.BreakLock != nil && *obs.BreakLock == *st.Lock {
+		return fmt.Errorf("operator asked to break lock %s", st.Lock)
+	}
+
+	mine := *st.Lock
+	locked := 1
+
+	var errs []error
+
+	for _, p := range obs.Peers {
+		if p.StatusState != StatusOK || p.Status == nil || p.Status.Incarnation != p.Incarnation {
+			continue
+		}
+
+		if p.Status.Lock != nil && *p.Status.Lock == mine {
+			locked++
+
+			continue
+		}
+
+		if p.Status.Phase == PhaseBootstrapping || p.Status.Phase == PhaseBootstrapped {
+			errs = append(errs, fmt.Errorf("%s is bootstrapping intent %d itself", p.IP, p.Status.Bootstrapping))
+		}
+	}
+
+	if locked < obs.Quorum {
+		errs = append(errs, fmt.Errorf("only %d of quorum %d nodes locked to %s", locked, obs.Quorum, mine))
+	}
+
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("confirm locks: %w", err)
+	}
+
+	return nil
+}
+
+// releaseReason returns why a lock to another leader may end, or "".
+func releaseReason(lock IntentRef, obs Observation) string {
+	if obs.BreakLock != nil && *obs.BreakLock == lock {
+		return "OPERATOR BREAK-LOCK: the operator asserted that this leader never bootstrapped and never will"
+	}
+
+	p := peerByIP(obs.Peers, lock.Leader.IP)
+	if p == nil {
+		return ""
+	}
+
+	// (a) Withdrawn: intent numbers are per node and monotonic across boots,
+	// so WithdrawnThrough >= k from any later status of that node covers k.
+	// Intent >= k guards against a node whose file was wiped (counter reset).
+	if p.StatusState == StatusOK && p.Status != nil && p.Status.Incarnation == p.Incarnation &&
+		p.Status.Intent >= lock.Number && p.Status.WithdrawnThrough >= lock.Number {
+		return fmt.Sprintf("leader withdrew through intent %d", p.Status.WithdrawnThrough)
+	}
+
+	// (b) Rebooted leader with an empty data directory: the Bootstrap request
+	// lived in memory and died with the boot, and no etcd data was written.
+	if p.BootID != lock.Leader.BootID && p.Signs.DataDirNonEmpty == No && p.Signs.EtcdRunning != Yes {
+		return "leader rebooted (boot ID " + shortID(p.BootID) + ") and its /var/lib/etcd is empty"
+	}
+
+	return ""
+}
+
+// clusterSign returns a peer showing that a cluster exists or is being made.
+func clusterSign(peers []PeerFacts) (*PeerFacts, string) {
+	for i := range peers {
+		p := &peers[i]
+		if p.Signs.Any() {
+			return p, p.IP.String() + ": " + p.Signs.describe()
+		}
+
+		if p.StatusState == StatusOK && p.Status != nil {
+			switch p.Status.Phase {
+			case PhaseBootstrapping, PhaseBootstrapped, PhaseDone:
+				return p, fmt.Sprintf("%s is in phase %s", p.IP, p.Status.Phase)
+			}
+		}
+	}
+
+	return nil, ""
+}
+
+// liveIntent: the peer announced an intent it has not withdrawn.
+func liveIntent(p *PeerFacts) bool {
+	s := p.Status
+
+	return p.StatusState == StatusOK && s != nil && s.Incarnation == p.Incarnation &&
+		s.Phase == PhaseAnnounced && s.Lock != nil &&
+		*s.Lock == (IntentRef{Leader: p.Incarnation, Number: s.Intent}) &&
+		s.Intent > s.WithdrawnThrough
+}
+
+// withdrawOwn withdraws an announced, not yet bootstrapping, own intent.
+func withdrawOwn(st *Status, self Incarnation) {
+	if st.Phase == PhaseBootstrapping || st.Phase == PhaseBootstrapped {
+		return
+	}
+
+	if st.Lock != nil && st.Lock.Leader == self {
+		st.WithdrawnThrough = max(st.WithdrawnThrough, st.Lock.Number)
+		st.Lock = nil
+		st.Phase = PhaseIdle
+	}
+}
+
+func viewOf(obs Observation) []Candidate {
+	view := make([]Candidate, 0, 1+len(obs.Peers))
+	view = append(view, obs.Self)
+
+	for _, p := range obs.Peers {
+		view = append(view, p.Candidate)
+	}
+
+	return view
+}
+
+func peerByIncarnation(peers []PeerFacts, inc Incarnation) *PeerFacts {
+	for i := range peers {
+		if peers[i].Incarnation == inc {
+			return &peers[i]
+		}
+	}
+
+	return nil
+}
+
+func peerByIP(peers []PeerFacts, ip netip.Addr) *PeerFacts {
+	for i := range peers {
+		if peers[i].IP == ip {
+			return &peers[i]
+		}
+	}
+
+	return nil
+}
+
+func joinReasons(r []string) string {
+	if len(r) > maxReasons {
+		r = append(r[:maxReasons:maxReasons], fmt.Sprintf("and %d more", len(r)-maxReasons))
+	}
+
+	return strings.Join(r, "; ")
+}

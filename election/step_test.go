@@ -1,0 +1,405 @@
+package election
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func cand(ip, boot string, bootOffset int) Candidate {
+	return Candidate{Incarnation: Incarnation{IP: netip.MustParseAddr(ip), BootID: boot}, BootTime: t0.Add(time.Duration(bootOffset) * time.Second)}
+}
+
+var (
+	cA = cand("10.0.0.1", "a1", 0) // oldest: ranks first
+	cB = cand("10.0.0.2", "b1", 10)
+	cC = cand("10.0.0.3", "c1", 20)
+)
+
+func noSigns() Signs { return Signs{EtcdRunning: No, DataDirNonEmpty: No, HasMembers: No} }
+
+func statusOf(c Candidate, phase Phase, lock *IntentRef, intent, withdrawn uint64) *Status {
+	return &Status{Version: StatusVersion, Incarnation: c.Incarnation, BootTime: c.BootTime, Phase: phase, Lock: lock, Intent: intent, WithdrawnThrough: withdrawn}
+}
+
+func peer(c Candidate, st *Status) PeerFacts {
+	p := PeerFacts{Candidate: c, Status: st, Signs: noSigns()}
+	if st == nil {
+		p.StatusState = StatusMissing
+	}
+
+	return p
+}
+
+func ref(c Candidate, n uint64) *IntentRef { return &IntentRef{Leader: c.Incarnation, Number: n} }
+
+func obsFor(self Candidate, now time.Duration, peers ...PeerFacts) Observation {
+	return Observation{
+		Now: t0.Add(time.Hour + now), Self: self, SelfSigns: noSigns(), SelfTimeSynced: true,
+		Peers: peers, Quorum: 3, ViewStableSince: t0.Add(time.Hour - time.Minute),
+		PreBootstrapDelay: 20 * time.Second, ConfirmWait: 15 * time.Second,
+	}
+}
+
+// announcedA is A leading intent 3, announced a minute ago.
+func announcedA() Status {
+	st := NewStatus(cA)
+	st.Phase, st.Lock, st.Intent, st.WithdrawnThrough, st.AnnouncedAt = PhaseAnnounced, ref(cA, 3), 3, 2, t0.Add(time.Hour-time.Minute)
+
+	return st
+}
+
+func lockedB(to *IntentRef) Status {
+	st := NewStatus(cB)
+	st.Phase, st.Lock = PhaseLocked, to
+
+	return st
+}
+
+func TestStepRules(t *testing.T) {
+	lockedToA3 := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
+	unknownSigns := Signs{EtcdRunning: No, DataDirNonEmpty: Unknown, HasMembers: No, Unknown: []string{"list /var/lib/etcd: deadline"}}
+
+	tests := []struct {
+		name      string
+		st        Status
+		obs       Observation
+		kind      DecisionKind
+		phase     Phase
+		lock      *IntentRef
+		withdrawn uint64
+		reasonHas string
+	}{
+		{
+			name: "0 bootstrapping in this boot without data resends", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3),
+			st: func() Status {
+				s := announcedA()
+				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+				return s
+			}(),
+			obs: obsFor(cA, 0), withdrawn: 2, reasonHas: "sending Bootstrap",
+		},
+		{
+			name: "0 bootstrapping never withdraws even when outranked", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3),
+			st: func() Status {
+				s := announcedA()
+				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+				return s
+			}(),
+			obs: obsFor(cA, 0, peer(cand("10.0.0.0", "z", -100), statusOf(cand("10.0.0.0", "z", -100), PhaseAnnounced, ref(cand("10.0.0.0", "z", -100), 1), 1, 0))), withdrawn: 2,
+		},
+		{
+			name: "0 bootstrapped awaits etcd", kind: AwaitEtcd, phase: PhaseBootstrapped, lock: ref(cA, 3), withdrawn: 2,
+			st: func() Status {
+				s := announcedA()
+				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapped, 3, "a1"
+				return s
+			}(),
+			obs: obsFor(cA, 0),
+		},
+		{
+			name: "0 own etcd healthy is done", kind: Done, phase: PhaseDone, lock: ref(cA, 3), withdrawn: 2,
+			st: func() Status {
+				s := announcedA()
+				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapped, 3, "a1"
+				return s
+			}(),
+			obs: func() Observation { o := obsFor(cA, 0); o.SelfEtcdHealthy = true; return o }(),
+		},
+		{
+			name: "1a lock released when leader withdrew, then locks to new intent", kind: Follow, phase: PhaseLocked, lock: ref(cA, 4),
+			st:  lockedB(ref(cA, 3)),
+			obs: obsFor(cB, 0, peer(cA, statusOf(cA, PhaseAnnounced, ref(cA, 4), 4, 3)), lockedToA3(cC)), reasonHas: "released lock",
+		},
+		{
+			name: "1 lock is kept while the leader has not withdrawn", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
+			st:  lockedB(ref(cA, 3)),
+			obs: obsFor(cB, 0, peer(cA, statusOf(cA, PhaseAnnounced, ref(cA, 3), 3, 2)), lockedToA3(cC)),
+		},
+		{
+			name: "1 lock is kept while the leader is unreachable", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
+			st:  lockedB(ref(cA, 3)),
+			obs: func() Observation { o := obsFor(cB, 0, lockedToA3(cC)); o.Quorum = 2; return o }(),
+		},
+		{
+			name: "1b reboot release: new boot ID and empty data dir", kind: Lead, phase: PhaseAnnounced, lock: ref(cB, 1),
+			st:  lockedB(ref(cA, 3)),
+			obs: obsFor(cB, 0, PeerFacts{Candidate: cand("10.0.0.1", "a2", 30), StatusState: StatusStale, Signs: noSigns()}, lockedToA3(cC)), reasonHas: "rebooted",
+		},
+		{
+			name: "1b no reboot release when the data dir is unknown", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
+			st:  lockedB(ref(cA, 3)),
+			obs: obsFor(cB, 0, PeerFacts{Candidate: cand("10.0.0.1", "a2", 30), StatusState: StatusStale, Signs: unknownSigns}, lockedToA3(cC)),
+		},
+		{
+			name: "1c break-lock releases exactly the named lock", kind: Lead, phase: PhaseAnnounced, lock: ref(cB, 1),
+			st: lockedB(ref(cA, 3)),
+			obs: func() Observation {
+				o := obsFor(cB, 0, lockedToA3(cC))
+				o.Quorum = 2
+				o.BreakLock = ref(cA, 3)
+				return o
+			}(), reasonHas: "OPERATOR BREAK-LOCK",
+		},
+		{
+			name: "1c break-lock naming another intent does nothing", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
+			st: lockedB(ref(cA, 3)),
+			obs: func() Observation {
+				o := obsFor(cB, 0, lockedToA3(cC))
+				o.Quorum = 2
+				o.BreakLock = ref(cA, 2)
+				return o
+			}(),
+		},
+		{
+			name: "2 own etcd data: await join, withdraw own intent", kind: AwaitJoin, phase: PhaseIdle, lock: nil, withdrawn: 3,
+			st:  announcedA(),
+			obs: func() Observation { o := obsFor(cA, 0); o.SelfSigns.DataDirNonEmpty = Yes; return o }(),
+		},
+		{
+			name: "2 peer bootstrapping status: follow, withdraw own intent", kind: Follow, phase: PhaseIdle, lock: nil, withdrawn: 3,
+			st:  announcedA(),
+			obs: obsFor(cA, 0, peer(cB, statusOf(cB, PhaseBootstrapping, ref(cB, 1), 1, 0)), lockedToA3(cC)), reasonHas: "cluster exists",
+		},
+		{
+			name: "2 peer etcd running: follow", kind: Follow, phase: PhaseIdle,
+			st: NewStatus(cA),
+			obs: func() Observation {
+				p := lockedToA3(cB)
+				p.Signs.EtcdRunning = Yes
+				return obsFor(cA, 0, p, lockedToA3(cC))
+			}(),
+		},
+		{
+			name: "3 time not synced: wait", kind: Wait, phase: PhaseIdle,
+			st: NewStatus(cA),
+			obs: func() Observation {
+				o := obsFor(cA, 0, peer(cB, nil), peer(cC, nil))
+				o.SelfTimeSynced = false
+				return o
+			}(), reasonHas: "time sync",
+		},
+		{
+			name: "3 quorum missing: wait", kind: Wait, phase: PhaseIdle,
+			st: NewStatus(cA), obs: obsFor(cA, 0, peer(cB, nil)), reasonHas: "quorum missing",
+		},
+		{
+			name: "5 first-ranked announces intent+1", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 8), withdrawn: 7,
+			st:  func() Status { s := NewStatus(cA); s.Intent, s.WithdrawnThrough = 7, 7; return s }(),
+			obs: obsFor(cA, 0, peer(cB, nil), peer(cC, nil)),
+		},
+		{
+			name: "5 follower locks to highest-ranked live intent", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
+			st:  NewStatus(cC),
+			obs: obsFor(cC, 0, peer(cA, statusOf(cA, PhaseAnnounced, ref(cA, 3), 3, 2)), peer(cB, statusOf(cB, PhaseAnnounced, ref(cB, 5), 5, 4))),
+		},
+		{
+			name: "5 withdrawn intent is not live", kind: Wait, phase: PhaseIdle,
+			st:  NewStatus(cC),
+			obs: obsFor(cC, 0, peer(cA, statusOf(cA, PhaseAnnounced, ref(cA, 3), 3, 3)), peer(cB, nil)), reasonHas: "to announce",
+		},
+		{
+			name: "6 all locked and stable: begin bootstrap", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3), withdrawn: 2,
+			st: announcedA(), obs: obsFor(cA, 0, lockedToA3(cB), lockedToA3(cC)),
+		},
+		{
+			name: "6 lock-blocked: peer locked elsewhere", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
+			st: announcedA(), obs: obsFor(cA, 0, lockedToA3(cB), peer(cC, statusOf(cC, PhaseLocked, ref(cB, 9), 0, 0))), reasonHas: "10.0.0.3 is locked to 10.0.0.2",
+		},
+		{
+			name: "6 missing status file blocks and says why", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
+			st: announcedA(), obs: obsFor(cA, 0, lockedToA3(cB), peer(cC, nil)), reasonHas: "every control-plane node must run the extension",
+		},
+		{
+			name: "6 unknown peer signs block", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
+			st: announcedA(),
+			obs: func() Observation {
+				p := lockedToA3(cC)
+				p.Signs = unknownSigns
+				return obsFor(cA, 0, lockedToA3(cB), p)
+			}(), reasonHas: "cluster check unknown",
+		},
+		{
+			name: "6 unknown own signs block", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
+			st: announcedA(),
+			obs: func() Observation {
+				o := obsFor(cA, 0, lockedToA3(cB), lockedToA3(cC))
+				o.SelfSigns = unknownSigns
+				return o
+			}(),
+		},
+		{
+			name: "6 view not stable long enough", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
+			st: announcedA(),
+			obs: func() Observation {
+				o := obsFor(cA, 0, lockedToA3(cB), lockedToA3(cC))
+				o.ViewStableSince = o.Now.Add(-5 * time.Second)
+				return o
+			}(), reasonHas: "view stable",
+		},
+		{
+			name: "6 confirm wait not over", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
+			st:  func() Status { s := announcedA(); s.AnnouncedAt = t0.Add(time.Hour - 5*time.Second); return s }(),
+			obs: obsFor(cA, 0, lockedToA3(cB), lockedToA3(cC)), reasonHas: "confirming after",
+		},
+		{
+			name: "6 withdrawal when a higher-ranked node appears, then lock to its intent", kind: Follow, phase: PhaseLocked, withdrawn: 3,
+			lock: ref(cand("10.0.0.9", "old", -50), 1),
+			st:   announcedA(),
+			obs: obsFor(cA, 0, lockedToA3(cB), lockedToA3(cC), peer(cand("10.0.0.9", "old", -50),
+				statusOf(cand("10.0.0.9", "old", -50), PhaseAnnounced, ref(cand("10.0.0.9", "old", -50), 1), 1, 0))), reasonHas: "withdrew intent 3",
+		},
+	}
+
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, d := Step(tc.st, tc.obs)
+			if d.Kind != tc.kind {
+				t.Fatalf("decision %s, want %s (reason %q)", d.Kind, tc.kind, d.Reason)
+			}
+
+			if got.Phase != tc.phase {
+				t.Errorf("phase %s, want %s (reason %q)", got.Phase, tc.phase, d.Reason)
+			}
+
+			if (got.Lock == nil) != (tc.lock == nil) || (got.Lock != nil && *got.Lock != *tc.lock) {
+				t.Errorf("lock %v, want %v", got.Lock, tc.lock)
+			}
+
+			if got.WithdrawnThrough != tc.withdrawn {
+				t.Errorf("withdrawnThrough %d, want %d", got.WithdrawnThrough, tc.withdrawn)
+			}
+
+			if !strings.Contains(d.Reason, tc.reasonHas) || got.Reason != d.Reason {
+				t.Errorf("reason %q (status %q), want it to contain %q", d.Reason, got.Reason, tc.reasonHas)
+			}
+
+			if err := got.Validate(); err != nil {
+				t.Errorf("Step returned an invalid status: %v", err)
+			}
+		})
+	}
+}
+
+func TestBeginBootstrapRecordsIntentBeforeRPC(t *testing.T) {
+	p := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
+
+	got, d := Step(announcedA(), obsFor(cA, 0, p(cB), p(cC)))
+	if d.Kind != BeginBootstrap || got.Bootstrapping != 3 || got.BootstrapBootID != "a1" || got.BootstrapSent {
+		t.Fatalf("got %s with bootstrapping=%d boot=%q sent=%v", d.Kind, got.Bootstrapping, got.BootstrapBootID, got.BootstrapSent)
+	}
+
+	obs := obsFor(cA, time.Second, p(cB), p(cC))
+	if err := ConfirmLocks(got, obs); err != nil {
+		t.Fatalf("ConfirmLocks: %v", err)
+	}
+
+	// A lock that moved (operator break-lock on a follower) must stop the send.
+	obs.Peers[1].Status.Lock = ref(cB, 1)
+	if err := ConfirmLocks(got, obs); err == nil || !strings.Contains(err.Error(), "only 2 of quorum 3") {
+		t.Fatalf("ConfirmLocks with a moved lock = %v, want quorum error", err)
+	}
+
+	if err := ConfirmLocks(announcedA(), obsFor(cA, 0, p(cB), p(cC))); err == nil {
+		t.Fatal("ConfirmLocks accepted a status that is not bootstrapping")
+	}
+}
+
+func TestResume(t *testing.T) {
+	announced := announcedA()
+
+	same := Resume(announced, cand("10.0.0.1", "a1", 3)) // clock step: same boot ID
+	if same.Phase != PhaseAnnounced || *same.Lock != *ref(cA, 3) || !same.BootTime.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("same boot: %+v", same)
+	}
+
+	rebooted := Resume(announced, cand("10.0.0.1", "a2", 100))
+	if rebooted.Phase != PhaseIdle || rebooted.Lock != nil || rebooted.WithdrawnThrough != 3 || rebooted.Intent != 3 || rebooted.Incarnation.BootID != "a2" {
+		t.Fatalf("rebooted leader: %+v", rebooted)
+	}
+
+	follower := Resume(lockedB(ref(cA, 3)), cand("10.0.0.2", "b2", 100))
+	if follower.Phase != PhaseLocked || follower.Lock == nil || *follower.Lock != *ref(cA, 3) {
+		t.Fatalf("rebooted follower lost its lock: %+v", follower)
+	}
+
+	boot := announcedA()
+	boot.Phase, boot.Bootstrapping, boot.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+	rb := Resume(boot, cand("10.0.0.1", "a2", 100))
+
+	if rb.Phase != PhaseBootstrapping {
+		t.Fatalf("rebooted bootstrapper: phase %s", rb.Phase)
+	}
+
+	// Empty data dir in the new boot: the request died; withdrawn, elect again.
+	got, d := Step(rb, obsFor(cand("10.0.0.1", "a2", 100), 0))
+	if got.WithdrawnThrough != 3 || got.Phase == PhaseBootstrapping || d.Kind == BeginBootstrap {
+		t.Fatalf("dead bootstrap not withdrawn: %s %+v", d.Kind, got)
+	}
+
+	// Data present: it took effect; wait for etcd.
+	o := obsFor(cand("10.0.0.1", "a2", 100), 0)
+	o.SelfSigns.DataDirNonEmpty = Yes
+
+	if got, d := Step(rb, o); d.Kind != AwaitEtcd || got.WithdrawnThrough != 2 {
+		t.Fatalf("bootstrap with data: %s %+v", d.Kind, got)
+	}
+
+	// Unknown data dir: wait, neither resend nor withdraw.
+	o.SelfSigns = Signs{DataDirNonEmpty: Unknown, Unknown: []string{"x"}}
+	if got, d := Step(rb, o); d.Kind != Wait || got.Phase != PhaseBootstrapping {
+		t.Fatalf("bootstrap with unknown data: %s %+v", d.Kind, got)
+	}
+}
+
+func TestRank(t *testing.T) {
+	in := []Candidate{
+		cand("10.0.0.10", "x", 5),
+		cand("10.0.0.9", "y", 5),
+		cand("10.0.0.100", "z", 1),
+		cand("10.0.0.2", "w", 5),
+	}
+
+	got := Rank(in)
+	want := []string{"10.0.0.100", "10.0.0.2", "10.0.0.9", "10.0.0.10"}
+
+	for i, c := range got {
+		if c.IP.String() != want[i] {
+			t.Fatalf("rank %d = %s, want %s (order %v)", i, c.IP, want[i], got)
+		}
+	}
+
+	if in[0].IP.String() != "10.0.0.10" {
+		t.Fatal("Rank modified its argument")
+	}
+}
+
+func TestViewTracker(t *testing.T) {
+	var v ViewTracker
+
+	view := []Candidate{cA, cB}
+	if s := v.Observe(t0, view); !s.Equal(t0) {
+		t.Fatalf("first observe = %v", s)
+	}
+
+	if s := v.Observe(t0.Add(time.Minute), []Candidate{cB, cA}); !s.Equal(t0) {
+		t.Fatalf("same set, other order reset stability: %v", s)
+	}
+
+	stepped := cB
+	stepped.BootTime = stepped.BootTime.Add(time.Second)
+
+	if s := v.Observe(t0.Add(2*time.Minute), []Candidate{cA, stepped}); !s.Equal(t0.Add(2 * time.Minute)) {
+		t.Fatalf("clock step did not reset stability: %v", s)
+	}
+
+	rebooted := cB
+	rebooted.BootID = "b2"
+
+	if s := v.Observe(t0.Add(3*time.Minute), []Candidate{cA, rebooted}); !s.Equal(t0.Add(3 * time.Minute)) {
+		t.Fatalf("reboot did not reset stability: %v", s)
+	}
+}

@@ -1,0 +1,356 @@
+package election
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// StatusVersion is the version of the status file format written by this code.
+const StatusVersion = 1
+
+// Incarnation identifies one boot of one node: a reboot makes a new
+// incarnation even when the IP stays, because Bootstrap requests live in
+// machined's memory and die with the boot.
+type Incarnation struct {
+	IP     netip.Addr `json:"ip"`
+	BootID string     `json:"bootID"`
+}
+
+func (i Incarnation) String() string { return i.IP.String() + "/" + shortID(i.BootID) }
+
+// IntentRef names one numbered intent of one leader incarnation: what a lock
+// points at.
+type IntentRef struct {
+	Leader Incarnation `json:"leader"`
+	Number uint64      `json:"intent"`
+}
+
+func (r IntentRef) String() string { return fmt.Sprintf("%s#%d", r.Leader, r.Number) }
+
+// Candidate is a control-plane node in a view: its incarnation and its boot
+// time (kernel btime from SystemStat, which moves when the clock is stepped).
+type Candidate struct {
+	Incarnation
+	BootTime time.Time
+}
+
+// Rank orders candidates: oldest boot time first, ties broken by numeric IP
+// order (netip.Addr.Compare, so 10.0.0.9 ranks before 10.0.0.10). It returns
+// a sorted copy and leaves its argument alone.
+func Rank(c []Candidate) []Candidate {
+	out := slices.Clone(c)
+	slices.SortStableFunc(out, compareCandidates)
+
+	return out
+}
+
+func compareCandidates(a, b Candidate) int {
+	if c := a.BootTime.Compare(b.BootTime); c != 0 {
+		return c
+	}
+
+	if c := a.IP.Compare(b.IP); c != 0 {
+		return c
+	}
+
+	return cmp.Compare(a.BootID, b.BootID)
+}
+
+// Phase is where a node stands in the protocol; it is published in the
+// status file so that peers can act on it.
+type Phase string
+
+// Phases.
+const (
+	PhaseIdle          Phase = "idle"          // no lock
+	PhaseLocked        Phase = "locked"        // locked to another leader's intent
+	PhaseAnnounced     Phase = "announced"     // locked to its own intent: a would-be leader
+	PhaseBootstrapping Phase = "bootstrapping" // Bootstrap may be sent or in flight: never withdrawn in this boot
+	PhaseBootstrapped  Phase = "bootstrapped"  // Talos answered the Bootstrap (accepted or already exists)
+	PhaseDone          Phase = "done"          // own etcd Running and healthy
+)
+
+func (p Phase) known() bool {
+	switch p {
+	case PhaseIdle, PhaseLocked, PhaseAnnounced, PhaseBootstrapping, PhaseBootstrapped, PhaseDone:
+		return true
+	}
+
+	return false
+}
+
+// Status is the state a daemon persists under /var/lib/kommodity-autobootstrap
+// and that peers read through apid's Read. It is both the protocol's durable
+// memory and the operator's view of the node.
+type Status struct {
+	Version     int         `json:"version"`
+	Incarnation Incarnation `json:"incarnation"`
+	BootTime    time.Time   `json:"bootTime"`
+	Phase       Phase       `json:"phase"`
+	// FSMState is informative, set by the daemon.
+	FSMState string `json:"fsmState,omitempty"`
+	// Lock is the one intent this node is bound to (its own when announced).
+	Lock *IntentRef `json:"lock,omitempty"`
+	// Intent is the node's latest intent number, monotonic across restarts
+	// and reboots so that an intent number is never reused.
+	Intent uint64 `json:"intent"`
+	// WithdrawnThrough: own intents <= this are withdrawn and can never lead
+	// to a Bootstrap. Monotonic, so a slow reader cannot miss a withdrawal.
+	WithdrawnThrough uint64 `json:"withdrawnThrough"`
+	// Bootstrapping is the own intent for which Bootstrap may have been sent;
+	// set and persisted BEFORE the RPC.
+	Bootstrapping uint64 `json:"bootstrapping"`
+	// BootstrapBootID is the boot in which Bootstrapping was set: a later
+	// boot knows the in-memory request died unless etcd data exists.
+	BootstrapBootID string `json:"bootstrapBootID,omitempty"`
+	// BootstrapSent: a Bootstrap RPC returned (any outcome) in that boot.
+	BootstrapSent bool          `json:"bootstrapSent"`
+	AnnouncedAt   time.Time     `json:"announcedAt,omitzero"`
+	Candidates    []Incarnation `json:"candidates,omitempty"`
+	Reason        string        `json:"reason,omitempty"`
+	UpdatedAt     time.Time     `json:"updatedAt,omitzero"`
+}
+
+// Clone returns a deep copy.
+func (s Status) Clone() Status {
+	if s.Lock != nil {
+		l := *s.Lock
+		s.Lock = &l
+	}
+
+	s.Candidates = slices.Clone(s.Candidates)
+
+	return s
+}
+
+// Validate checks the invariants every status this code writes holds, so
+// that a peer answering garbage is rejected rather than acted upon.
+func (s *Status) Validate() error {
+	var errs []error
+
+	if s.Version != StatusVersion {
+		errs = append(errs, fmt.Errorf("version %d, want %d", s.Version, StatusVersion))
+	}
+
+	if !s.Incarnation.IP.IsValid() {
+		errs = append(errs, errors.New("incarnation has no IP"))
+	}
+
+	if s.Incarnation.BootID == "" {
+		errs = append(errs, errors.New("incarnation has no boot ID"))
+	}
+
+	if !s.Phase.known() {
+		errs = append(errs, fmt.Errorf("unknown phase %q", s.Phase))
+	}
+
+	if s.WithdrawnThrough > s.Intent {
+		errs = append(errs, fmt.Errorf("withdrawnThrough %d beyond intent %d", s.WithdrawnThrough, s.Intent))
+	}
+
+	if s.Bootstrapping > s.Intent {
+		errs = append(errs, fmt.Errorf("bootstrapping %d beyond intent %d", s.Bootstrapping, s.Intent))
+	}
+
+	if s.Lock != nil && (!s.Lock.Leader.IP.IsValid() || s.Lock.Leader.BootID == "" || s.Lock.Number == 0) {
+		errs = append(errs, fmt.Errorf("malformed lock %+v", *s.Lock))
+	}
+
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid status: %w", err)
+	}
+
+	return nil
+}
+
+// MarshalStatus encodes a status as written to status.json.
+func MarshalStatus(s Status) ([]byte, error) {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode status: %w", err)
+	}
+
+	return append(data, '\n'), nil
+}
+
+// ParseStatus decodes and validates a status file (own or a peer's).
+func ParseStatus(data []byte) (*Status, error) {
+	var s Status
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+
+	return &s, nil
+}
+
+// StatusState says how reading a peer's status file went.
+type StatusState int
+
+// Status read results.
+const (
+	StatusOK         StatusState = iota // read, parsed, and written in the peer's current boot
+	StatusMissing                       // NotFound: the peer does not run the extension (yet)
+	StatusStale                         // written in an earlier boot: the daemon has not resumed yet
+	StatusUnreadable                    // any other error, or garbage
+)
+
+func (s StatusState) String() string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusMissing:
+		return "missing"
+	case StatusStale:
+		return "stale"
+	case StatusUnreadable:
+		return "unreadable"
+	}
+
+	return fmt.Sprintf("StatusState(%d)", int(s))
+}
+
+// Tri is a three-valued answer: a failed probe is Unknown, never No.
+type Tri int
+
+// Tri values.
+const (
+	Unknown Tri = iota
+	Yes
+	No
+)
+
+func (t Tri) String() string {
+	switch t {
+	case Yes:
+		return "yes"
+	case No:
+		return "no"
+	}
+
+	return "unknown"
+}
+
+// Signs are the signs of an existing (or starting) etcd cluster on one node.
+type Signs struct {
+	EtcdRunning     Tri
+	DataDirNonEmpty Tri
+	HasMembers      Tri
+	// Unknown lists why some answer is Unknown.
+	Unknown []string
+}
+
+// Any reports whether any sign is Yes.
+func (s Signs) Any() bool {
+	return s.EtcdRunning == Yes || s.DataDirNonEmpty == Yes || s.HasMembers == Yes
+}
+
+func (s Signs) describe() string {
+	var parts []string
+
+	if s.EtcdRunning == Yes {
+		parts = append(parts, "etcd service started")
+	}
+
+	if s.DataDirNonEmpty == Yes {
+		parts = append(parts, "/var/lib/etcd not empty")
+	}
+
+	if s.HasMembers == Yes {
+		parts = append(parts, "etcd members listed")
+	}
+
+	return joinReasons(parts)
+}
+
+// PeerFacts is what one round learned about one control-plane peer.
+type PeerFacts struct {
+	Candidate
+	Status      *Status
+	StatusState StatusState
+	StatusErr   string
+	Signs       Signs
+}
+
+// Observation is everything Step may look at: the facts of one round.
+type Observation struct {
+	Now            time.Time
+	Self           Candidate
+	SelfSigns      Signs
+	SelfTimeSynced bool
+	// SelfEtcdHealthy: the local etcd service is Running and healthy (Done).
+	SelfEtcdHealthy bool
+	// Peers are the control-plane peers in view, self excluded.
+	Peers []PeerFacts
+	// Quorum is QUORUM_NODES; it counts self.
+	Quorum int
+	// ViewStableSince comes from ViewTracker.
+	ViewStableSince time.Time
+	// PreBootstrapDelay is PRE_BOOTSTRAP_DELAY; ConfirmWait is
+	// FOLLOWER_CHECK_INTERVAL, the longest a follower may take to lock.
+	PreBootstrapDelay, ConfirmWait time.Duration
+	// BreakLock is the operator escape hatch: nil normally.
+	BreakLock *IntentRef
+}
+
+// DecisionKind is what the daemon does after a Step.
+type DecisionKind int
+
+// Decisions.
+const (
+	Wait           DecisionKind = iota // nothing to do this round
+	Lead                               // announced; waiting for locks, stability or checks
+	Follow                             // locked to another leader, or a cluster exists elsewhere
+	BeginBootstrap                     // status says bootstrapping k: persist, ConfirmLocks, then send Bootstrap
+	AwaitEtcd                          // we bootstrapped (or may have): wait for own etcd, never re-elect
+	AwaitJoin                          // own etcd exists (data or service): wait for it to be healthy
+	Done                               // own etcd Running and healthy
+	Halt                               // this node can never bootstrap (Talos says it is not a control plane)
+)
+
+func (k DecisionKind) String() string {
+	switch k {
+	case Wait:
+		return "wait"
+	case Lead:
+		return "lead"
+	case Follow:
+		return "follow"
+	case BeginBootstrap:
+		return "begin-bootstrap"
+	case AwaitEtcd:
+		return "await-etcd"
+	case AwaitJoin:
+		return "await-join"
+	case Done:
+		return "done"
+	case Halt:
+		return "halt"
+	}
+
+	return fmt.Sprintf("DecisionKind(%d)", int(k))
+}
+
+// Decision is Step's verdict; Reason is meant for logs and the status file.
+type Decision struct {
+	Kind   DecisionKind
+	Reason string
+	// Leader is the leader followed or awaited, for logs.
+	Leader *Incarnation
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+
+	return id
+}

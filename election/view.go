@@ -1,0 +1,33 @@
+package election
+
+import (
+	"slices"
+	"time"
+)
+
+// ViewTracker remembers since when the candidate set has stayed the same.
+// Any change of a member, of its boot ID or of its boot time (a clock step)
+// restarts the stability period. It is not safe for concurrent use.
+type ViewTracker struct {
+	last  []Candidate
+	since time.Time
+	seen  bool
+}
+
+// Observe records the view of one round (self included) and returns since
+// when it has been unchanged.
+func (v *ViewTracker) Observe(now time.Time, view []Candidate) time.Time {
+	sorted := Rank(view)
+
+	if !v.seen || !slices.EqualFunc(sorted, v.last, sameCandidate) {
+		v.last = sorted
+		v.since = now
+		v.seen = true
+	}
+
+	return v.since
+}
+
+func sameCandidate(a, b Candidate) bool {
+	return a.Incarnation == b.Incarnation && a.BootTime.Equal(b.BootTime)
+}
