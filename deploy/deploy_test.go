@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -367,5 +368,62 @@ func checkConfigFiles(t *testing.T, esc coreconfig.ExtensionServiceConfig) {
 
 	if ctx.CA == "" || ctx.Crt == "" || ctx.Key == "" || len(ctx.Endpoints) == 0 {
 		t.Errorf("talosconfig context %q lacks ca, crt, key or endpoints: %s", tc.Context, fmt.Sprint(ctx))
+	}
+}
+
+// TestDockerfile checks the properties the reference Containerfile lacked:
+// no architecture written into it, cross-compilation for the target
+// platform, the same build settings as make, and a scratch image holding
+// only the extension tree (laid out by cmd/build-image).
+func TestDockerfile(t *testing.T) {
+	raw, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		lines []string
+		froms []string
+	)
+
+	for _, l := range strings.Split(string(raw), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+
+		lines = append(lines, l)
+
+		if strings.HasPrefix(l, "FROM ") {
+			froms = append(froms, l)
+		}
+	}
+
+	code := strings.Join(lines, "\n")
+
+	for _, arch := range []string{"amd64", "arm64", "x86_64", "aarch64"} {
+		if strings.Contains(code, arch) {
+			t.Errorf("Dockerfile hard-codes %s", arch)
+		}
+	}
+
+	for _, want := range []string{
+		"ARG TARGETARCH",
+		"GOARCH=${TARGETARCH}",
+		"CGO_ENABLED=0",
+		"-trimpath",
+		`-ldflags "-X main.version=${VERSION}"`,
+		"./cmd/" + path.Base(imagebuild.MainPackage),
+		"go run ./cmd/build-image",
+		"-rootfs /out/tree",
+		"COPY --from=build /out/tree/ /",
+	} {
+		if !strings.Contains(code, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+
+	if len(froms) != 2 || !strings.Contains(froms[0], "--platform=$BUILDPLATFORM") || froms[1] != "FROM scratch" {
+		t.Errorf("stages %q: want a build stage on $BUILDPLATFORM and a scratch final stage", froms)
 	}
 }
