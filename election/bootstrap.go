@@ -24,10 +24,13 @@ const (
 	RetryLater
 	// NotControlPlane: Talos says the node cannot bootstrap at all.
 	NotControlPlane
+	// Rejected: apid refused the call (PermissionDenied, Unauthenticated)
+	// before machined saw it: nothing happened.
+	Rejected
 	// Unknown: the request may have taken effect (deadline, dropped
 	// connection, unexpected error): never withdraw, verify, resend on this
 	// node only.
-	UnknownOutcome
+	Unknown
 )
 
 func (o BootstrapOutcome) String() string {
@@ -40,7 +43,9 @@ func (o BootstrapOutcome) String() string {
 		return "retry-later"
 	case NotControlPlane:
 		return "not-control-plane"
-	case UnknownOutcome:
+	case Rejected:
+		return "rejected"
+	case Unknown:
 		return "unknown"
 	}
 
@@ -73,7 +78,7 @@ func ClassifyBootstrap(err error) BootstrapOutcome {
 	if !ok {
 		// Not a gRPC status: a context or connection error; the request may
 		// have reached machined.
-		return UnknownOutcome
+		return Unknown
 	}
 
 	msg := st.Message()
@@ -104,12 +109,11 @@ func ClassifyBootstrap(err error) BootstrapOutcome {
 			return AlreadyExists
 		}
 	case codes.PermissionDenied, codes.Unauthenticated:
-		// apid refused the call before routing it to machined.
-		return RetryLater
+		return Rejected
 	}
 
 	// DeadlineExceeded, Unavailable, Canceled, Internal, unknown messages.
-	return UnknownOutcome
+	return Unknown
 }
 
 // AfterBootstrap records the outcome of a Bootstrap RPC sent for
@@ -131,7 +135,7 @@ func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status,
 		st.Phase = PhaseBootstrapped
 		st.BootstrapSent = true
 		d = Decision{Kind: AwaitEtcd, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: etcd data directory not empty: waiting for etcd", k)}
-	case RetryLater:
+	case RetryLater, Rejected:
 		d = Decision{Kind: Wait, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d refused for now: retrying", k)}
 	case NotControlPlane:
 		d = Decision{Kind: Halt, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: Talos says this node is not a control-plane node; intent kept (locks hold): fix the machine config", k)}

@@ -59,7 +59,7 @@
 // a partition may have bootstrapped, and nobody can see it.
 //
 // 2. Signs of etcd on this node (service started, data, members) end the
-// election: wait for own etcd (AwaitJoin), never bootstrap. Any sign on a
+// election: wait for own etcd (Joined), never bootstrap. Any sign on a
 // peer, or a peer whose valid status says bootstrapping, bootstrapped or
 // done, means a cluster exists or is being created: Follow. An own announced
 // intent is withdrawn first (allowed: no Bootstrap was sent).

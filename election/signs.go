@@ -13,14 +13,14 @@ import (
 
 // SignsFrom turns one node's probe answers into signs of an existing
 // cluster. Only answers known from the Talos source to mean "no etcd here
-// yet" become No; every other error is Unknown, which blocks a bootstrap.
+// yet" become No; every other error is Unsure, which blocks a bootstrap.
 //
 //   - ServiceList: service states follow Talos's runner (system/events):
 //     Initialized, Waiting, Starting and Preparing come before etcd runs
 //     (before bootstrap etcd sits in Preparing); Skipped means never; Running
 //     means etcd runs; Stopping and Finished happen when Bootstrap stops the
 //     waiting etcd ("Bootstrap requested") or a running etcd stops. Failed
-//     and unknown states are Unknown.
+//     and unknown states are Unsure.
 //   - /var/lib/etcd: empty or absent is No (Talos's own Bootstrap test).
 //   - EtcdMemberList{QueryLocal}: asks the etcd at localhost:2379. Before
 //     bootstrap it only errors (TLS not ready, connection refused, deadline):
@@ -32,7 +32,7 @@ func SignsFrom(svc transport.ServiceState, svcErr error, dataDirEmpty bool, data
 
 	switch {
 	case svcErr != nil:
-		s.EtcdRunning = Unknown
+		s.EtcdRunning = Unsure
 		s.Unknown = append(s.Unknown, "ServiceList: "+svcErr.Error())
 	case !svc.Found:
 		s.EtcdRunning = No
@@ -43,7 +43,7 @@ func SignsFrom(svc transport.ServiceState, svcErr error, dataDirEmpty bool, data
 		case "Running", "Stopping", "Finished":
 			s.EtcdRunning = Yes
 		default:
-			s.EtcdRunning = Unknown
+			s.EtcdRunning = Unsure
 			s.Unknown = append(s.Unknown, "etcd service in state "+svc.State)
 		}
 	}
@@ -56,7 +56,7 @@ func SignsFrom(svc transport.ServiceState, svcErr error, dataDirEmpty bool, data
 	case isNotFound(dataErr):
 		s.DataDirNonEmpty = No
 	default:
-		s.DataDirNonEmpty = Unknown
+		s.DataDirNonEmpty = Unsure
 		s.Unknown = append(s.Unknown, "list "+transport.EtcdDataDir+": "+dataErr.Error())
 	}
 
@@ -70,7 +70,7 @@ func SignsFrom(svc transport.ServiceState, svcErr error, dataDirEmpty bool, data
 	case s.EtcdRunning == No:
 		s.HasMembers = No
 	default:
-		s.HasMembers = Unknown
+		s.HasMembers = Unsure
 		s.Unknown = append(s.Unknown, "EtcdMemberList: "+membersErr.Error())
 	}
 

@@ -68,7 +68,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 	if obs.SelfSigns.Any() {
 		withdrawOwn(&st, self)
 
-		return st, Decision{Kind: AwaitJoin, Reason: released + "this node already has etcd (" +
+		return st, Decision{Kind: Joined, Reason: released + "this node already has etcd (" +
 			obs.SelfSigns.describe() + "): waiting for it to be healthy, never bootstrapping"}
 	}
 

@@ -61,7 +61,7 @@ func lockedB(to *IntentRef) Status {
 
 func TestStepRules(t *testing.T) {
 	lockedToA3 := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
-	unknownSigns := Signs{EtcdRunning: No, DataDirNonEmpty: Unknown, HasMembers: No, Unknown: []string{"list /var/lib/etcd: deadline"}}
+	unknownSigns := Signs{EtcdRunning: No, DataDirNonEmpty: Unsure, HasMembers: No, Unknown: []string{"list /var/lib/etcd: deadline"}}
 
 	tests := []struct {
 		name      string
@@ -155,7 +155,7 @@ func TestStepRules(t *testing.T) {
 			}(),
 		},
 		{
-			name: "2 own etcd data: await join, withdraw own intent", kind: AwaitJoin, phase: PhaseIdle, lock: nil, withdrawn: 3,
+			name: "2 own etcd data: await join, withdraw own intent", kind: Joined, phase: PhaseIdle, lock: nil, withdrawn: 3,
 			st:  announcedA(),
 			obs: func() Observation { o := obsFor(cA, 0); o.SelfSigns.DataDirNonEmpty = Yes; return o }(),
 		},
@@ -349,7 +349,7 @@ func TestResume(t *testing.T) {
 	}
 
 	// Unknown data dir: wait, neither resend nor withdraw.
-	o.SelfSigns = Signs{DataDirNonEmpty: Unknown, Unknown: []string{"x"}}
+	o.SelfSigns = Signs{DataDirNonEmpty: Unsure, Unknown: []string{"x"}}
 	if got, d := Step(rb, o); d.Kind != Wait || got.Phase != PhaseBootstrapping {
 		t.Fatalf("bootstrap with unknown data: %s %+v", d.Kind, got)
 	}

@@ -218,12 +218,12 @@ func (s StatusState) String() string {
 	return fmt.Sprintf("StatusState(%d)", int(s))
 }
 
-// Tri is a three-valued answer: a failed probe is Unknown, never No.
+// Tri is a three-valued answer: a failed probe is Unsure, never No.
 type Tri int
 
 // Tri values.
 const (
-	Unknown Tri = iota
+	Unsure Tri = iota
 	Yes
 	No
 )
@@ -236,7 +236,7 @@ func (t Tri) String() string {
 		return "no"
 	}
 
-	return "unknown"
+	return "unsure"
 }
 
 // Signs are the signs of an existing (or starting) etcd cluster on one node.
@@ -244,7 +244,7 @@ type Signs struct {
 	EtcdRunning     Tri
 	DataDirNonEmpty Tri
 	HasMembers      Tri
-	// Unknown lists why some answer is Unknown.
+	// Unknown lists why some answer is Unsure.
 	Unknown []string
 }
 
@@ -311,7 +311,7 @@ const (
 	Follow                             // locked to another leader, or a cluster exists elsewhere
 	BeginBootstrap                     // status says bootstrapping k: persist, ConfirmLocks, then send Bootstrap
 	AwaitEtcd                          // we bootstrapped (or may have): wait for own etcd, never re-elect
-	AwaitJoin                          // own etcd exists (data or service): wait for it to be healthy
+	Joined                             // own etcd exists (data or service): wait for it to be healthy
 	Done                               // own etcd Running and healthy
 	Halt                               // this node can never bootstrap (Talos says it is not a control plane)
 )
@@ -328,8 +328,8 @@ func (k DecisionKind) String() string {
 		return "begin-bootstrap"
 	case AwaitEtcd:
 		return "await-etcd"
-	case AwaitJoin:
-		return "await-join"
+	case Joined:
+		return "joined"
 	case Done:
 		return "done"
 	case Halt:
