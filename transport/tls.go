@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // TLSConfig is the client side of apid's mutual TLS.
@@ -14,8 +15,10 @@ import (
 // names are not checked: peers are probed by address before anything is known
 // about them, and the chain alone is what tells a node of this cluster from a
 // foreign one.
+//
+// The chain is checked at cfg.Time() when the caller sets tls.Config.Time.
 func TLSConfig(id Identity) *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Hostname/IP verification is replaced by VerifyConnection below;
 		// the chain is still verified, against the cluster CA only.
@@ -28,10 +31,18 @@ func TLSConfig(id Identity) *tls.Config {
 
 			return cert, nil
 		},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyServerChain(id.ClusterCA(), cs.PeerCertificates)
-		},
 	}
+
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		var now time.Time
+		if cfg.Time != nil {
+			now = cfg.Time()
+		}
+
+		return verifyServerChain(id.ClusterCA(), cs.PeerCertificates, now)
+	}
+
+	return cfg
 }
 
 // certificateRejectedError marks a server certificate that does not chain to
@@ -58,7 +69,7 @@ func IsCertificateRejected(err error) bool {
 	return errors.As(err, &rejected)
 }
 
-func verifyServerChain(roots *x509.CertPool, certs []*x509.Certificate) error {
+func verifyServerChain(roots *x509.CertPool, certs []*x509.Certificate, now time.Time) error {
 	if len(certs) == 0 {
 		return errors.New("server presented no certificate")
 	}
@@ -78,6 +89,7 @@ func verifyServerChain(roots *x509.CertPool, certs []*x509.Certificate) error {
 		Roots:         roots,
 		Intermediates: intermediates,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		CurrentTime:   now,
 	}
 
 	_, err := leaf.Verify(opts)
@@ -92,11 +104,15 @@ func verifyServerChain(roots *x509.CertPool, certs []*x509.Certificate) error {
 		// our cluster seen through a wrong clock (ours or its) is not taken
 		// for a foreign one.
 		opts.CurrentTime = leaf.NotBefore
-		if _, chainErr := leaf.Verify(opts); chainErr == nil {
+
+		_, chainErr := leaf.Verify(opts)
+		if chainErr == nil {
 			return fmt.Errorf("server certificate %q (valid %s to %s): %w",
-				leaf.Subject, leaf.NotBefore.UTC().Format("2006-01-02T15:04:05Z"),
-				leaf.NotAfter.UTC().Format("2006-01-02T15:04:05Z"), err)
+				leaf.Subject, leaf.NotBefore.UTC().Format(time.RFC3339),
+				leaf.NotAfter.UTC().Format(time.RFC3339), err)
 		}
+
+		err = chainErr
 	}
 
 	return &certificateRejectedError{subject: leaf.Subject.String(), err: err}

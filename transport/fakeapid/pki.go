@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/siderolabs/crypto/x509"
-	"github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 )
@@ -29,15 +28,19 @@ type PKI struct {
 	pool      *stdx509.CertPool
 }
 
-// NewPKI makes a new cluster OS CA through machinery's secrets bundle, the
-// way `talosctl gen config` does. Two calls give two foreign clusters.
+// NewPKI makes a new cluster OS CA with secrets.NewTalosCA, the function a
+// secrets bundle (`talosctl gen config`) uses for Certs.OS: self-signed,
+// Ed25519, O=talos. The rest of a bundle (an RSA service-account key among
+// it) is skipped because it takes seconds; use PKIFromCA(bundle.Certs.OS)
+// when machine configs must share the CA. Two calls give two foreign
+// clusters.
 func NewPKI() (*PKI, error) {
-	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
+	ca, err := secrets.NewTalosCA(time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("generate secrets bundle: %w", err)
+		return nil, fmt.Errorf("generate OS CA: %w", err)
 	}
 
-	return PKIFromCA(bundle.Certs.OS)
+	return PKIFromCA(&x509.PEMEncodedCertificateAndKey{Crt: ca.CrtPEM, Key: ca.KeyPEM})
 }
 
 // PKIFromCA wraps an existing OS CA (for example a secrets bundle's
