@@ -76,8 +76,8 @@ func TestBootstrapAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 
-			reg := fakeapid.NewRegistry()
-			srv := startNode(t, reg, tt.node)
+			f := newFleet(t)
+			srv := startNode(t, f, tt.node)
 
 			if tt.prefill {
 				writeFile(t, filepath.Join(srv.FilesRoot(), transport.EtcdDataDir, "member", "snap", "db"))
@@ -102,7 +102,7 @@ func TestBootstrapAnswers(t *testing.T) {
 				t.Errorf("Bootstrap error %q should contain %q and the node", err, tt.msg)
 			}
 
-			clusters, err := reg.Clusters()
+			clusters, err := f.Registry.Clusters()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,7 +147,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestEtcdLifecycle(t *testing.T) {
 	t.Parallel()
 
-	reg := fakeapid.NewRegistry()
+	f := newFleet(t)
 	timing := fakeapid.Node{DataFillDelay: 40 * time.Millisecond, HealthyDelay: 40 * time.Millisecond, JoinDelay: 40 * time.Millisecond}
 
 	var (
@@ -158,12 +158,12 @@ func TestEtcdLifecycle(t *testing.T) {
 	d := adminDialer(t)
 
 	for range 3 {
-		srv := startNode(t, reg, timing)
+		srv := startNode(t, f, timing)
 		srvs = append(srvs, srv)
 		nodes = append(nodes, dial(t, d, srv))
 	}
 
-	worker := startNode(t, reg, fakeapid.Node{MachineType: transport.MachineTypeWorker})
+	worker := startNode(t, f, fakeapid.Node{MachineType: transport.MachineTypeWorker})
 	workerNode := dial(t, d, worker)
 
 	// before bootstrap
@@ -241,7 +241,7 @@ func TestEtcdLifecycle(t *testing.T) {
 		}
 	}
 
-	clusters, err := reg.Clusters()
+	clusters, err := f.Registry.Clusters()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,9 +256,9 @@ func TestEtcdLifecycle(t *testing.T) {
 func TestDoubleBootstrapIsVisible(t *testing.T) {
 	t.Parallel()
 
-	reg := fakeapid.NewRegistry()
+	f := newFleet(t)
 	slow := fakeapid.Node{JoinDelay: time.Hour}
-	a, b := startNode(t, reg, slow), startNode(t, reg, slow)
+	a, b := startNode(t, f, slow), startNode(t, f, slow)
 	d := adminDialer(t)
 
 	for _, srv := range []*fakeapid.Server{a, b} {
@@ -267,7 +267,7 @@ func TestDoubleBootstrapIsVisible(t *testing.T) {
 		}
 	}
 
-	clusters, err := reg.Clusters()
+	clusters, err := f.Registry.Clusters()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestDefaultDeadlines(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{
+	srv := startNode(t, newFleet(t), fakeapid.Node{
 		BootstrapFaults: []fakeapid.Fault{fakeapid.FaultHang},
 	})
 
@@ -325,7 +325,7 @@ func TestDefaultDeadlines(t *testing.T) {
 func TestStartDelay(t *testing.T) {
 	t.Parallel()
 
-	srv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{StartDelay: 300 * time.Millisecond})
+	srv := startNode(t, newFleet(t), fakeapid.Node{StartDelay: 300 * time.Millisecond})
 	d := adminDialer(t)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)

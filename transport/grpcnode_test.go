@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,58 +19,39 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
 
-// pki is shared: generating a secrets bundle costs tens of milliseconds.
-var (
-	pkiOnce   sync.Once
-	sharedPKI *fakeapid.PKI
-	pkiErr    error
-)
-
 func testPKI(t *testing.T) *fakeapid.PKI {
 	t.Helper()
 
-	pkiOnce.Do(func() { sharedPKI, pkiErr = fakeapid.NewPKI() })
-
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
+	p, err := fakeapid.SharedPKI()
+	if err != nil {
+		t.Fatal(err)
 	}
 
-	return sharedPKI
+	return p
 }
 
-var (
-	ipMu   sync.Mutex
-	nextIP = netip.MustParseAddr("127.0.10.1")
-)
-
-// freshIP hands out a distinct loopback address per fake node.
-func freshIP() netip.Addr {
-	ipMu.Lock()
-	defer ipMu.Unlock()
-
-	ip := nextIP
-	nextIP = nextIP.Next()
-
-	return ip
-}
-
-func startNode(t *testing.T, reg *fakeapid.Registry, node fakeapid.Node) *fakeapid.Server {
+// newFleet is a cluster of fake nodes on loopback with its own registry.
+func newFleet(t *testing.T) *fakeapid.Fleet {
 	t.Helper()
 
-	if !node.IP.IsValid() {
-		node.IP = freshIP()
-	}
+	f := fakeapid.NewFleet(testPKI(t), fakeapid.NewRegistry(), netip.MustParseAddr("127.0.10.1"))
+	t.Cleanup(func() { f.Close() }) //nolint:errcheck
+
+	return f
+}
+
+// startNode starts node with a short time-sync wait (Talos waits 5 s).
+func startNode(t *testing.T, f *fakeapid.Fleet, node fakeapid.Node) *fakeapid.Server {
+	t.Helper()
 
 	if node.TimeSyncWait == 0 {
 		node.TimeSyncWait = 50 * time.Millisecond
 	}
 
-	srv, err := fakeapid.Start(fakeapid.Config{PKI: testPKI(t), Registry: reg}, node)
+	srv, err := f.Start(node)
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	t.Cleanup(func() { srv.Close() }) //nolint:errcheck
 
 	return srv
 }
@@ -169,7 +149,7 @@ func TestReadOnlyMethods(t *testing.T) {
 
 			tt.node.BootTime = boot
 			tt.node.BootID = bootID
-			srv := startNode(t, fakeapid.NewRegistry(), tt.node)
+			srv := startNode(t, newFleet(t), tt.node)
 			n := dial(t, adminDialer(t), srv)
 			ctx := shortCtx(t)
 
@@ -235,7 +215,7 @@ func TestReadOnlyMethods(t *testing.T) {
 func TestReadFile(t *testing.T) {
 	t.Parallel()
 
-	srv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{})
+	srv := startNode(t, newFleet(t), fakeapid.Node{})
 	n := dial(t, adminDialer(t), srv)
 
 	big := make([]byte, 10_000) // several Read chunks
@@ -302,7 +282,7 @@ func TestReadFile(t *testing.T) {
 func TestBootIDValidation(t *testing.T) {
 	t.Parallel()
 
-	srv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{BootID: "not-a-uuid"})
+	srv := startNode(t, newFleet(t), fakeapid.Node{BootID: "not-a-uuid"})
 	n := dial(t, adminDialer(t), srv)
 
 	_, err := n.BootID(shortCtx(t))

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestMutualTLS(t *testing.T) {
 	serverAndClient := mustID(own.ExtKeyUsageIdentity(now.Add(-time.Minute), time.Hour,
 		x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth))
 
-	srv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{})
+	srv := startNode(t, newFleet(t), fakeapid.Node{})
 
 	tests := []struct {
 		name string
@@ -123,13 +124,12 @@ func TestRawHandshakeClassification(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	foreignSrv, err := fakeapid.Start(fakeapid.Config{PKI: foreign}, fakeapid.Node{IP: freshIP()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer foreignSrv.Close() //nolint:errcheck
+	foreignFleet := fakeapid.NewFleet(foreign, fakeapid.NewRegistry(), netip.MustParseAddr("127.0.11.1"))
+	defer foreignFleet.Close() //nolint:errcheck
 
-	ownSrv := startNode(t, fakeapid.NewRegistry(), fakeapid.Node{})
+	foreignSrv := startNode(t, foreignFleet, fakeapid.Node{})
+
+	ownSrv := startNode(t, newFleet(t), fakeapid.Node{})
 
 	handshake := func(addr string) error {
 		dialer := &tls.Dialer{Config: transport.TLSConfig(id)}
@@ -182,7 +182,7 @@ func TestServerCertificateValidityIsNotRejection(t *testing.T) {
 	leafOf := func(p *fakeapid.PKI) *x509.Certificate {
 		t.Helper()
 
-		c, err := p.ServerCertificate(freshIP())
+		c, err := p.ServerCertificate(netip.MustParseAddr("198.18.0.2"))
 		if err != nil {
 			t.Fatal(err)
 		}

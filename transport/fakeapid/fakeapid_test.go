@@ -23,49 +23,31 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
 
-var (
-	pkiOnce   sync.Once
-	sharedPKI *fakeapid.PKI
-	pkiErr    error
-
-	ipMu   sync.Mutex
-	nextIP = netip.MustParseAddr("127.0.20.1")
-)
-
 func testPKI(t *testing.T) *fakeapid.PKI {
 	t.Helper()
 
-	pkiOnce.Do(func() { sharedPKI, pkiErr = fakeapid.NewPKI() })
-
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
-	}
-
-	return sharedPKI
-}
-
-func freshIP() netip.Addr {
-	ipMu.Lock()
-	defer ipMu.Unlock()
-
-	ip := nextIP
-	nextIP = nextIP.Next()
-
-	return ip
-}
-
-func start(t *testing.T, reg *fakeapid.Registry, node fakeapid.Node) *fakeapid.Server {
-	t.Helper()
-
-	node.IP = freshIP()
-	node.TimeSyncWait = 20 * time.Millisecond
-
-	srv, err := fakeapid.Start(fakeapid.Config{PKI: testPKI(t), Registry: reg}, node)
+	p, err := fakeapid.SharedPKI()
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	t.Cleanup(func() { srv.Close() }) //nolint:errcheck
+	return p
+}
+
+// start runs node in a fleet of its own on reg; first picks the fleet's
+// address range, so that fleets sharing one file registry do not collide.
+func start(t *testing.T, reg *fakeapid.Registry, first string, node fakeapid.Node) *fakeapid.Server {
+	t.Helper()
+
+	node.TimeSyncWait = 20 * time.Millisecond
+
+	f := fakeapid.NewFleet(testPKI(t), reg, netip.MustParseAddr(first))
+	t.Cleanup(func() { f.Close() }) //nolint:errcheck
+
+	srv, err := f.Start(node)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	return srv
 }
@@ -121,8 +103,8 @@ func TestListLikeTalos(t *testing.T) {
 	t.Parallel()
 
 	reg := fakeapid.NewRegistry()
-	cp := start(t, reg, fakeapid.Node{})
-	worker := start(t, reg, fakeapid.Node{MachineType: transport.MachineTypeWorker})
+	cp := start(t, reg, "127.0.20.1", fakeapid.Node{})
+	worker := start(t, reg, "127.0.20.2", fakeapid.Node{MachineType: transport.MachineTypeWorker})
 
 	tests := []struct {
 		name  string
@@ -179,7 +161,7 @@ func TestListLikeTalos(t *testing.T) {
 func TestAuthorization(t *testing.T) {
 	t.Parallel()
 
-	srv := start(t, fakeapid.NewRegistry(), fakeapid.Node{})
+	srv := start(t, fakeapid.NewRegistry(), "127.0.20.1", fakeapid.Node{})
 
 	read := func(c machine.MachineServiceClient) error {
 		stream, err := c.Read(ctx(t), &machine.ReadRequest{Path: transport.BootIDPath})
@@ -268,7 +250,7 @@ func TestEtcdMemberListErrorInjection(t *testing.T) {
 	t.Parallel()
 
 	injected := status.Error(codes.Unavailable, "etcdserver: no leader")
-	srv := start(t, fakeapid.NewRegistry(), fakeapid.Node{EtcdMemberListError: injected})
+	srv := start(t, fakeapid.NewRegistry(), "127.0.20.1", fakeapid.Node{EtcdMemberListError: injected})
 
 	_, err := rawClient(t, srv, role.MakeSet(role.Reader)).EtcdMemberList(ctx(t), &machine.EtcdMemberListRequest{QueryLocal: true})
 	if status.Code(err) != codes.Unavailable || status.Convert(err).Message() != "etcdserver: no leader" {
@@ -280,7 +262,7 @@ func TestTimeSyncedAfterCalls(t *testing.T) {
 	t.Parallel()
 
 	reg := fakeapid.NewRegistry()
-	srv := start(t, reg, fakeapid.Node{TimeSyncedAfterCalls: 2})
+	srv := start(t, reg, "127.0.20.1", fakeapid.Node{TimeSyncedAfterCalls: 2})
 	c := rawClient(t, srv, role.MakeSet(role.Admin))
 
 	codesSeen := []codes.Code{}
@@ -300,7 +282,7 @@ func TestRepeatedBootstrapBeforeDataFillsIsCounted(t *testing.T) {
 	t.Parallel()
 
 	reg := fakeapid.NewRegistry()
-	srv := start(t, reg, fakeapid.Node{DataFillDelay: time.Hour})
+	srv := start(t, reg, "127.0.20.1", fakeapid.Node{DataFillDelay: time.Hour})
 	c := rawClient(t, srv, role.MakeSet(role.Admin))
 
 	for range 2 {
@@ -337,8 +319,8 @@ func TestFileRegistrySharedByTwoServers(t *testing.T) {
 	}
 
 	timing := fakeapid.Node{DataFillDelay: 20 * time.Millisecond, HealthyDelay: 20 * time.Millisecond, JoinDelay: 20 * time.Millisecond}
-	a := start(t, open(), timing)
-	b := start(t, open(), timing)
+	a := start(t, open(), "127.0.21.1", timing)
+	b := start(t, open(), "127.0.21.2", timing)
 	observer := open()
 
 	ca := rawClient(t, a, role.MakeSet(role.Admin))
@@ -402,7 +384,7 @@ func TestFileRegistryDoubleBootstrap(t *testing.T) {
 	}
 
 	slow := fakeapid.Node{JoinDelay: time.Hour}
-	a, b := start(t, regs[0], slow), start(t, regs[1], slow)
+	a, b := start(t, regs[0], "127.0.22.1", slow), start(t, regs[1], "127.0.22.2", slow)
 
 	var wg sync.WaitGroup
 
@@ -434,10 +416,10 @@ func TestStartValidation(t *testing.T) {
 		cfg  fakeapid.Config
 		node fakeapid.Node
 	}{
-		{name: "no PKI", node: fakeapid.Node{IP: freshIP()}},
+		{name: "no PKI", node: fakeapid.Node{IP: netip.MustParseAddr("127.0.23.1")}},
 		{name: "no IP", cfg: fakeapid.Config{PKI: testPKI(t)}},
-		{name: "bad machine type", cfg: fakeapid.Config{PKI: testPKI(t)}, node: fakeapid.Node{IP: freshIP(), MachineType: "master"}},
-		{name: "bad version", cfg: fakeapid.Config{PKI: testPKI(t)}, node: fakeapid.Node{IP: freshIP(), TalosVersion: "2.0"}},
+		{name: "bad machine type", cfg: fakeapid.Config{PKI: testPKI(t)}, node: fakeapid.Node{IP: netip.MustParseAddr("127.0.23.1"), MachineType: "master"}},
+		{name: "bad version", cfg: fakeapid.Config{PKI: testPKI(t)}, node: fakeapid.Node{IP: netip.MustParseAddr("127.0.23.1"), TalosVersion: "2.0"}},
 	}
 
 	for _, tt := range tests {

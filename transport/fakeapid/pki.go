@@ -43,6 +43,20 @@ func NewPKI() (*PKI, error) {
 	return PKIFromCA(&x509.PEMEncodedCertificateAndKey{Crt: ca.CrtPEM, Key: ca.KeyPEM})
 }
 
+var (
+	sharedOnce sync.Once
+	sharedPKI  *PKI
+	sharedErr  error
+)
+
+// SharedPKI is one PKI per process, made on first use: tests that only need
+// "a cluster" share it instead of each paying for a CA.
+func SharedPKI() (*PKI, error) {
+	sharedOnce.Do(func() { sharedPKI, sharedErr = NewPKI() })
+
+	return sharedPKI, sharedErr
+}
+
 // PKIFromCA wraps an existing OS CA (for example a secrets bundle's
 // Certs.OS that machine configs were generated from).
 func PKIFromCA(ca *x509.PEMEncodedCertificateAndKey) (*PKI, error) {

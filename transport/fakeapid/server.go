@@ -504,3 +504,62 @@ func (s *Server) callCount() int {
 
 	return len(s.calls)
 }
+
+// Fleet starts fake nodes of one cluster on distinct loopback addresses
+// (Linux routes all of 127.0.0.0/8 to lo), sharing a PKI and a Registry.
+type Fleet struct {
+	PKI      *PKI
+	Registry *Registry
+
+	mu      sync.Mutex
+	next    netip.Addr
+	servers []*Server
+}
+
+// NewFleet hands out addresses from first upwards.
+func NewFleet(pki *PKI, reg *Registry, first netip.Addr) *Fleet {
+	return &Fleet{PKI: pki, Registry: reg, next: first}
+}
+
+// NextIP is a loopback address no node of this fleet uses.
+func (f *Fleet) NextIP() netip.Addr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	ip := f.next
+	f.next = f.next.Next()
+
+	return ip
+}
+
+// Start runs node (on NextIP when node.IP is unset) on a free port.
+func (f *Fleet) Start(node Node) (*Server, error) {
+	if !node.IP.IsValid() {
+		node.IP = f.NextIP()
+	}
+
+	srv, err := Start(Config{PKI: f.PKI, Registry: f.Registry}, node)
+	if err != nil {
+		return nil, err
+	}
+
+	f.mu.Lock()
+	f.servers = append(f.servers, srv)
+	f.mu.Unlock()
+
+	return srv, nil
+}
+
+// Close stops every node started by the fleet.
+func (f *Fleet) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	for _, s := range f.servers {
+		s.Close() //nolint:errcheck
+	}
+
+	f.servers = nil
+
+	return nil
+}
