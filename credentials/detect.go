@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
 // DefaultEtcdSecretsDir exists only on control-plane nodes: Talos writes the
@@ -32,11 +30,11 @@ type ControlPlaneDetector struct {
 	Clock    clockwork.Clock // default real clock
 }
 
-// Detect reports whether the directory exists. A missing directory is
+// Wait reports whether the directory exists. A missing directory is
 // re-checked every Interval until Grace has passed; an existing one answers
 // at once. Errors other than "does not exist" (and a non-directory at the
 // path) are returned, as is ctx's error when it ends the wait.
-func (d ControlPlaneDetector) Detect(ctx context.Context) (bool, error) {
+func (d ControlPlaneDetector) Wait(ctx context.Context) (bool, error) {
 	dir := d.Dir
 	if dir == "" {
 		dir = DefaultEtcdSecretsDir
@@ -97,18 +95,4 @@ func dirExists(dir string) (bool, error) {
 	}
 
 	return true, nil
-}
-
-// ResolveMachineType applies the detection rule (see the package doc): the
-// machine type from a config that was read wins; without one, the etcd
-// secrets directory decides.
-func ResolveMachineType(etcdSecretsPresent bool, fromConfig transport.MachineType) transport.MachineType {
-	switch {
-	case fromConfig != transport.MachineTypeUnknown:
-		return fromConfig
-	case etcdSecretsPresent:
-		return transport.MachineTypeControlPlane
-	default:
-		return transport.MachineTypeWorker
-	}
 }

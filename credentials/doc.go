@@ -3,28 +3,33 @@
 //
 // # API
 //
-// A Source's Load returns a *Material: the node's machine type (when a
-// machine config was read) and a transport.Identity (an os:admin client
-// certificate plus the cluster CA pool that peers' apid certificates are
-// verified against). Two sources exist:
+// Two credential sources implement the daemon's states.CredentialSource:
+// Describe() names the source for the log, and Load(ctx) returns the node's
+// machine type and a transport.Identity (an os:admin client certificate plus
+// the cluster CA pool that peers' apid certificates are verified against).
 //
 //   - StateSource (default): mounts the STATE partition read-only, reads
-//     config.yaml, parses it with machinery's configloader and returns an
-//     *Issuer holding the machine CA (machine.ca) in memory. The Issuer signs
-//     a 24 h os:admin client certificate with
-//     secrets.NewAdminCertificateAndKey and renews it in memory when less
-//     than a third of its validity remains. A worker config yields ErrWorker.
+//     config.yaml, parses it with machinery's configloader (single- and
+//     multi-document configs) and returns an *Issuer holding the machine CA
+//     (machine.ca) in memory. The Issuer signs a 24 h os:admin client
+//     certificate with secrets.NewAdminCertificateAndKey and renews it in
+//     memory when less than a third of its validity remains. A worker config
+//     returns MachineTypeWorker and no identity, with no error: a clean stop.
 //   - TalosconfigSource (TALOS_AUTO_BOOTSTRAP_TALOSCONFIG=/path): takes the
 //     current context's ca, crt and key from a talosconfig. Nothing is
-//     mounted, the certificate must carry os:admin, and it cannot be renewed.
-//     MachineType is Unknown.
+//     mounted; the certificate must carry os:admin and ExtKeyUsage
+//     [ClientAuth]; it cannot be renewed, so an expiry within a week is
+//     logged as a warning and an expired one refused. The machine type is
+//     MachineTypeUnknown.
+//
+// ControlPlaneDetector implements states.ControlPlaneMarker.
 //
 // Errors that retrying cannot fix (corrupt or unusable config, bad CA, bad
-// talosconfig, worker) are wrapped with backoff.Permanent at the outermost
-// level; the rest (device not there yet, mount failed, config.yaml not
-// written yet) are retryable. Key material is only ever in memory: it is not
-// logged, not written, and String/GoString/MarshalJSON of Issuer and the
-// talosconfig identity print only certificate subjects and fingerprints.
+// talosconfig) are wrapped with backoff.Permanent at the outermost level; the
+// rest (device not there yet, mount failed, config.yaml not written yet) are
+// retryable. Key material is only ever in memory: it is not logged, not
+// written, and String/GoString/MarshalJSON of Issuer and the talosconfig
+// identity print only certificate subjects and fingerprints.
 //
 // # STATE
 //
@@ -45,18 +50,19 @@
 // # Control-plane detection
 //
 // Talos creates /system/secrets/etcd only on control-plane nodes, possibly a
-// little after the extension starts, so ControlPlaneDetector re-checks a
-// missing directory for a grace period (default 60 s). The rule, applied by
-// ResolveMachineType:
+// little after the extension starts, so ControlPlaneDetector.Wait re-checks a
+// missing directory for a grace period (default 60 s). The rule:
 //
-//   - When a machine config was read, its machine type has the last word. A
-//     controlplane (or init) config means control plane even if the
-//     directory is absent (it may simply not exist yet). A worker config
+//   - The directory present means control plane, unless a machine config
+//     says otherwise.
+//   - When a machine config was read (StateSource), its machine type has the
+//     last word. A controlplane (or init) config means control plane even if
+//     the directory is absent (it may simply not exist yet). A worker config
 //     means worker even if the directory exists: /system is a tmpfs, so the
 //     directory cannot be a leftover of an earlier role; its presence next
 //     to a worker config is an inconsistency, a worker config carries no CA
 //     key to sign with, and Talos refuses Bootstrap on workers. Never acting
 //     as control plane on a node whose config says worker is the safe side.
-//   - Without a config (talosconfig source), the directory decides: present
-//     means control plane, still absent after the grace period means worker.
+//   - Without a config (TalosconfigSource, MachineTypeUnknown) the directory
+//     decides; when it stays absent the daemon asks the local apid.
 package credentials

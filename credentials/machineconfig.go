@@ -16,13 +16,6 @@ import (
 // configs are tens of kilobytes; anything near this is not a Talos config.
 const DefaultMaxConfigSize = 4 << 20
 
-// ErrWorker is the outcome for a worker node: its machine config carries the
-// machine CA certificate but not its key, so it cannot sign a client
-// certificate, and Talos refuses Bootstrap on workers anyway. It is returned
-// wrapped in backoff.Permanent; callers test it with errors.Is and exit
-// cleanly.
-var ErrWorker = errors.New("worker node: the machine config has no CA key and the node cannot bootstrap")
-
 // machineConfig is what the daemon needs from a node's machine config.
 type machineConfig struct {
 	machineType transport.MachineType
@@ -32,7 +25,10 @@ type machineConfig struct {
 
 // parseMachineConfig parses config.yaml (single v1alpha1 document or a
 // multi-document config) with machinery's loader. All failures are
-// permanent: the same bytes give the same answer on every retry.
+// permanent: the same bytes give the same answer on every retry. A worker
+// config is not a failure: it yields only the type, because a worker's
+// config carries the CA certificate but not its key (nothing to sign with,
+// and Talos refuses Bootstrap on workers anyway).
 func parseMachineConfig(data []byte) (machineConfig, error) {
 	cfg, err := configloader.NewFromBytes(data)
 	if err != nil {
@@ -50,7 +46,7 @@ func parseMachineConfig(data []byte) (machineConfig, error) {
 	}
 
 	if mt == transport.MachineTypeWorker {
-		return machineConfig{machineType: mt}, backoff.Permanent(ErrWorker)
+		return machineConfig{machineType: mt}, nil
 	}
 
 	ca := m.Security().IssuingCA()

@@ -2,14 +2,15 @@ package credentials
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
@@ -17,40 +18,6 @@ import (
 
 // ConfigFileName is the machine config's name at the root of STATE.
 const ConfigFileName = "config.yaml"
-
-// Source yields the credentials the daemon talks to apid with.
-type Source interface {
-	Load(ctx context.Context) (*Material, error)
-}
-
-// Material is what a Source found.
-type Material struct {
-	// MachineType comes from the machine config (StateSource); it is
-	// MachineTypeUnknown when no config was read (TalosconfigSource).
-	MachineType transport.MachineType
-	// Identity signs or holds the client certificate and the cluster CA.
-	Identity transport.Identity
-	// Origin says where the credentials came from, for the log.
-	Origin string
-	// Warnings are problems that do not stop the daemon yet (for example a
-	// talosconfig certificate that expires soon). Log them.
-	Warnings []string
-}
-
-// String is safe to log: Identity prints no key material.
-func (m *Material) String() string {
-	return fmt.Sprintf("credentials from %s: machine type %q, identity %v", m.Origin, m.MachineType, m.Identity)
-}
-
-// MarshalJSON is safe to log for the same reason.
-func (m *Material) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		MachineType transport.MachineType `json:"machine_type"`
-		Identity    any                   `json:"identity"`
-		Origin      string                `json:"origin"`
-		Warnings    []string              `json:"warnings,omitempty"`
-	}{m.MachineType, m.Identity, m.Origin, m.Warnings})
-}
 
 // StateSource reads the machine config from the STATE partition and signs
 // client certificates with the machine CA found in it. The zero value uses
@@ -66,16 +33,30 @@ type StateSource struct {
 	Clock clockwork.Clock
 	// CertTTL is each client certificate's validity; default DefaultCertTTL.
 	CertTTL time.Duration
+	// Log receives which device was read and how (never key material). The
+	// zero value discards.
+	Log zerolog.Logger
+}
+
+// Describe names the source for the log.
+func (s StateSource) Describe() string {
+	devices := s.Devices
+	if len(devices) == 0 {
+		devices = DefaultStateDevices()
+	}
+
+	return "STATE partition (" + strings.Join(devices, ", ") + ")"
 }
 
 // Load finds the STATE filesystem, mounts it read-only for as long as it
 // takes to read config.yaml, and returns an Issuer for the machine CA.
 //
-// Outcomes: a worker config gives ErrWorker (permanent); a config that cannot
-// be parsed or whose CA is unusable gives a permanent error; a missing
+// Outcomes: a worker config gives MachineTypeWorker and no identity (a
+// worker config has no CA key; the daemon stops cleanly); a config that
+// cannot be parsed or whose CA is unusable gives a permanent error; a missing
 // device, a failed mount or a missing config.yaml (Talos may still be
 // booting or writing it) gives a retryable error naming every device tried.
-func (s StateSource) Load(ctx context.Context) (*Material, error) {
+func (s StateSource) Load(ctx context.Context) (transport.MachineType, transport.Identity, error) {
 	devices := s.Devices
 	if len(devices) == 0 {
 		devices = DefaultStateDevices()
@@ -108,11 +89,11 @@ func (s StateSource) Load(ctx context.Context) (*Material, error) {
 			}
 
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("read machine config from %s: %w", path, err)
+				return transport.MachineTypeUnknown, nil, fmt.Errorf("read machine config from %s: %w", path, err)
 			}
 
 			if isPermanent(err) {
-				return nil, backoff.Permanent(fmt.Errorf("STATE %s: %w", path, err))
+				return transport.MachineTypeUnknown, nil, backoff.Permanent(fmt.Errorf("STATE %s: %w", path, err))
 			}
 
 			attempts = append(attempts, deviceAttempt{path: path, reason: err.Error()})
@@ -120,24 +101,26 @@ func (s StateSource) Load(ctx context.Context) (*Material, error) {
 			continue
 		}
 
+		s.Log.Debug().Str("device", path).Str("resolved", device).Bool("shared_superblock", shared).
+			Str("machine_type", string(cfg.machineType)).Msg("machine config read from STATE")
+
+		if cfg.machineType == transport.MachineTypeWorker {
+			return cfg.machineType, nil, nil
+		}
+
 		issuer, err := NewIssuer(cfg.issuingCA, s.Clock, s.CertTTL)
 		if err != nil {
-			return nil, backoff.Permanent(fmt.Errorf("STATE %s: %w", path, err))
+			return transport.MachineTypeUnknown, nil, backoff.Permanent(fmt.Errorf("STATE %s: %w", path, err))
 		}
 
 		if err := issuer.addTrusted(cfg.acceptedCAs); err != nil {
-			return nil, backoff.Permanent(fmt.Errorf("STATE %s: %w", path, err))
+			return transport.MachineTypeUnknown, nil, backoff.Permanent(fmt.Errorf("STATE %s: %w", path, err))
 		}
 
-		origin := fmt.Sprintf("STATE %s (%s)", path, device)
-		if shared {
-			origin += ", shared with Talos's read-write mount"
-		}
-
-		return &Material{MachineType: cfg.machineType, Identity: issuer, Origin: origin}, nil
+		return cfg.machineType, issuer, nil
 	}
 
-	return nil, fmt.Errorf("no usable STATE filesystem; tried %s", describeAttempts(attempts))
+	return transport.MachineTypeUnknown, nil, fmt.Errorf("no usable STATE filesystem; tried %s", describeAttempts(attempts))
 }
 
 // readMachineConfig mounts device, reads and parses config.yaml, and unmounts.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 
@@ -41,15 +42,20 @@ type TalosconfigSource struct {
 	Clock clockwork.Clock
 	// ExpiryWarning defaults to DefaultExpiryWarning.
 	ExpiryWarning time.Duration
+	// Log receives warnings (certificate expiring soon, not chaining to the
+	// talosconfig's CA). The zero value discards.
+	Log zerolog.Logger
 }
 
+// Describe names the source for the log.
+func (s TalosconfigSource) Describe() string { return "talosconfig " + s.Path }
+
 // Load reads and checks the talosconfig. Every failure is permanent: the file
-// is the operator's input and does not change by retrying. The returned
-// MachineType is Unknown (a talosconfig does not say what this node is; use
-// DetectControlPlane).
-func (s TalosconfigSource) Load(ctx context.Context) (*Material, error) {
+// is the operator's input and does not change by retrying. The machine type
+// is always Unknown: a talosconfig does not say what this node is.
+func (s TalosconfigSource) Load(ctx context.Context) (transport.MachineType, transport.Identity, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return transport.MachineTypeUnknown, nil, err
 	}
 
 	clock := s.Clock
@@ -63,27 +69,26 @@ func (s TalosconfigSource) Load(ctx context.Context) (*Material, error) {
 	}
 
 	if s.Path == "" {
-		return nil, backoff.Permanent(errors.New("talosconfig: no path given"))
+		return transport.MachineTypeUnknown, nil, backoff.Permanent(errors.New("talosconfig: no path given"))
 	}
 
 	// Read it ourselves: clientconfig.Open would create a missing file.
 	data, err := readCapped(s.Path, maxTalosconfigSize, 0)
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("talosconfig %s: %w", s.Path, err))
+		return transport.MachineTypeUnknown, nil, backoff.Permanent(fmt.Errorf("talosconfig %s: %w", s.Path, err))
 	}
 	defer clear(data)
 
 	id, warnings, err := identityFromTalosconfig(data, clock, warnAt)
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("talosconfig %s: %w", s.Path, err))
+		return transport.MachineTypeUnknown, nil, backoff.Permanent(fmt.Errorf("talosconfig %s: %w", s.Path, err))
 	}
 
-	return &Material{
-		MachineType: transport.MachineTypeUnknown,
-		Identity:    id,
-		Origin:      fmt.Sprintf("talosconfig %s context %q", s.Path, id.context),
-		Warnings:    warnings,
-	}, nil
+	for _, w := range warnings {
+		s.Log.Warn().Str("talosconfig", s.Path).Str("context", id.context).Msg(w)
+	}
+
+	return transport.MachineTypeUnknown, id, nil
 }
 
 func identityFromTalosconfig(data []byte, clock clockwork.Clock, warnAt time.Duration) (*staticIdentity, []string, error) {
