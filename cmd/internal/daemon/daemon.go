@@ -1,0 +1,224 @@
+// Package daemon wires the daemon's real collaborators (credentials from
+// STATE or a talosconfig, apid over mTLS, CIDR discovery, the durable status
+// file) into the state machine, from a validated configuration.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+)
+
+// PeerStatusPath is where every node's status file sits on the host, as
+// peers read it through apid: the extension mounts /var/lib/kommodity-autobootstrap.
+const PeerStatusPath = "/var/lib/kommodity-autobootstrap/" + states.StatusFileName
+
+// etcdWait bounds one wait for etcd after a bootstrap; when it runs out the
+// wait is retried in place with backoff (etcd's image may still be pulling).
+const etcdWait = 5 * time.Minute
+
+// Run runs the daemon until this node is part of a healthy etcd cluster (or
+// found to be a worker), a permanent error, or ctx ends.
+func Run(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+	return RunWithClock(ctx, cfg, log, clockwork.NewRealClock())
+}
+
+// RunWithClock is Run on an injected clock.
+func RunWithClock(ctx context.Context, cfg config.Config, log zerolog.Logger, clock clockwork.Clock) error {
+	session := states.NewSession(Deps(cfg, log, clock))
+	defer session.Close()
+
+	machine := &fsm.Machine{
+		Handlers:   session.Handlers(),
+		Log:        log,
+		Clock:      clock,
+		MaxBackoff: cfg.MaxBackoff,
+		OnEnter:    session.Entered,
+	}
+
+	return machine.Run(ctx)
+}
+
+// Deps builds the real collaborators from cfg.
+func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.Deps {
+	var source states.CredentialSource = credentials.StateSource{
+		Devices:   cfg.StateDevices,
+		MountBase: cfg.RunDir,
+		Clock:     clock,
+	}
+
+	if cfg.Talosconfig != "" {
+		source = credentials.TalosconfigSource{Path: cfg.Talosconfig, Clock: clock}
+	}
+
+	var breakLock *election.IntentRef
+
+	if cfg.BreakLock != nil {
+		breakLock = &election.IntentRef{
+			Leader: election.Incarnation{IP: cfg.BreakLock.IP, BootID: cfg.BreakLock.BootID},
+			Number: cfg.BreakLock.Intent,
+		}
+		log.Warn().Str("lock", cfg.BreakLock.String()).
+			Msg("TALOS_AUTO_BOOTSTRAP_BREAK_LOCK is set: this node will release that lock; remove the setting once the cluster is up")
+	}
+
+	return states.Deps{
+		Log:   log,
+		Clock: clock,
+		Settings: states.Settings{
+			Quorum:                cfg.QuorumNodes,
+			PreBootstrapDelay:     cfg.PreBootstrapDelay,
+			FollowerCheckInterval: cfg.FollowerCheckInterval,
+			EtcdWait:              etcdWait,
+			MinRound:              time.Second,
+			BreakLock:             breakLock,
+			StatusPath:            PeerStatusPath,
+		},
+		Marker: credentials.ControlPlaneDetector{
+			Dir:   filepath.Join(cfg.SecretsDir, "etcd"),
+			Grace: cfg.DetectGrace,
+			Clock: clock,
+		},
+		Credentials: source,
+		Network:     networkFinder{cfg: cfg},
+		Dialer: func(id transport.Identity) transport.Dialer {
+			return transport.NewDialer(id)
+		},
+		APIDPort: cfg.APIDPort,
+		NewScanner: func(id transport.Identity, dialer transport.Dialer, network states.Network) (states.Scanner, error) {
+			return newScanner(cfg, log, id, dialer, network)
+		},
+		Store: statusfile.Store{Dir: cfg.StatusDir},
+	}
+}
+
+// networkFinder detects the local network from the host's routes and
+// interfaces, unless TALOS_AUTO_BOOTSTRAP_NODE_IP pins the address.
+type networkFinder struct{ cfg config.Config }
+
+func (f networkFinder) Find(context.Context) (states.Network, error) {
+	var found discovery.Network
+
+	if f.cfg.NodeIP.IsValid() {
+		found = discovery.Network{LocalIP: f.cfg.NodeIP, Prefix: netip.PrefixFrom(f.cfg.NodeIP, 32)}
+	} else {
+		var err error
+
+		found, err = discovery.DetectNetwork(discovery.NetworkOptions{ProcDir: f.cfg.ProcDir, Interface: f.cfg.Interface})
+		if err != nil {
+			return states.Network{}, err
+		}
+	}
+
+	targets, err := discovery.NewTargets(found, f.targetOptions())
+	if err != nil {
+		// Only the configuration can fix a range that is too large.
+		return states.Network{}, backoff.Permanent(&config.InvalidError{
+			Variable: config.Prefix + "SCAN_CIDR", Value: f.cfg.ScanCIDR.String(), Reason: err.Error(),
+		})
+	}
+
+	return states.Network{
+		Interface: found.Interface,
+		LocalIP:   found.LocalIP,
+		CIDR:      found.Prefix,
+		Gateway:   found.Gateway,
+		Range:     describeTargets(targets, f.cfg.Peers),
+	}, nil
+}
+
+func (f networkFinder) targetOptions() discovery.TargetOptions {
+	return discovery.TargetOptions{Peers: f.cfg.Peers, ScanCIDR: f.cfg.ScanCIDR, MaxScanHosts: f.cfg.MaxScanHosts}
+}
+
+func describeTargets(t discovery.Targets, peers []netip.Addr) string {
+	if len(peers) > 0 {
+		list := make([]string, len(peers))
+		for i, p := range peers {
+			list[i] = p.String()
+		}
+
+		return "peers " + strings.Join(list, ",")
+	}
+
+	return t.Range.String()
+}
+
+// scanner adapts discovery.Scanner to the states' view of a round.
+type scanner struct {
+	cfg     config.Config
+	scanner *discovery.Scanner
+	targets iter.Seq[netip.Addr]
+}
+
+func newScanner(cfg config.Config, log zerolog.Logger, id transport.Identity, dialer transport.Dialer, network states.Network) (*scanner, error) {
+	targets, err := discovery.NewTargets(
+		discovery.Network{Interface: network.Interface, LocalIP: network.LocalIP, Prefix: network.CIDR, Gateway: network.Gateway},
+		networkFinder{cfg: cfg}.targetOptions(),
+	)
+	if err != nil {
+		return nil, err
+	}
+
+	if targets.Count == 0 {
+		log.Warn().Str("cidr", network.CIDR.String()).
+			Msg("the local network has no neighbours to scan: set TALOS_AUTO_BOOTSTRAP_PEERS or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR")
+	}
+
+	s, err := discovery.NewScanner(discovery.ScannerOptions{
+		Identity:    id,
+		Dialer:      dialer,
+		Port:        uint16(cfg.APIDPort),
+		Timeout:     cfg.ScanTimeout,
+		Concurrency: cfg.ScanConcurrency,
+		Exclude:     []netip.Addr{network.LocalIP},
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new scanner: %w", err)
+	}
+
+	return &scanner{cfg: cfg, scanner: s, targets: targets.Addrs}, nil
+}
+
+func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
+	res, err := s.scanner.Scan(ctx, s.targets)
+	if err != nil {
+		return states.ScanResult{}, err
+	}
+
+	out := states.ScanResult{
+		Workers: len(res.Workers),
+		Foreign: res.Foreign,
+		Probed:  res.Probed,
+	}
+
+	for _, p := range res.ControlPlane {
+		out.ControlPlane = append(out.ControlPlane, states.Peer{Node: p.Node, BootTime: p.BootTime, BootID: p.BootID})
+	}
+
+	return out, nil
+}
+
+func (s *scanner) NextDelay(known, attempt int) time.Duration {
+	return discovery.NextScanDelay(known, s.cfg.QuorumNodes, attempt, s.cfg.ScanInterval)
+}
+
+func (s *scanner) Close() error { return s.scanner.Close() }

@@ -1,0 +1,75 @@
+// Command kommodity-autobootstrap-extension is the daemon Talos runs as the
+// ext-kommodity-autobootstrap service on every node.
+//
+// Exit codes: 0 when this node is part of a healthy etcd cluster (or is a
+// worker); 2 for an invalid configuration; 1 for any other failure. Talos's
+// restart policy untilSuccess restarts it after a non-zero exit.
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/daemon"
+)
+
+// version is stamped by the Makefile (-ldflags -X main.version=...).
+var version = "dev"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
+
+	cfg, unknown, err := config.FromEnvironment()
+	if err != nil {
+		var invalid *config.InvalidError
+		if errors.As(err, &invalid) {
+			log.Error().Str("variable", invalid.Variable).Str("value", invalid.Value).Err(err).Msg("invalid configuration")
+
+			return 2
+		}
+
+		log.Error().Err(err).Msg("invalid configuration")
+
+		return 2
+	}
+
+	log = log.Level(cfg.LogLevel)
+	log.Info().Str("version", version).Msg("starting kommodity-autobootstrap-extension")
+
+	for _, name := range unknown {
+		log.Warn().Str("variable", name).Msg("unknown variable ignored (a typo?)")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	if err := daemon.Run(ctx, cfg, log); err != nil {
+		if ctx.Err() != nil {
+			log.Warn().Msg("stopped by signal before completion")
+
+			return 1
+		}
+
+		log.Error().Err(err).Msg("bootstrap service failed")
+
+		if config.IsInvalid(err) {
+			return 2
+		}
+
+		return 1
+	}
+
+	log.Info().Msg("bootstrap service completed successfully")
+
+	return 0
+}

@@ -1,0 +1,67 @@
+package states
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+)
+
+// elect runs the protocol on the candidates of the last scan and follows the
+// decision. It is also where a restarted daemon finds the phase it was in.
+func (s *Session) elect(ctx context.Context) (fsm.Event, error) {
+	obs, decision, err := s.decide(ctx)
+	if err != nil {
+		return "", err
+	}
+
+	switch decision.Kind {
+	case election.Lead:
+		s.logElection(obs, true)
+		s.Log.Info().Msg("elected as leader, initiating bootstrap")
+
+		return fsm.ElectedLeader, nil
+	case election.Follow, election.Joined, election.Done:
+		s.logElection(obs, false)
+
+		return fsm.ElectedFollower, nil
+	case election.BeginBootstrap:
+		return fsm.DelayElapsed, nil
+	case election.AwaitEtcd:
+		if !s.status.BootstrapSent {
+			// Decided before a restart, perhaps never sent: the locks still
+			// bind every other node to us, and Talos refuses a repeat on
+			// the same node once etcd has data.
+			return fsm.DelayElapsed, nil
+		}
+
+		return fsm.BootstrapRequested, nil
+	case election.Halt:
+		return "", backoff.Permanent(errors.New(decision.Reason))
+	default:
+		s.Log.Info().Str("reason", decision.Reason).Msg("not ready to elect yet")
+
+		if err := s.sleep(ctx, s.Settings.MinRound); err != nil {
+			return "", err
+		}
+
+		return fsm.NotYet, nil
+	}
+}
+
+func (s *Session) logElection(obs election.Observation, isLeader bool) {
+	view := []election.Candidate{obs.Self}
+	for _, p := range obs.Peers {
+		view = append(view, p.Candidate)
+	}
+
+	ranked := election.Rank(view)
+	s.Log.Info().
+		Str("leader", ranked[0].IP.String()).
+		Bool("is_leader", isLeader).
+		Int("candidates", len(ranked)).
+		Msg("leader election complete")
+}

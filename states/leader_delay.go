@@ -1,0 +1,64 @@
+package states
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+)
+
+// leaderDelay holds an announced intent while the view must stay unchanged
+// for PRE_BOOTSTRAP_DELAY and every candidate must lock to the intent. Each
+// pass rescans (late joiners restart the delay) and re-runs the protocol.
+func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
+	if !s.announcedLog {
+		s.announcedLog = true
+		s.Log.Info().
+			Float64("delay", s.Settings.PreBootstrapDelay.Seconds()).
+			Uint64("intent", s.status.Intent).
+			Msg("waiting before bootstrap")
+	}
+
+	if err := s.sleep(ctx, s.pollInterval()); err != nil {
+		return "", err
+	}
+
+	result, err := s.scanner.Scan(ctx)
+	if err != nil {
+		return "", fmt.Errorf("rescan before bootstrap: %w", err)
+	}
+
+	s.peers = result.ControlPlane
+
+	_, decision, err := s.decide(ctx)
+	if err != nil {
+		return "", err
+	}
+
+	switch decision.Kind {
+	case election.Lead:
+		s.Log.Info().Str("reason", decision.Reason).Msg("leader waiting")
+
+		return fsm.NotYet, nil
+	case election.BeginBootstrap:
+		return fsm.DelayElapsed, nil
+	case election.Follow, election.Joined:
+		s.announcedLog = false
+		s.Log.Info().Str("reason", decision.Reason).Msg("withdrew leadership, following")
+
+		return fsm.ElectedFollower, nil
+	default:
+		s.announcedLog = false
+		s.Log.Info().Str("reason", decision.Reason).Msg("view changed, electing again")
+
+		return fsm.ViewChanged, nil
+	}
+}
+
+// pollInterval paces the waiting states: often enough to see a change within
+// a fraction of the follower interval, never a hot loop.
+func (s *Session) pollInterval() time.Duration {
+	return max(s.Settings.MinRound, s.Settings.FollowerCheckInterval/3)
+}

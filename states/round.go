@@ -1,0 +1,172 @@
+package states
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+)
+
+// statusLimit caps a peer's status file: a peer answering a huge file is
+// garbage, not a status.
+const statusLimit = 256 << 10
+
+// observe gathers the facts of one protocol round: this node's incarnation
+// and etcd signs, and for every control-plane peer of the last scan its
+// published status and its signs of an existing cluster. It does I/O only;
+// the decision is election.Step's.
+func (s *Session) observe(ctx context.Context) (election.Observation, error) {
+	self, err := s.selfCandidate(ctx)
+	if err != nil {
+		return election.Observation{}, fmt.Errorf("refresh local node: %w", err)
+	}
+
+	if self.BootID != s.status.Incarnation.BootID {
+		// The node rebooted under a running daemon: impossible for an
+		// extension, so stop rather than reason on mixed incarnations.
+		return election.Observation{}, fmt.Errorf("local boot id changed from %s to %s", s.status.Incarnation.BootID, self.BootID)
+	}
+
+	synced, err := s.local.TimeSynced(ctx)
+	if errors.Is(err, transport.ErrUnsupported) {
+		// Without COSI we cannot see the time status; Bootstrap itself
+		// refuses while time is not in sync, and boot ids keep identities
+		// stable across the clock step.
+		synced, err = true, nil
+	}
+
+	if err != nil {
+		return election.Observation{}, fmt.Errorf("read local time status: %w", err)
+	}
+
+	obs := election.Observation{
+		Now:               s.Clock.Now(),
+		Self:              self,
+		SelfSigns:         signsOf(ctx, s.local),
+		SelfTimeSynced:    synced,
+		Peers:             make([]election.PeerFacts, len(s.peers)),
+		Quorum:            s.Settings.Quorum,
+		PreBootstrapDelay: s.Settings.PreBootstrapDelay,
+		ConfirmWait:       s.Settings.FollowerCheckInterval,
+		BreakLock:         s.Settings.BreakLock,
+	}
+
+	var wg sync.WaitGroup
+
+	for i, peer := range s.peers {
+		wg.Add(1)
+
+		go func() {
+			defer wg.Done()
+
+			obs.Peers[i] = s.peerFacts(ctx, peer)
+		}()
+	}
+
+	wg.Wait()
+
+	view := make([]election.Candidate, 0, 1+len(obs.Peers))
+	view = append(view, self)
+
+	for _, p := range obs.Peers {
+		view = append(view, p.Candidate)
+	}
+
+	obs.ViewStableSince = s.tracker.Observe(obs.Now, view)
+
+	return obs, ctx.Err()
+}
+
+func (s *Session) peerFacts(ctx context.Context, peer Peer) election.PeerFacts {
+	facts := election.PeerFacts{
+		Candidate: election.Candidate{
+			Incarnation: election.Incarnation{IP: peer.Node.Addr(), BootID: peer.BootID},
+			BootTime:    peer.BootTime,
+		},
+		Signs: signsOf(ctx, peer.Node),
+	}
+
+	data, err := peer.Node.ReadFile(ctx, s.Settings.StatusPath, statusLimit)
+
+	switch {
+	case errors.Is(err, transport.ErrNotFound):
+		facts.StatusState = election.StatusMissing
+	case err != nil:
+		facts.StatusState = election.StatusUnreadable
+		facts.StatusErr = err.Error()
+	default:
+		st, err := election.ParseStatus(data)
+		if err != nil {
+			facts.StatusState = election.StatusUnreadable
+			facts.StatusErr = fmt.Sprintf("%s on %s: %v", s.Settings.StatusPath, peer.Node.Addr(), err)
+
+			break
+		}
+
+		if st.Incarnation.BootID != peer.BootID || st.Incarnation.IP != peer.Node.Addr() {
+			// Written in an earlier boot (or by another node): a status
+			// speaks only for the incarnation that wrote it.
+			facts.StatusState = election.StatusStale
+
+			break
+		}
+
+		facts.Status = st
+		facts.StatusState = election.StatusOK
+	}
+
+	return facts
+}
+
+// signsOf asks a node for signs of an existing etcd cluster. Errors are
+// classified by election.SignsFrom: only Talos's known "no etcd here yet"
+// answers count as "no"; anything else is "unknown", never "not bootstrapped".
+func signsOf(ctx context.Context, node transport.Node) election.Signs {
+	svc, svcErr := node.EtcdService(ctx)
+	empty, dataErr := node.EtcdDataDirEmpty(ctx)
+	members, membersErr := node.EtcdMembers(ctx)
+
+	return election.SignsFrom(svc, svcErr, empty, dataErr, members, membersErr)
+}
+
+// decide runs one round: observe, Step, persist the new status BEFORE any
+// action, so that a crash never loses a lock or an intent.
+func (s *Session) decide(ctx context.Context) (election.Observation, election.Decision, error) {
+	obs, err := s.observe(ctx)
+	if err != nil {
+		return obs, election.Decision{}, err
+	}
+
+	next, decision := election.Step(s.status, obs)
+	next.Reason = decision.Reason
+
+	if err := s.persist(next); err != nil {
+		return obs, decision, err
+	}
+
+	s.Log.Debug().
+		Str("decision", decision.Kind.String()).
+		Str("reason", decision.Reason).
+		Str("phase", string(next.Phase)).
+		Msg("protocol round")
+
+	return obs, decision, nil
+}
+
+// persist saves a status (stamped with the current state and time) and
+// adopts it only once it is durable.
+func (s *Session) persist(st election.Status) error {
+	st.FSMState = string(s.state)
+	st.UpdatedAt = s.Clock.Now()
+
+	if err := s.Store.Save(st); err != nil {
+		return fmt.Errorf("save status file: %w", err)
+	}
+
+	s.status = st
+
+	return nil
+}

@@ -1,0 +1,72 @@
+package states
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+)
+
+// scan runs one discovery round. While fewer than QUORUM_NODES control-plane
+// nodes (self included) are known it waits a short, growing delay and scans
+// again, so that quorum is noticed about one probe round after the last node
+// comes up.
+func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
+	if s.scanner == nil {
+		scanner, err := s.NewScanner(s.identity, s.dialer, s.network)
+		if err != nil {
+			return "", fmt.Errorf("prepare discovery: %w", err)
+		}
+
+		s.scanner = scanner
+		s.Log.Info().
+			Str("localIP", s.network.LocalIP.String()).
+			Str("cidr", s.network.CIDR.String()).
+			Str("gateway", gatewayString(s.network)).
+			Str("interface", s.network.Interface).
+			Str("range", s.network.Range).
+			Msg("network discovered")
+	}
+
+	result, err := s.scanner.Scan(ctx)
+	if err != nil {
+		return "", fmt.Errorf("scan %s: %w", s.network.Range, err)
+	}
+
+	s.peers = result.ControlPlane
+	s.Log.Info().
+		Int("peers_found", len(result.ControlPlane)).
+		Int("workers", result.Workers).
+		Int("foreign", result.Foreign).
+		Int("probed", result.Probed).
+		Msg("peer discovery complete")
+
+	known := 1 + len(result.ControlPlane)
+	if known >= s.Settings.Quorum {
+		s.scanAttempt = 0
+
+		return fsm.QuorumReached, nil
+	}
+
+	delay := s.scanner.NextDelay(known, s.scanAttempt)
+	s.scanAttempt++
+	s.Log.Info().
+		Int("control_plane_nodes", known).
+		Int("quorum", s.Settings.Quorum).
+		Dur("next_scan_in", delay).
+		Msg("waiting for quorum")
+
+	if err := s.sleep(ctx, delay); err != nil {
+		return "", err
+	}
+
+	return fsm.QuorumMissing, nil
+}
+
+func gatewayString(n Network) string {
+	if !n.Gateway.IsValid() {
+		return ""
+	}
+
+	return n.Gateway.String()
+}

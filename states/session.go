@@ -1,0 +1,190 @@
+// Package states holds one handler per state of the daemon's machine (see
+// fsm.Table). A handler does its phase's work through the interfaces below
+// and returns an event; it never calls another handler. The protocol's
+// decisions are not made here but in the pure election package, which the
+// simulator drives too: handlers gather facts, call election.Step, persist
+// what it returns, and only then act.
+package states
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+)
+
+// StatusFileName is the status file peers read through apid's Read, below
+// the status directory (Talos: /var/lib/kommodity-autobootstrap).
+const StatusFileName = "status.json"
+
+// ControlPlaneMarker tells whether /system/secrets/etcd exists, waiting up to
+// its grace period for it to appear.
+type ControlPlaneMarker interface {
+	Wait(ctx context.Context) (bool, error)
+}
+
+// CredentialSource yields this node's machine type (MachineTypeUnknown when
+// the source cannot tell) and the identity used towards every apid.
+type CredentialSource interface {
+	Describe() string
+	Load(ctx context.Context) (transport.MachineType, transport.Identity, error)
+}
+
+// Network is what discovery found out about the local segment.
+type Network struct {
+	Interface string
+	LocalIP   netip.Addr
+	CIDR      netip.Prefix
+	Gateway   netip.Addr
+	// Range is what will be swept, e.g. "10.0.0.0/24" or "peers 10.0.0.5,…".
+	Range string
+}
+
+// NetworkFinder inspects the host's interfaces and routes.
+type NetworkFinder interface {
+	Find(ctx context.Context) (Network, error)
+}
+
+// Peer is a verified control-plane peer as the last scan saw it.
+type Peer struct {
+	Node     transport.Node
+	BootTime time.Time
+	BootID   string
+}
+
+// ScanResult is one discovery round.
+type ScanResult struct {
+	ControlPlane []Peer
+	Workers      int
+	Foreign      int
+	Probed       int
+}
+
+// Scanner discovers peers. It keeps connections to known peers between
+// rounds and forgets a peer only after several failed probes.
+type Scanner interface {
+	Scan(ctx context.Context) (ScanResult, error)
+	// NextDelay is how long to wait before the next round while quorum is
+	// missing (fast at first, backing off to SCAN_INTERVAL).
+	NextDelay(knownControlPlane, attempt int) time.Duration
+	Close() error
+}
+
+// StatusStore keeps the daemon's status durably (it survives restarts and
+// reboots, and peers read it).
+type StatusStore interface {
+	Load() (*election.Status, error)
+	Save(election.Status) error
+}
+
+// Settings are the protocol's timings and limits.
+type Settings struct {
+	Quorum                int
+	PreBootstrapDelay     time.Duration
+	FollowerCheckInterval time.Duration
+	// EtcdWait bounds one AwaitEtcd wait; when it runs out the state fails
+	// and is retried in place (never re-elected).
+	EtcdWait time.Duration
+	// MinRound keeps a waiting node from polling its peers in a hot loop.
+	MinRound  time.Duration
+	BreakLock *election.IntentRef
+	// StatusPath is where peers' status files are read through apid.
+	StatusPath string
+}
+
+// Deps are the daemon's collaborators.
+type Deps struct {
+	Log         zerolog.Logger
+	Clock       clockwork.Clock
+	Settings    Settings
+	Marker      ControlPlaneMarker
+	Credentials CredentialSource
+	Network     NetworkFinder
+	// Dialer opens apid connections with the identity Credentials produced.
+	Dialer func(id transport.Identity) transport.Dialer
+	// APIDPort is 50000 on Talos.
+	APIDPort int
+	// NewScanner builds discovery for the local network.
+	NewScanner func(id transport.Identity, dialer transport.Dialer, network Network) (Scanner, error)
+	Store      StatusStore
+}
+
+// Session is one run of the daemon: the facts one state hands to the next.
+type Session struct {
+	Deps
+
+	secretsPresent bool
+	machineType    transport.MachineType
+	identity       transport.Identity
+	dialer         transport.Dialer
+	network        Network
+	local          transport.Node
+	scanner        Scanner
+	peers          []Peer
+	scanAttempt    int
+	tracker        election.ViewTracker
+	status         election.Status
+	state          fsm.State
+	announcedLog   bool
+	etcdWaitLogged bool
+}
+
+// NewSession prepares a run.
+func NewSession(deps Deps) *Session {
+	return &Session{Deps: deps}
+}
+
+// Handlers maps every state to its handler.
+func (s *Session) Handlers() map[fsm.State]fsm.Handler {
+	return map[fsm.State]fsm.Handler{
+		fsm.Detect:       fsm.HandlerFunc(s.detect),
+		fsm.Credentials:  fsm.HandlerFunc(s.credentials),
+		fsm.Connect:      fsm.HandlerFunc(s.connect),
+		fsm.Scan:         fsm.HandlerFunc(s.scan),
+		fsm.Elect:        fsm.HandlerFunc(s.elect),
+		fsm.LeaderDelay:  fsm.HandlerFunc(s.leaderDelay),
+		fsm.Bootstrap:    fsm.HandlerFunc(s.bootstrap),
+		fsm.AwaitEtcd:    fsm.HandlerFunc(s.awaitEtcd),
+		fsm.FollowerWait: fsm.HandlerFunc(s.followerWait),
+	}
+}
+
+// Entered records the current state; it is published in the status file so
+// that an operator sees what the node waits for.
+func (s *Session) Entered(state fsm.State) {
+	s.state = state
+}
+
+// Close releases connections.
+func (s *Session) Close() {
+	if s.scanner != nil {
+		_ = s.scanner.Close()
+	}
+
+	if s.local != nil {
+		_ = s.local.Close()
+	}
+}
+
+// sleep waits d on the session clock, or until ctx ends.
+func (s *Session) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+
+	t := s.Clock.NewTimer(d)
+	defer t.Stop()
+
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.Chan():
+		return nil
+	}
+}
