@@ -412,7 +412,7 @@ func TestDockerfile(t *testing.T) {
 		"GOARCH=${TARGETARCH}",
 		"CGO_ENABLED=0",
 		"-trimpath",
-		`-ldflags "-X main.version=${VERSION}"`,
+		`-ldflags "-s -w -X main.version=${VERSION}"`,
 		"./cmd/" + path.Base(imagebuild.MainPackage),
 		"go run ./cmd/build-image",
 		"-rootfs /out/tree",

@@ -63,6 +63,7 @@ type options struct {
 	platforms []string // arches
 	binaries  binaryFlags
 	pkg       string
+	ldflags   string
 	out       string
 	archive   string
 	rootfs    string
@@ -81,6 +82,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms of the index")
 	fs.Var(opts.binaries, "binary", "prebuilt daemon for a platform, linux/ARCH=PATH (repeatable); others are built with go build")
 	fs.StringVar(&opts.pkg, "package", imagebuild.MainPackage, "main package built when no -binary is given")
+	fs.StringVar(&opts.ldflags, "ldflags", "", "linker flags of the daemon build (default \"-s -w -X main.version=VERSION\", as make build)")
 	fs.StringVar(&opts.out, "out", "_out/image", "OCI image layout directory (replaced)")
 	fs.StringVar(&opts.archive, "archive", "_out/image.tar", "tar archive of the layout; empty to skip")
 	fs.StringVar(&opts.rootfs, "rootfs", "", "write only the unpacked extension tree of the single platform to this directory")
@@ -183,7 +185,7 @@ func run(ctx context.Context, opts options) error {
 		if !ok {
 			path = filepath.Join(tmp, arch, imagebuild.BinaryName)
 
-			build := imagebuild.GoBuild{Package: opts.pkg, Arch: arch, Version: opts.version, Output: path}
+			build := imagebuild.GoBuild{Package: opts.pkg, Arch: arch, Version: opts.version, LDFlags: opts.ldflags, Output: path}
 			if err := build.Run(ctx); err != nil {
 				return err
 			}

@@ -12,10 +12,15 @@ import (
 // MainPackage is the daemon's main package.
 const MainPackage = "github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/kommodity-autobootstrap-extension"
 
+// DefaultLDFlags are `make build`'s linker flags: no symbol table or DWARF
+// (smaller image; panics still carry function names and lines) and the
+// version in main.version.
+func DefaultLDFlags(version string) string { return "-s -w -X main.version=" + version }
+
 // GoBuild describes one cross-compilation of a main package, with the same
 // settings as `make build`: static (CGO_ENABLED=0), -trimpath, and the
 // version in main.version. Those settings also make the output depend only
-// on the sources, the Go version and the version string.
+// on the sources, the Go version and the flags.
 type GoBuild struct {
 	// Dir is the module directory the build runs in.
 	Dir string
@@ -23,6 +28,8 @@ type GoBuild struct {
 	Package string
 	Arch    string // GOARCH
 	Version string
+	// LDFlags replaces DefaultLDFlags(Version) when set.
+	LDFlags string
 	// Output is the binary's path.
 	Output string
 }
@@ -33,9 +40,14 @@ func (b GoBuild) Run(ctx context.Context) error {
 		return fmt.Errorf("go build: arch, package and output are required (got %q, %q, %q)", b.Arch, b.Package, b.Output)
 	}
 
+	ldflags := b.LDFlags
+	if ldflags == "" {
+		ldflags = DefaultLDFlags(b.Version)
+	}
+
 	cmd := exec.CommandContext(ctx, "go", "build",
 		"-trimpath",
-		"-ldflags", "-X main.version="+b.Version,
+		"-ldflags", ldflags,
 		"-o", b.Output,
 		b.Package,
 	)
