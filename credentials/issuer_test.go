@@ -41,6 +41,27 @@ func newTestIssuer(t *testing.T, clock clockwork.Clock) (*Issuer, *generated) {
 	return issuer, g
 }
 
+// startFakeAPID runs a fake control-plane apid on 127.0.0.1 whose server
+// certificate and accepted client CA come from pki.
+func startFakeAPID(ctx context.Context, t *testing.T, pki *fakeapid.PKI) *fakeapid.Server {
+	t.Helper()
+
+	server, err := fakeapid.Start(fakeapid.Config{PKI: pki}, fakeapid.Node{IP: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Cleanup(func() { server.Close() }) //nolint:errcheck
+
+	select {
+	case <-server.Listening():
+	case <-ctx.Done():
+		t.Fatal("fake apid did not start")
+	}
+
+	return server
+}
+
 func TestIssuerSignsAdminClientCertificate(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(fixtureTime.Add(time.Hour))
 	issuer, g := newTestIssuer(t, clock)
@@ -203,21 +224,10 @@ func TestIssuerAgainstFakeAPID(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	server, err := fakeapid.Start(fakeapid.Config{PKI: pki}, fakeapid.Node{IP: netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Cleanup(func() { server.Close() }) //nolint:errcheck
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	select {
-	case <-server.Listening():
-	case <-ctx.Done():
-		t.Fatal("fake apid did not start")
-	}
+	server := startFakeAPID(ctx, t, pki)
 
 	cfg, err := parseMachineConfig(g.controlPlane)
 	if err != nil {
@@ -274,17 +284,10 @@ func TestIssuerRejectsForeignCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	server, err := fakeapid.Start(fakeapid.Config{PKI: foreign}, fakeapid.Node{IP: netip.MustParseAddr("127.0.0.1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Cleanup(func() { server.Close() }) //nolint:errcheck
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	<-server.Listening()
+	server := startFakeAPID(ctx, t, foreign)
 
 	node, err := transport.NewDialer(issuer, transport.WithDialTimeout(5*time.Second)).Dial(ctx, server.Addr())
 	if err == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +32,7 @@ var mountSlot = make(chan struct{}, 1)
 var afterMountHook func(dir string)
 
 // withStateMounted mounts the XFS filesystem on device read-only on a fresh
-// 0700 directory under baseDir, calls fn with that directory, and always
+// directory in a fresh 0700 directory under baseDir, calls fn with that directory, and always
 // unmounts and removes the directory afterwards, including when fn fails or
 // panics. shared reports that the filesystem was already mounted read-write
 // elsewhere and the EBUSY fallback was used.
@@ -51,9 +52,23 @@ func withStateMounted(ctx context.Context, device, baseDir string, fn func(root 
 		return false, fmt.Errorf("create mount base %s: %w", baseDir, err)
 	}
 
-	dir, err := os.MkdirTemp(baseDir, "state-")
+	// The mount point sits in a private 0700 directory: once mounted, the
+	// mount point's own mode is hidden behind the filesystem's root, but
+	// the parent's still stops anyone but root from walking into STATE.
+	private, err := os.MkdirTemp(baseDir, "state-")
 	if err != nil {
 		return false, fmt.Errorf("create mount point under %s: %w", baseDir, err)
+	}
+
+	defer func() {
+		if rmErr := os.Remove(private); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("remove mount point: %w", rmErr))
+		}
+	}()
+
+	dir := filepath.Join(private, "mnt")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return false, fmt.Errorf("create mount point: %w", err)
 	}
 
 	defer func() {
