@@ -88,7 +88,7 @@ func (m *Machine) Run(ctx context.Context) error {
 			Str("from", string(step.From)).
 			Str("to", string(step.To)).
 			Str("event", string(step.Event)).
-			Dur("spent", step.Spent).
+			Float64("spent_s", step.Spent.Seconds()).
 			Msg("state transition")
 
 		if m.OnStep != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
@@ -127,10 +128,28 @@ func (s *Session) peerFacts(ctx context.Context, peer Peer) election.PeerFacts {
 func signsOf(ctx context.Context, node transport.Node) election.Signs {
 	svc, svcErr := node.EtcdService(ctx)
 	empty, dataErr := node.EtcdDataDirEmpty(ctx)
-	members, membersErr := node.EtcdMembers(ctx)
+
+	// Before bootstrap Talos's EtcdMemberList only retries localhost:2379
+	// until the deadline; when ServiceList says etcd does not run and the
+	// data directory is empty, the answer carries nothing and would cost a
+	// full deadline every round.
+	signs := election.SignsFrom(svc, svcErr, empty, dataErr, nil, errMembersNotAsked)
+	if signs.EtcdRunning == election.No && signs.DataDirNonEmpty == election.No {
+		return signs
+	}
+
+	mctx, cancel := context.WithTimeout(ctx, memberListTimeout)
+	defer cancel()
+
+	members, membersErr := node.EtcdMembers(mctx)
 
 	return election.SignsFrom(svc, svcErr, empty, dataErr, members, membersErr)
 }
+
+// memberListTimeout is the seed's "short timeout on bootstrap status checks".
+const memberListTimeout = 5 * time.Second
+
+var errMembersNotAsked = errors.New("not asked: etcd does not run and has no data")
 
 // decide runs one round: observe, Step, persist the new status BEFORE any
 // action, so that a crash never loses a lock or an intent.
