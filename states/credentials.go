@@ -12,7 +12,11 @@ import (
 // source this also tells the machine type, which overrides the secrets
 // directory: a worker config (no CA key) ends the run cleanly.
 func (s *Session) credentials(ctx context.Context) (fsm.Event, error) {
-	s.Log.Info().Str("source", s.Credentials.Describe()).Msg("reading machine CA from STATE partition")
+	if s.SourceIsTalosconfig {
+		s.Log.Info().Str("source", s.Credentials.Describe()).Msg("reading admin credentials from talosconfig")
+	} else {
+		s.Log.Info().Str("source", s.Credentials.Describe()).Msg("reading machine CA from STATE partition")
+	}
 
 	machineType, identity, err := s.Credentials.Load(ctx)
 	if err != nil {
@@ -34,7 +38,9 @@ func (s *Session) credentials(ctx context.Context) (fsm.Event, error) {
 	s.identity = identity
 	s.dialer = s.Dialer(identity)
 
-	s.Log.Info().Msg("generating admin TLS credentials from machine CA")
+	if !s.SourceIsTalosconfig {
+		s.Log.Info().Msg("generating admin TLS credentials from machine CA")
+	}
 
 	return fsm.CredentialsReady, nil
 }

@@ -105,7 +105,10 @@ type Deps struct {
 	Settings    Settings
 	Marker      ControlPlaneMarker
 	Credentials CredentialSource
-	Network     NetworkFinder
+	// SourceIsTalosconfig: the operator's talosconfig, not the machine CA,
+	// provides the identity (only the log lines differ).
+	SourceIsTalosconfig bool
+	Network             NetworkFinder
 	// Dialer opens apid connections with the identity Credentials produced.
 	Dialer func(id transport.Identity) transport.Dialer
 	// APIDPort is 50000 on Talos.

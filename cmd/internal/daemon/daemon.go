@@ -96,8 +96,9 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 			Grace: cfg.DetectGrace,
 			Clock: clock,
 		},
-		Credentials: source,
-		Network:     networkFinder{cfg: cfg},
+		Credentials:         source,
+		SourceIsTalosconfig: cfg.Talosconfig != "",
+		Network:             networkFinder{cfg: cfg},
 		Dialer: func(id transport.Identity) transport.Dialer {
 			return transport.NewDialer(id)
 		},
