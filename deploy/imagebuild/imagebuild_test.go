@@ -33,11 +33,11 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/deploy/imagebuild"
 )
 
-// useRealDaemon selects the daemon's real main package. While it has not
-// landed, the tests build a stand-in main (standInDaemon) from a temporary
-// module: the image code does not care what the binary does, only that it
-// is a static ELF executable for the right architecture.
-const useRealDaemon = false
+// useRealDaemon selects the daemon's real main package. Set it to false to
+// run these tests with standInDaemon, a tiny main built from a temporary
+// module: the image code does not care what the binary does, only that it is
+// a static ELF executable for the right architecture.
+const useRealDaemon = true
 
 const standInDaemon = `package main
 
@@ -541,7 +541,9 @@ func TestReproducible(t *testing.T) {
 	second := buildDaemon(t, t.TempDir(), testVersion)
 	for _, arch := range arches {
 		if !bytes.Equal(first[arch], second[arch]) {
-			t.Errorf("two builds of the linux/%s binary differ", arch)
+			// In a shared work tree this also fires when someone edits the
+			// daemon's sources between the two builds.
+			t.Errorf("two builds of the linux/%s binary differ (sources changed in between?)", arch)
 		}
 	}
 
