@@ -24,6 +24,7 @@ func TestBootstrapAnswers(t *testing.T) {
 		prefill  bool // /var/lib/etcd holds data already
 		ctx      time.Duration
 		code     codes.Code
+		alt      codes.Code // also acceptable: the server's and the client's deadline race
 		msg      string
 		clusters int
 	}{
@@ -45,7 +46,9 @@ func TestBootstrapAnswers(t *testing.T) {
 		},
 		{
 			name: "time sync slower than the caller's deadline", node: fakeapid.Node{TimeUnsynced: true, TimeSyncWait: time.Second},
-			ctx: 100 * time.Millisecond, code: codes.DeadlineExceeded,
+			// Talos's time wait derives from the request context, so its
+			// FailedPrecondition may beat the client's own deadline.
+			ctx: 100 * time.Millisecond, code: codes.DeadlineExceeded, alt: codes.FailedPrecondition,
 		},
 		{
 			name: "injected time-not-synced", node: fakeapid.Node{BootstrapFaults: []fakeapid.Fault{fakeapid.FaultTimeNotSynced}},
@@ -94,7 +97,7 @@ func TestBootstrapAnswers(t *testing.T) {
 			}
 
 			err := n.Bootstrap(ctx)
-			if status.Code(err) != tt.code {
+			if got := status.Code(err); got != tt.code && (tt.alt == codes.OK || got != tt.alt) {
 				t.Fatalf("Bootstrap: %v, want code %v", err, tt.code)
 			}
 

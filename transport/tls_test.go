@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -79,6 +80,8 @@ func TestMutualTLS(t *testing.T) {
 					t.Fatal("Dial succeeded, want an error")
 				}
 
+				t.Logf("Dial: %v", err)
+
 				if transport.IsCertificateRejected(err) != tt.dialRejected {
 					t.Errorf("IsCertificateRejected(%v) = %v, want %v", err, !tt.dialRejected, tt.dialRejected)
 				}
@@ -102,6 +105,12 @@ func TestMutualTLS(t *testing.T) {
 
 			if tt.bootstrapCode == codes.PermissionDenied && !containsAll(err.Error(), "not authorized", srv.Node().IP.String()) {
 				t.Errorf("Bootstrap error %q should carry apid's text and the node", err)
+			}
+
+			// callers wrap again; the code must survive every layer
+			wrapped := fmt.Errorf("state bootstrap: %w", fmt.Errorf("attempt 1: %w", err))
+			if err != nil && status.Code(wrapped) != tt.bootstrapCode {
+				t.Errorf("status.Code through two more wraps = %v, want %v", status.Code(wrapped), tt.bootstrapCode)
 			}
 		})
 	}
