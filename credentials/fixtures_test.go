@@ -24,7 +24,6 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/v1alpha1"
 	"github.com/siderolabs/talos/pkg/machinery/constants"
-	"github.com/siderolabs/talos/pkg/machinery/role"
 )
 
 // fixtureTime is when fixture secrets are "generated"; tests' fake clocks
@@ -196,9 +195,6 @@ func ecdsaCA(t *testing.T) *x509.PEMEncodedCertificateAndKey {
 		Key: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 	}
 }
-
-// adminRoles is the role set a Bootstrap-capable certificate carries.
-var adminRoles = role.MakeSet(role.Admin)
 
 // requireRoot skips a test that needs root (mounts, loop devices), except
 // under CI=true where a skipped root test would hide a missing capability.

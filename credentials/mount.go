@@ -32,9 +32,9 @@ var mountSlot = make(chan struct{}, 1)
 var afterMountHook func(dir string)
 
 // withStateMounted mounts the XFS filesystem on device read-only on a fresh
-// directory in a fresh 0700 directory under baseDir, calls fn with that directory, and always
-// unmounts and removes the directory afterwards, including when fn fails or
-// panics. shared reports that the filesystem was already mounted read-write
+// directory inside a fresh 0700 directory under baseDir, calls fn with it,
+// and always unmounts and removes both directories afterwards, including
+// when fn fails or panics. shared reports that the filesystem was already mounted read-write
 // elsewhere and the EBUSY fallback was used.
 func withStateMounted(ctx context.Context, device, baseDir string, fn func(root string) error) (shared bool, err error) {
 	select {

@@ -84,11 +84,11 @@ func (s StateSource) Load(ctx context.Context) (transport.MachineType, transport
 
 		cfg, shared, err := readMachineConfig(ctx, device, base, limit)
 		if err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-				err = errors.Join(ctxErr, err)
-			}
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				if !errors.Is(err, ctxErr) {
+					err = errors.Join(ctxErr, err)
+				}
 
-			if ctx.Err() != nil {
 				return transport.MachineTypeUnknown, nil, fmt.Errorf("read machine config from %s: %w", path, err)
 			}
 
