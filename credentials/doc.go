@@ -36,8 +36,9 @@
 // Devices tried, in order: /dev/disk/by-partlabel/STATE, then
 // /dev/mapper/luks2-STATE (an encrypted STATE as opened by Talos; the
 // partition itself then holds a LUKS header, which is recognised and
-// skipped). The filesystem is mounted on a fresh 0700 directory under
-// /run/kommodity-autobootstrap as xfs with ro,nosuid,nodev,noexec. When Talos
+// skipped). The filesystem is mounted, as xfs with ro,nosuid,nodev,noexec,
+// on a fresh directory inside a fresh 0700 directory under
+// /run/kommodity-autobootstrap. When Talos
 // holds STATE read-write (v1.6–v1.9 at /system/state, v1.12+ detached) the
 // kernel refuses that read-only mount with EBUSY; the fallback mounts with
 // the same read-write superblock flags, which shares Talos's superblock, and
