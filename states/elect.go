@@ -24,14 +24,23 @@ func (s *Session) elect(ctx context.Context) (fsm.Event, error) {
 		s.Log.Info().Msg("elected as leader, initiating bootstrap")
 
 		return fsm.ElectedLeader, nil
-	case election.Follow, election.Joined, election.Done:
+	case election.Done:
+		if s.status.Bootstrapping != 0 {
+			// Our own bootstrap, finished while the daemon was down.
+			return fsm.BootstrapRequested, nil
+		}
+
+		s.logElection(obs, false)
+
+		return fsm.ElectedFollower, nil
+	case election.Follow, election.Joined:
 		s.logElection(obs, false)
 
 		return fsm.ElectedFollower, nil
 	case election.BeginBootstrap:
 		return fsm.DelayElapsed, nil
 	case election.AwaitEtcd:
-		if !s.status.BootstrapSent {
+		if s.status.Phase == election.PhaseBootstrapping && !s.status.BootstrapSent {
 			// Decided before a restart, perhaps never sent: the locks still
 			// bind every other node to us, and Talos refuses a repeat on
 			// the same node once etcd has data.

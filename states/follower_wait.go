@@ -41,7 +41,7 @@ func (s *Session) followerWait(ctx context.Context) (fsm.Event, error) {
 	}
 
 	switch decision.Kind {
-	case election.Follow, election.Joined:
+	case election.Follow, election.Joined, election.Done:
 		s.Log.Info().Str("reason", decision.Reason).Msg("waiting for the cluster to be bootstrapped")
 
 		return fsm.NotYet, nil

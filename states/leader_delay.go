@@ -44,7 +44,7 @@ func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
 		return fsm.NotYet, nil
 	case election.BeginBootstrap:
 		return fsm.DelayElapsed, nil
-	case election.Follow, election.Joined:
+	case election.Follow, election.Joined, election.Done:
 		s.announcedLog = false
 		s.Log.Info().Str("reason", decision.Reason).Msg("withdrew leadership, following")
 

@@ -43,10 +43,13 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 		return election.Observation{}, fmt.Errorf("read local time status: %w", err)
 	}
 
+	selfSigns, selfEtcd := signsOf(ctx, s.local)
+
 	obs := election.Observation{
 		Now:               s.Clock.Now(),
 		Self:              self,
-		SelfSigns:         signsOf(ctx, s.local),
+		SelfSigns:         selfSigns,
+		SelfEtcdHealthy:   selfEtcd.Running(),
 		SelfTimeSynced:    synced,
 		Peers:             make([]election.PeerFacts, len(s.peers)),
 		Quorum:            s.Settings.Quorum,
@@ -87,8 +90,9 @@ func (s *Session) peerFacts(ctx context.Context, peer Peer) election.PeerFacts {
 			Incarnation: election.Incarnation{IP: peer.Node.Addr(), BootID: peer.BootID},
 			BootTime:    peer.BootTime,
 		},
-		Signs: signsOf(ctx, peer.Node),
 	}
+
+	facts.Signs, _ = signsOf(ctx, peer.Node)
 
 	data, err := peer.Node.ReadFile(ctx, s.Settings.StatusPath, statusLimit)
 
@@ -125,7 +129,7 @@ func (s *Session) peerFacts(ctx context.Context, peer Peer) election.PeerFacts {
 // signsOf asks a node for signs of an existing etcd cluster. Errors are
 // classified by election.SignsFrom: only Talos's known "no etcd here yet"
 // answers count as "no"; anything else is "unknown", never "not bootstrapped".
-func signsOf(ctx context.Context, node transport.Node) election.Signs {
+func signsOf(ctx context.Context, node transport.Node) (election.Signs, transport.ServiceState) {
 	svc, svcErr := node.EtcdService(ctx)
 	empty, dataErr := node.EtcdDataDirEmpty(ctx)
 
@@ -135,7 +139,7 @@ func signsOf(ctx context.Context, node transport.Node) election.Signs {
 	// full deadline every round.
 	signs := election.SignsFrom(svc, svcErr, empty, dataErr, nil, errMembersNotAsked)
 	if signs.EtcdRunning == election.No && signs.DataDirNonEmpty == election.No {
-		return signs
+		return signs, svc
 	}
 
 	mctx, cancel := context.WithTimeout(ctx, memberListTimeout)
@@ -143,7 +147,7 @@ func signsOf(ctx context.Context, node transport.Node) election.Signs {
 
 	members, membersErr := node.EtcdMembers(mctx)
 
-	return election.SignsFrom(svc, svcErr, empty, dataErr, members, membersErr)
+	return election.SignsFrom(svc, svcErr, empty, dataErr, members, membersErr), svc
 }
 
 // memberListTimeout is the seed's "short timeout on bootstrap status checks".

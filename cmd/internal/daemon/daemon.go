@@ -42,18 +42,7 @@ func Run(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 
 // RunWithClock is Run on an injected clock.
 func RunWithClock(ctx context.Context, cfg config.Config, log zerolog.Logger, clock clockwork.Clock) error {
-	session := states.NewSession(Deps(cfg, log, clock))
-	defer session.Close()
-
-	machine := &fsm.Machine{
-		Handlers:   session.Handlers(),
-		Log:        log,
-		Clock:      clock,
-		MaxBackoff: cfg.MaxBackoff,
-		OnEnter:    session.Entered,
-	}
-
-	return machine.Run(ctx)
+	return RunWithClockAndSteps(ctx, cfg, log, clock, nil)
 }
 
 // Deps builds the real collaborators from cfg.
@@ -223,3 +212,21 @@ func (s *scanner) NextDelay(known, attempt int) time.Duration {
 }
 
 func (s *scanner) Close() error { return s.scanner.Close() }
+
+// RunWithClockAndSteps is RunWithClock reporting every transition to onStep
+// (the FSM tests assert the exact path each daemon walks).
+func RunWithClockAndSteps(ctx context.Context, cfg config.Config, log zerolog.Logger, clock clockwork.Clock, onStep func(fsm.Step)) error {
+	session := states.NewSession(Deps(cfg, log, clock))
+	defer session.Close()
+
+	machine := &fsm.Machine{
+		Handlers:   session.Handlers(),
+		Log:        log,
+		Clock:      clock,
+		MaxBackoff: cfg.MaxBackoff,
+		OnEnter:    session.Entered,
+		OnStep:     onStep,
+	}
+
+	return machine.Run(ctx)
+}

@@ -1,0 +1,680 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+	"github.com/siderolabs/talos/pkg/machinery/constants"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	daemonconfig "github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/daemon"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
+)
+
+// cluster is one generated Talos cluster: its OS CA and an admin talosconfig,
+// made once per test binary (the secrets bundle takes a second or two).
+var cluster = sync.OnceValues(func() (*fakeapid.PKI, []byte) {
+	bundle, err := secrets.NewBundle(secrets.NewClock(), config.TalosVersionCurrent)
+	if err != nil {
+		panic(err)
+	}
+
+	in, err := generate.NewInput("fsm-test", "https://127.0.0.1:6443", constants.DefaultKubernetesVersion,
+		generate.WithSecretsBundle(bundle))
+	if err != nil {
+		panic(err)
+	}
+
+	tc, err := in.Talosconfig()
+	if err != nil {
+		panic(err)
+	}
+
+	data, err := tc.Bytes()
+	if err != nil {
+		panic(err)
+	}
+
+	pki, err := fakeapid.PKIFromCA(bundle.Certs.OS)
+	if err != nil {
+		panic(err)
+	}
+
+	return pki, data
+})
+
+const (
+	bootstrap = machine.MachineService_Bootstrap_FullMethodName
+	// virtualSpeed: the daemons' clock runs this much faster than real time,
+	// so PRE_BOOTSTRAP_DELAY, intervals and backoff cost milliseconds.
+	virtualStep = 100 * time.Millisecond
+	realTick    = time.Millisecond
+)
+
+// node is one fake node and, unless noDaemon, the daemon on it.
+type node struct {
+	fake     fakeapid.Node
+	noDaemon bool
+	// status, when set, is written to the node's status file before start
+	// (a daemon restarted after a crash, or a peer's published state).
+	status func(self election.Incarnation, others map[string]election.Incarnation) *election.Status
+	// prebootstrap: Bootstrap is sent to this node before any daemon runs;
+	// prebootstrapWait waits until its etcd runs.
+	prebootstrap, prebootstrapWait bool
+}
+
+type result struct {
+	name  string
+	steps []fsm.Step
+	err   error
+	logs  *bytes.Buffer
+	calls []fakeapid.Call
+}
+
+type run struct {
+	results  map[string]*result
+	clusters []fakeapid.Cluster
+	servers  map[string]*fakeapid.Server
+}
+
+// runCluster starts the fake nodes on 127.0.<subnet>.x, one daemon per node
+// on a shared fast-forwarding clock, and waits until every daemon ends or
+// the virtual deadline passes.
+func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map[string]node, virtualDeadline time.Duration) run {
+	t.Helper()
+
+	pki, talosconfig := cluster()
+	registry := fakeapid.NewRegistry()
+	port := freePort(t, netip.AddrFrom4([4]byte{127, 0, subnet, 1}))
+	root := t.TempDir()
+	clock := clockwork.NewFakeClockAt(time.Now())
+
+	ips := map[string]netip.Addr{}
+	servers := map[string]*fakeapid.Server{}
+	incarnations := map[string]election.Incarnation{}
+
+	var peers []netip.Addr
+
+	for i, name := range names {
+		ip := netip.AddrFrom4([4]byte{127, 0, subnet, byte(i + 1)})
+		ips[name] = ip
+		peers = append(peers, ip)
+	}
+
+	for _, name := range names {
+		spec := nodes[name]
+		spec.fake.IP = ips[name]
+		spec.fake.FilesRoot = filepath.Join(root, name, "host")
+
+		if spec.fake.BootID == "" {
+			spec.fake.BootID = fmt.Sprintf("%08x-0000-4000-8000-%012x", ips[name].As4()[3], ips[name].As4()[3])
+		}
+
+		if spec.fake.DataFillDelay == 0 {
+			spec.fake.DataFillDelay = 50 * time.Millisecond
+		}
+
+		if spec.fake.HealthyDelay == 0 {
+			spec.fake.HealthyDelay = 50 * time.Millisecond
+		}
+
+		if spec.fake.JoinDelay == 0 {
+			spec.fake.JoinDelay = 100 * time.Millisecond
+		}
+
+		incarnations[name] = election.Incarnation{IP: ips[name], BootID: spec.fake.BootID}
+
+		for _, d := range []string{"var/lib/kommodity-autobootstrap", "system/secrets", "run"} {
+			mkdir(t, filepath.Join(root, name, "host", d))
+		}
+
+		if spec.fake.MachineType != transport.MachineTypeWorker {
+			mkdir(t, filepath.Join(root, name, "host", "system", "secrets", "etcd"))
+		}
+
+		srv, err := fakeapid.Start(fakeapid.Config{
+			PKI: pki, Registry: registry,
+			Listen: []string{netip.AddrPortFrom(ips[name], port).String()},
+		}, spec.fake)
+		if err != nil {
+			t.Fatalf("start fake %s: %v", name, err)
+		}
+
+		t.Cleanup(func() { srv.Close() }) //nolint:errcheck
+
+		servers[name] = srv
+		nodes[name] = spec
+	}
+
+	if err := os.WriteFile(filepath.Join(root, "talosconfig"), talosconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, name := range names {
+		spec := nodes[name]
+
+		if spec.prebootstrap {
+			prebootstrap(t, servers[name], port, spec.prebootstrapWait)
+		}
+
+		if spec.status != nil {
+			others := map[string]election.Incarnation{}
+			for k, v := range incarnations {
+				others[k] = v
+			}
+
+			st := spec.status(incarnations[name], others)
+			data, err := election.MarshalStatus(*st)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			path := filepath.Join(root, name, "host", "var", "lib", "kommodity-autobootstrap", "status.json")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	// Fast-forward: the fake apids keep real time (their delays are a few
+	// milliseconds), the daemons' waits run on the virtual clock.
+	start := clock.Now()
+
+	go func() {
+		ticker := time.NewTicker(realTick)
+		defer ticker.Stop()
+
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+				clock.Advance(virtualStep)
+
+				if clock.Since(start) > virtualDeadline {
+					cancel()
+				}
+			}
+		}
+	}()
+
+	results := map[string]*result{}
+
+	var wg sync.WaitGroup
+
+	for _, name := range names {
+		spec := nodes[name]
+		if spec.noDaemon {
+			continue
+		}
+
+		res := &result{name: name, logs: &bytes.Buffer{}}
+		results[name] = res
+		host := filepath.Join(root, name, "host")
+		cfg := daemonconfig.Defaults()
+		cfg.QuorumNodes = quorum
+		cfg.NodeIP = ips[name]
+		cfg.Peers = peers
+		cfg.APIDPort = int(port)
+		cfg.ScanTimeout = 500 * time.Millisecond
+		cfg.DetectGrace = 2 * time.Second
+		cfg.Talosconfig = filepath.Join(root, "talosconfig")
+		cfg.SecretsDir = filepath.Join(host, "system", "secrets")
+		cfg.StatusDir = filepath.Join(host, "var", "lib", "kommodity-autobootstrap")
+		cfg.RunDir = filepath.Join(root, name, "run")
+
+		wg.Add(1)
+
+		go func() {
+			defer wg.Done()
+
+			log := zerolog.New(&lockedWriter{w: res.logs}).With().Str("node", name).Logger()
+			res.err = daemon.RunWithClockAndSteps(ctx, cfg, log, clock, func(s fsm.Step) { res.steps = append(res.steps, s) })
+		}()
+	}
+
+	wg.Wait()
+	cancel()
+
+	clusters, err := registry.Clusters()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for name, res := range results {
+		res.calls = servers[name].Calls()
+	}
+
+	return run{results: results, clusters: clusters, servers: servers}
+}
+
+func prebootstrap(t *testing.T, srv *fakeapid.Server, port uint16, wait bool) {
+	t.Helper()
+
+	pki, _ := cluster()
+
+	id, err := pki.AdminIdentity(time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := transport.NewDialer(id).Dial(t.Context(), netip.AddrPortFrom(srv.Node().IP, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close() //nolint:errcheck
+
+	if err := n.Bootstrap(t.Context()); err != nil {
+		t.Fatalf("pre-bootstrap %s: %v", srv.Node().IP, err)
+	}
+
+	if !wait {
+		return
+	}
+
+	// Wait (real time, a few ms) until etcd runs there.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if svc, err := n.EtcdService(t.Context()); err == nil && svc.Running() {
+			return
+		}
+
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	t.Fatalf("pre-bootstrapped etcd on %s never ran", srv.Node().IP)
+}
+
+// transitions collapses repeated self-loops (their count depends on timing)
+// into one, leaving the exact path a daemon walked.
+func transitions(steps []fsm.Step) []string {
+	var out []string
+
+	for _, s := range steps {
+		line := fmt.Sprintf("%s -%s-> %s", s.From, s.Event, s.To)
+		if s.From == s.To && len(out) > 0 && out[len(out)-1] == line {
+			continue
+		}
+
+		out = append(out, line)
+	}
+
+	return out
+}
+
+func path(lines ...string) []string { return lines }
+
+func countCalls(calls []fakeapid.Call, method string) int {
+	n := 0
+
+	for _, c := range calls {
+		if c.Method == method {
+			n++
+		}
+	}
+
+	return n
+}
+
+func logLines(buf *bytes.Buffer, msg string) []map[string]any {
+	var out []map[string]any
+
+	for _, line := range strings.Split(buf.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["message"] == msg {
+			out = append(out, m)
+		}
+	}
+
+	return out
+}
+
+func freePort(t *testing.T, ip netip.Addr) uint16 {
+	t.Helper()
+
+	l, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close() //nolint:errcheck
+
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+func mkdir(t *testing.T, dir string) {
+	t.Helper()
+
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	return l.w.Write(p)
+}
+
+var leaderPath = path(
+	"Detect -controlplane_detected-> Credentials",
+	"Credentials -credentials_ready-> Connect",
+	"Connect -connected-> Scan",
+	"Scan -quorum_reached-> Elect",
+	"Elect -elected_leader-> LeaderDelay",
+	"LeaderDelay -not_yet-> LeaderDelay",
+	"LeaderDelay -delay_elapsed-> Bootstrap",
+	"Bootstrap -bootstrap_requested-> AwaitEtcd",
+	"AwaitEtcd -etcd_ready-> Done",
+)
+
+func TestFSM(t *testing.T) {
+	oldest := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	cp := func(age int) fakeapid.Node {
+		return fakeapid.Node{MachineType: transport.MachineTypeControlPlane, BootTime: oldest.Add(time.Duration(age) * time.Minute)}
+	}
+
+	cases := []struct {
+		name   string
+		quorum int
+		names  []string
+		nodes  map[string]node
+		// deadline is virtual time; blocked cases run into it on purpose.
+		deadline time.Duration
+		// want: per daemon, the collapsed path; nil = not checked exactly.
+		want map[string][]string
+		// wantBootstraps: Bootstrap calls received per node.
+		wantBootstraps map[string]int
+		wantClusters   int
+		wantFounder    string
+		wantErr        map[string]bool
+		check          func(t *testing.T, r run)
+	}{
+		{
+			name: "single control-plane node", quorum: 1,
+			names: []string{"cp1"}, nodes: map[string]node{"cp1": {fake: cp(0)}},
+			want:           map[string][]string{"cp1": leaderPath},
+			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
+			name: "worker exits cleanly", quorum: 1,
+			names: []string{"w1"}, nodes: map[string]node{"w1": {fake: fakeapid.Node{MachineType: transport.MachineTypeWorker}}},
+			want: map[string][]string{"w1": path(
+				"Detect -secrets_missing-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -worker_detected-> Done",
+			)},
+			wantBootstraps: map[string]int{"w1": 0},
+		},
+		{
+			name: "three nodes: the oldest leads, two follow", quorum: 3,
+			names:          []string{"cp1", "cp2", "cp3"},
+			nodes:          map[string]node{"cp1": {fake: cp(2)}, "cp2": {fake: cp(0)}, "cp3": {fake: cp(1)}},
+			want:           map[string][]string{"cp2": leaderPath},
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 1, "cp3": 0}, wantClusters: 1, wantFounder: "cp2",
+			check: func(t *testing.T, r run) {
+				for _, f := range []string{"cp1", "cp3"} {
+					got := transitions(r.results[f].steps)
+					if got[len(got)-1] != "FollowerWait -cluster_bootstrapped-> Done" {
+						t.Errorf("%s ended with %q, want FollowerWait -cluster_bootstrapped-> Done", f, got[len(got)-1])
+					}
+
+					for _, line := range got {
+						if strings.Contains(line, "Bootstrap") && !strings.Contains(line, "bootstrapped") {
+							t.Errorf("follower %s entered %q", f, line)
+						}
+					}
+				}
+			},
+		},
+		{
+			name: "apid not ready at first", quorum: 1,
+			names:          []string{"cp1"},
+			nodes:          map[string]node{"cp1": {fake: func() fakeapid.Node { n := cp(0); n.StartDelay = 300 * time.Millisecond; return n }()}},
+			want:           map[string][]string{"cp1": leaderPath},
+			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
+			check: func(t *testing.T, r run) {
+				if n := len(logLines(r.results["cp1"].logs, "state failed, retrying")); n == 0 {
+					t.Error("Connect never retried although apid was not listening")
+				}
+			},
+		},
+		{
+			name: "Bootstrap answers FailedPrecondition twice", quorum: 1,
+			names:          []string{"cp1"},
+			nodes:          map[string]node{"cp1": {fake: func() fakeapid.Node { n := cp(0); n.NotReadyBootstraps = 2; return n }()}},
+			want:           map[string][]string{"cp1": leaderPath},
+			wantBootstraps: map[string]int{"cp1": 3}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
+			name: "restart after a bootstrap that may not have been sent: AlreadyExists", quorum: 1,
+			names: []string{"cp1"},
+			nodes: map[string]node{"cp1": {
+				// The crashed daemon's Bootstrap was accepted, but etcd's data
+				// directory fills only later (image pull); the resent request
+				// finds it filled.
+				fake: func() fakeapid.Node {
+					n := cp(0)
+					n.DataFillDelay = 2 * time.Second
+					n.BootstrapHook = func(_ context.Context, call int) error {
+						if call == 2 {
+							return status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+						}
+
+						return nil
+					}
+
+					return n
+				}(),
+				prebootstrap: true,
+				status:       crashedInBootstrap(oldest),
+			}},
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -quorum_reached-> Elect",
+				"Elect -delay_elapsed-> Bootstrap",
+				"Bootstrap -already_bootstrapped-> AwaitEtcd",
+				"AwaitEtcd -etcd_ready-> Done",
+			)},
+			// One from the crashed run (the test's), one resent by the daemon.
+			wantBootstraps: map[string]int{"cp1": 2}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
+			name: "restart after a bootstrap whose etcd already has data: never resent", quorum: 1,
+			names: []string{"cp1"},
+			nodes: map[string]node{"cp1": {fake: cp(0), prebootstrap: true, prebootstrapWait: true, status: crashedInBootstrap(oldest)}},
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -quorum_reached-> Elect",
+				"Elect -bootstrap_requested-> AwaitEtcd",
+				"AwaitEtcd -etcd_ready-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
+			name: "etcd slow to become healthy", quorum: 1,
+			names:          []string{"cp1"},
+			nodes:          map[string]node{"cp1": {fake: func() fakeapid.Node { n := cp(0); n.HealthyDelay = 4 * time.Second; return n }()}},
+			want:           map[string][]string{"cp1": leaderPath},
+			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
+			deadline: time.Hour,
+			check: func(t *testing.T, r run) {
+				retried := false
+				for _, l := range logLines(r.results["cp1"].logs, "state failed, retrying") {
+					retried = retried || l["state"] == "AwaitEtcd"
+				}
+
+				if !retried {
+					t.Error("the bounded etcd wait never ran out and retried in place")
+				}
+			},
+		},
+		{
+			name: "a follower finds the cluster already bootstrapped", quorum: 2,
+			names: []string{"cp1", "cp2"},
+			nodes: map[string]node{"cp1": {fake: cp(0), noDaemon: true, prebootstrap: true, prebootstrapWait: true}, "cp2": {fake: cp(1)}},
+			want: map[string][]string{"cp2": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -quorum_reached-> Elect",
+				"Elect -elected_follower-> FollowerWait",
+				"FollowerWait -cluster_bootstrapped-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp2": 0}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
+			name: "lock-blocked: a candidate locked to another leader's intent", quorum: 2,
+			names: []string{"cp1", "cp2", "cp3"},
+			nodes: map[string]node{
+				"cp1": {fake: cp(0)},
+				// cp2 runs no daemon here; its published status says it is
+				// locked to cp3's intent 1, and cp3 (unreachable for cp1's
+				// scan: no daemon, older status) never withdraws.
+				"cp2": {fake: cp(1), noDaemon: true, status: func(self election.Incarnation, all map[string]election.Incarnation) *election.Status {
+					return &election.Status{
+						Version: election.StatusVersion, Incarnation: self, BootTime: oldest.Add(time.Minute), Phase: election.PhaseLocked,
+						Lock: &election.IntentRef{Leader: all["cp3"], Number: 1},
+					}
+				}},
+				"cp3": {fake: cp(2), noDaemon: true, status: func(self election.Incarnation, _ map[string]election.Incarnation) *election.Status {
+					return &election.Status{
+						Version: election.StatusVersion, Incarnation: self, BootTime: oldest.Add(2 * time.Minute), Phase: election.PhaseAnnounced,
+						Lock: &election.IntentRef{Leader: self, Number: 1}, Intent: 1,
+					}
+				}},
+			},
+			deadline:       5 * time.Minute,
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 0, "cp3": 0},
+			wantErr:        map[string]bool{"cp1": true},
+			check: func(t *testing.T, r run) {
+				got := transitions(r.results["cp1"].steps)
+				for _, line := range got {
+					if strings.HasPrefix(line, "LeaderDelay -delay_elapsed") || strings.Contains(line, "-> Bootstrap") {
+						t.Fatalf("cp1 went to Bootstrap although cp2 is locked to cp3: %v", got)
+					}
+				}
+
+				data, err := os.ReadFile(filepath.Join(r.servers["cp1"].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				st, err := election.ParseStatus(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				if st.Bootstrapping != 0 || st.BootstrapSent || !strings.Contains(st.Reason, r.servers["cp3"].Node().IP.String()) {
+					t.Fatalf("cp1's status should show it blocked by cp3's lock, got phase %s reason %q", st.Phase, st.Reason)
+				}
+			},
+		},
+	}
+
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			deadline := tc.deadline
+			if deadline == 0 {
+				deadline = 30 * time.Minute
+			}
+
+			r := runCluster(t, byte(100+i), tc.quorum, tc.names, tc.nodes, deadline)
+
+			for name, res := range r.results {
+				if (res.err != nil) != tc.wantErr[name] {
+					t.Errorf("%s: daemon error = %v, want error %v\n%s", name, res.err, tc.wantErr[name], res.logs)
+				}
+			}
+
+			for name, want := range tc.want {
+				if got := transitions(r.results[name].steps); !slices.Equal(got, want) {
+					t.Errorf("%s walked\n  %s\nwant\n  %s", name, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+				}
+			}
+
+			for name, want := range tc.wantBootstraps {
+				if got := countCalls(r.servers[name].Calls(), bootstrap); got != want {
+					t.Errorf("%s received %d Bootstrap calls, want %d", name, got, want)
+				}
+			}
+
+			if len(r.clusters) != tc.wantClusters {
+				t.Fatalf("%d etcd clusters created, want %d: %+v", len(r.clusters), tc.wantClusters, r.clusters)
+			}
+
+			if tc.wantFounder != "" && r.clusters[0].Founder != r.servers[tc.wantFounder].Node().IP.String() {
+				t.Errorf("cluster founded by %s, want %s", r.clusters[0].Founder, tc.wantFounder)
+			}
+
+			for name, srv := range r.servers {
+				for _, c := range srv.Calls() {
+					if !allowed[c.Method] {
+						t.Errorf("%s received unexpected call %s", name, c.Method)
+					}
+				}
+			}
+
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+		})
+	}
+}
+
+// crashedInBootstrap is the status a daemon leaves when it dies between
+// deciding to bootstrap (persisted) and recording that it sent the request.
+func crashedInBootstrap(bootTime time.Time) func(election.Incarnation, map[string]election.Incarnation) *election.Status {
+	return func(self election.Incarnation, _ map[string]election.Incarnation) *election.Status {
+		return &election.Status{
+			Version: election.StatusVersion, Incarnation: self, BootTime: bootTime, Phase: election.PhaseBootstrapping,
+			Lock: &election.IntentRef{Leader: self, Number: 1}, Intent: 1, Bootstrapping: 1, BootstrapBootID: self.BootID,
+		}
+	}
+}
+
+// allowed are the only apid methods the daemon may call: reads, and
+// Bootstrap. Anything else (Reset, Reboot, ApplyConfiguration...) is a bug.
+var allowed = map[string]bool{
+	machine.MachineService_Bootstrap_FullMethodName:      true,
+	machine.MachineService_SystemStat_FullMethodName:     true,
+	machine.MachineService_Read_FullMethodName:           true,
+	machine.MachineService_List_FullMethodName:           true,
+	machine.MachineService_ServiceList_FullMethodName:    true,
+	machine.MachineService_EtcdMemberList_FullMethodName: true,
+	"/cosi.resource.State/Get":                           true,
+}
