@@ -11,7 +11,8 @@ import (
 // DefaultProcDir is where the extension sees the host's /proc.
 const DefaultProcDir = "/host/proc"
 
-// Network is the local network the sweep covers.
+// Network is the node's local network; NewTargets sweeps its Prefix unless
+// SCAN_CIDR or PEERS say otherwise.
 type Network struct {
 	Interface string
 	LocalIP   netip.Addr

@@ -30,7 +30,8 @@ type Peer struct {
 	BootID      string    // /proc/sys/kernel/random/boot_id
 	MachineType transport.MachineType
 	// Node is the open connection, owned by the Scanner that found it: do
-	// not close it.
+	// not close it. It stays open until the scanner drops the peer (after
+	// MissThreshold failed re-probes) or is closed.
 	Node transport.Node
 	// Misses counts the consecutive failed re-probes of a known peer; 0 when
 	// the last probe answered. A peer is reported until Misses reaches the

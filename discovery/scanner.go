@@ -44,7 +44,9 @@ type ScannerOptions struct {
 	// MissThreshold is the number of consecutive failed re-probes after
 	// which a known peer is dropped; DefaultMissThreshold when 0.
 	MissThreshold int
-	// Exclude lists addresses never swept: the node's own.
+	// Exclude lists addresses never swept: the node's own. ProbeSelf adds
+	// its address, and results always leave out self's boot ID, so a
+	// second address of this node in the range is not a peer either.
 	Exclude []netip.Addr
 	Logger  zerolog.Logger
 }
