@@ -49,12 +49,24 @@ demo: build-local
 clean:
 	rm -rf $(OUT)
 
-## image, container, container-push: see deploy/ (packaging)
+PLATFORMS         ?= linux/amd64,linux/arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# build-image runs natively; it sets GOOS/GOARCH itself for each daemon build.
+BUILD_IMAGE        = env -u GOOS -u GOARCH SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	go run ./cmd/build-image -version '$(VERSION)' -ldflags '$(LDFLAGS)' -platforms '$(PLATFORMS)' \
+	-out $(OUT)/image -archive $(OUT)/image.tar
+
+## image: extension image without Docker: OCI layout _out/image (linux/amd64 + linux/arm64) and _out/image.tar
 image:
-	@echo "make image: the OCI image builder lands with the packaging work (deploy/)"; exit 1
+	$(BUILD_IMAGE)
 
+## container: the same image with Docker BuildKit (deploy/Dockerfile), as an OCI archive _out/container.tar
 container:
-	@echo "make container needs a Docker engine and deploy/Dockerfile"; exit 1
+	docker buildx build --platform '$(PLATFORMS)' -f deploy/Dockerfile \
+		--build-arg VERSION='$(VERSION)' --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+		--output type=oci,dest=$(OUT)/container.tar .
 
+## container-push: build and push IMAGE:VERSION (credentials from docker login / crane auth login)
 container-push:
-	@echo "make container-push needs IMAGE=registry/name VERSION=x.y.z and the image builder (deploy/)"; exit 1
+	@test -n "$(IMAGE)" || { echo "usage: make container-push IMAGE=registry/name VERSION=x.y.z"; exit 2; }
+	$(BUILD_IMAGE) -push '$(IMAGE):$(VERSION)'
