@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 )
 
 // Prefix is the common prefix of the daemon's own variables.
@@ -69,7 +71,7 @@ func Defaults() Config {
 		PreBootstrapDelay:     10 * time.Second,
 		MaxBackoff:            2 * time.Minute,
 		ScanTimeout:           2 * time.Second,
-		ScanConcurrency:       DefaultScanConcurrency,
+		ScanConcurrency:       discovery.DefaultScanConcurrency,
 		MaxScanHosts:          65536,
 		DetectGrace:           60 * time.Second,
 		SecretsDir:            "/system/secrets",
@@ -80,11 +82,6 @@ func Defaults() Config {
 		APIDPort:              50000,
 	}
 }
-
-// DefaultScanConcurrency lets a /24 be swept in about one SCAN_TIMEOUT: with
-// 256 probes in flight every address of the range is tried at once, while the
-// memory cost stays bounded by the pool, not the range (see discovery).
-const DefaultScanConcurrency = 256
 
 // InvalidError is a configuration error: the daemon exits with code 2.
 type InvalidError struct {
@@ -195,9 +192,13 @@ var settings = []setting{
 		return nil
 	}},
 	{Prefix + "PEERS", func(cfg *Config, value string) error {
-		peers, err := parsePeers(value)
+		peers, err := discovery.ParsePeers(value)
 		if err != nil {
 			return err
+		}
+
+		if len(peers) == 0 {
+			return errors.New("no addresses (example: 10.0.0.5,10.0.0.6)")
 		}
 
 		cfg.Peers = peers
@@ -246,25 +247,6 @@ var settings = []setting{
 		return nil
 	}},
 	{Prefix + "APID_PORT", integer(1, 65535, func(c *Config) *int { return &c.APIDPort })},
-}
-
-func parsePeers(value string) ([]netip.Addr, error) {
-	var peers []netip.Addr
-
-	for _, field := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' }) {
-		a, err := netip.ParseAddr(field)
-		if err != nil || !a.Is4() {
-			return nil, fmt.Errorf("%q is not an IPv4 address", field)
-		}
-
-		peers = append(peers, a)
-	}
-
-	if len(peers) == 0 {
-		return nil, errors.New("no addresses (example: 10.0.0.5,10.0.0.6)")
-	}
-
-	return peers, nil
 }
 
 // LockRef names one leader's intent: the lock an operator breaks.
