@@ -81,8 +81,9 @@ var Table = []Transition{
 	// The view or our lock changed under us: start over from a fresh scan.
 	{ViewChanged, []State{LeaderDelay, FollowerWait}, Scan},
 	// Every candidate confirmed our intent; also taken after a restart that
-	// finds a bootstrap we had decided on but perhaps not sent.
-	{DelayElapsed, []State{LeaderDelay, Elect}, Bootstrap},
+	// finds a bootstrap we had decided on but perhaps not sent, and when the
+	// wait for etcd ran out after an answer that left the outcome unknown.
+	{DelayElapsed, []State{LeaderDelay, Elect, AwaitEtcd}, Bootstrap},
 	// Sent (or may have been sent): only verifying remains, never re-electing.
 	{BootstrapRequested, []State{Bootstrap, Elect}, AwaitEtcd},
 	{AlreadyBootstrapped, []State{Bootstrap}, AwaitEtcd},

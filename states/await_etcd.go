@@ -28,6 +28,22 @@ func (s *Session) awaitEtcd(ctx context.Context) (fsm.Event, error) {
 	}
 
 	if !ready {
+		// A request whose outcome was unknown may never have reached
+		// machined: while this node still has no etcd data the protocol
+		// resends it, on this node only and behind the same lock check.
+		if s.status.Phase == election.PhaseBootstrapping {
+			_, decision, err := s.decide(ctx)
+			if err != nil {
+				return "", err
+			}
+
+			if decision.Kind == election.BeginBootstrap {
+				s.Log.Warn().Str("reason", decision.Reason).Msg("no sign of the bootstrap on this node, sending it again")
+
+				return fsm.DelayElapsed, nil
+			}
+		}
+
 		return "", fmt.Errorf("%w after %s", errEtcdWait, s.Settings.EtcdWait)
 	}
 

@@ -190,12 +190,13 @@ func (n *grpcNode) MachineType(ctx context.Context) (MachineType, error) {
 		return t, nil
 	}
 
-	if status.Code(err) != codes.Unimplemented {
+	if ctx.Err() != nil {
 		return MachineTypeUnknown, n.fail("get machine type", err)
 	}
 
-	// No COSI through this apid: the etcd service exists on control-plane
-	// nodes only. init is reported as controlplane on this path.
+	// No usable COSI through this apid (Unimplemented on apids that do not
+	// proxy it, or a resource it cannot serve): the etcd service exists on
+	// control-plane nodes only. init is reported as controlplane here.
 	svc, svcErr := n.EtcdService(ctx)
 	if svcErr != nil {
 		return MachineTypeUnknown, fmt.Errorf("machine type without COSI (%w): %w", err, svcErr)

@@ -526,6 +526,31 @@ func TestFSM(t *testing.T) {
 			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
 		},
 		{
+			name: "Bootstrap outcome unknown (Unavailable): wait, then resend on this node only", quorum: 1,
+			names: []string{"cp1"},
+			nodes: map[string]node{"cp1": {fake: func() fakeapid.Node {
+				n := cp(0)
+				n.BootstrapFaults = []fakeapid.Fault{fakeapid.FaultUnavailable}
+
+				return n
+			}()}},
+			deadline: time.Hour,
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -quorum_reached-> Elect",
+				"Elect -elected_leader-> LeaderDelay",
+				"LeaderDelay -not_yet-> LeaderDelay",
+				"LeaderDelay -delay_elapsed-> Bootstrap",
+				"Bootstrap -bootstrap_requested-> AwaitEtcd",
+				"AwaitEtcd -delay_elapsed-> Bootstrap",
+				"Bootstrap -bootstrap_requested-> AwaitEtcd",
+				"AwaitEtcd -etcd_ready-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp1": 2}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
 			name: "etcd slow to become healthy", quorum: 1,
 			names:          []string{"cp1"},
 			nodes:          map[string]node{"cp1": {fake: func() fakeapid.Node { n := cp(0); n.HealthyDelay = 4 * time.Second; return n }()}},
