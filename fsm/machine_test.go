@@ -43,8 +43,9 @@ func TestMachineRetriesWithBackoffThenContinues(t *testing.T) {
 					return "", errors.New("apid not ready")
 				}
 
-				return WorkerDetected, nil
+				return SecretsMissing, nil
 			}),
+			Credentials: script(WorkerDetected),
 		},
 	}
 
@@ -68,7 +69,7 @@ func TestMachineRetriesWithBackoffThenContinues(t *testing.T) {
 		t.Fatalf("handler called %d times, want %d", calls, failures+1)
 	}
 
-	if len(steps) != 1 || steps[0] != (Step{From: Detect, To: Done, Event: WorkerDetected, Spent: 30 * time.Second}) {
+	if len(steps) != 2 || steps[0] != (Step{From: Detect, To: Credentials, Event: SecretsMissing, Spent: 30 * time.Second}) {
 		t.Fatalf("steps = %+v", steps)
 	}
 }

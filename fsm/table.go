@@ -62,9 +62,9 @@ var Table = []Transition{
 	// /system/secrets/etcd stayed absent for the grace period: the machine
 	// config (or, with a talosconfig, the local apid) has the last word.
 	{SecretsMissing, []State{Detect}, Credentials},
-	// A worker (secrets absent, worker config, or apid says so) has nothing to
-	// do: Done, exit 0, and Talos's untilSuccess policy leaves it stopped.
-	{WorkerDetected, []State{Detect, Credentials, Connect}, Done},
+	// A worker (its config says so, or apid does) has nothing to do: Done,
+	// exit 0, and Talos's untilSuccess policy leaves it stopped.
+	{WorkerDetected, []State{Credentials, Connect}, Done},
 	{CredentialsReady, []State{Credentials}, Connect},
 	{Connected, []State{Connect}, Scan},
 	{QuorumReached, []State{Scan}, Elect},
@@ -77,7 +77,6 @@ var Table = []Transition{
 	{NotYet, []State{Elect}, Scan},
 	{NotYet, []State{LeaderDelay}, LeaderDelay},
 	{NotYet, []State{FollowerWait}, FollowerWait},
-	{NotYet, []State{AwaitEtcd}, AwaitEtcd},
 	// The view or our lock changed under us: start over from a fresh scan.
 	{ViewChanged, []State{LeaderDelay, FollowerWait}, Scan},
 	// Every candidate confirmed our intent; also taken after a restart that

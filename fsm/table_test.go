@@ -35,12 +35,12 @@ func TestTableConnectsEveryState(t *testing.T) {
 // The happy paths the product promises, walked through the real table.
 func TestTablePaths(t *testing.T) {
 	paths := map[string][]Event{
-		"leader":   {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, ElectedLeader, NotYet, DelayElapsed, BootstrapRequested, NotYet, EtcdReady},
+		"leader":   {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, ElectedLeader, NotYet, DelayElapsed, BootstrapRequested, DelayElapsed, BootstrapRequested, EtcdReady},
 		"follower": {ControlPlaneDetected, CredentialsReady, Connected, QuorumMissing, QuorumReached, ElectedFollower, NotYet, ClusterBootstrapped},
 		"withdraw": {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, ElectedLeader, ElectedFollower, ViewChanged, QuorumReached, NotYet, QuorumReached, ElectedLeader, DelayElapsed, AlreadyBootstrapped, EtcdReady},
 		"restart":  {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, BootstrapRequested, EtcdReady},
-		"worker":   {WorkerDetected},
-		"worker2":  {ControlPlaneDetected, WorkerDetected},
+		"worker":   {SecretsMissing, WorkerDetected},
+		"worker2":  {ControlPlaneDetected, CredentialsReady, WorkerDetected},
 	}
 
 	for name, events := range paths {

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary builds the daemon once per test run, with a known version.
+func binary(t *testing.T) string {
+	t.Helper()
+
+	out := filepath.Join(t.TempDir(), "daemon")
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=v9.9.9-test", "-o", out, ".")
+	cmd.Stderr = os.Stderr
+
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+
+	return out
+}
+
+func messages(out []byte) []map[string]any {
+	var lines []map[string]any
+
+	for _, l := range bytes.Split(out, []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(l, &m) == nil {
+			lines = append(lines, m)
+		}
+	}
+
+	return lines
+}
+
+func TestExitCodes(t *testing.T) {
+	bin := binary(t)
+
+	t.Run("invalid value exits 2 naming the variable", func(t *testing.T) {
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=three"}
+		out, err := cmd.Output()
+
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Fatalf("exit = %v, want code 2; output:\n%s", err, out)
+		}
+
+		lines := messages(out)
+		if len(lines) != 1 || lines[0]["variable"] != "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES" || lines[0]["level"] != "error" {
+			t.Fatalf("want one error line naming the variable, got:\n%s", out)
+		}
+	})
+
+	t.Run("SIGTERM ends a waiting daemon promptly and non-zero", func(t *testing.T) {
+		dir := t.TempDir()
+		cmd := exec.Command(bin)
+		// No /system/secrets/etcd: Detect waits out its grace period, the
+		// kind of wait a signal must cut short.
+		cmd.Env = []string{
+			"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + dir,
+			"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE=10m",
+			"TALOS_AUTO_BOOTSTRAP_QUORUM=3", // a typo: warned about, not fatal
+		}
+
+		out := &lockedBuffer{}
+		cmd.Stdout = out
+
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+
+		// Wait until it has started (its first log line), then signal.
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), "starting kommodity-autobootstrap-extension") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("daemon still running 10 s after SIGTERM:\n%s", out.String())
+		}
+
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("exit = %v, want code 1 (interrupted before completion)", err)
+		}
+
+		lines := messages(out.Bytes())
+		if len(lines) == 0 || lines[0]["version"] != "v9.9.9-test" {
+			t.Fatalf("first line must carry the injected version:\n%s", out.String())
+		}
+
+		warned := false
+		for _, l := range lines {
+			warned = warned || (l["level"] == "warn" && l["variable"] == "TALOS_AUTO_BOOTSTRAP_QUORUM")
+		}
+
+		if !warned {
+			t.Fatalf("no warning about the unknown variable:\n%s", out.String())
+		}
+	})
+}
+
+// lockedBuffer is written by exec's copying goroutine while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+
+	return b.buf.String()
+}
+
+func (b *lockedBuffer) Bytes() []byte { return []byte(b.String()) }
