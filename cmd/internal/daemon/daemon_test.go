@@ -102,7 +102,7 @@ type run struct {
 // runCluster starts the fake nodes on 127.0.<subnet>.x, one daemon per node
 // on a shared fast-forwarding clock, and waits until every daemon ends or
 // the virtual deadline passes.
-func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map[string]node, virtualDeadline time.Duration) run {
+func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map[string]node, virtualDeadline time.Duration, tune func(*daemonconfig.Config)) run {
 	t.Helper()
 
 	pki, talosconfig := cluster()
@@ -243,6 +243,10 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 		cfg.APIDPort = int(port)
 		cfg.ScanTimeout = 500 * time.Millisecond
 		cfg.DetectGrace = 2 * time.Second
+
+		if tune != nil {
+			tune(&cfg)
+		}
 		cfg.Talosconfig = filepath.Join(root, "talosconfig")
 		cfg.SecretsDir = filepath.Join(host, "system", "secrets")
 		cfg.StatusDir = filepath.Join(host, "var", "lib", "kommodity-autobootstrap")
@@ -418,6 +422,7 @@ func TestFSM(t *testing.T) {
 		wantClusters   int
 		wantFounder    string
 		wantErr        map[string]bool
+		tune           func(*daemonconfig.Config)
 		check          func(t *testing.T, r run)
 	}{
 		{
@@ -576,6 +581,39 @@ func TestFSM(t *testing.T) {
 			wantBootstraps: map[string]int{"cp2": 0}, wantClusters: 1, wantFounder: "cp1",
 		},
 		{
+			name: "a leader withdraws when an older node appears", quorum: 1,
+			names: []string{"cp1", "cp2"},
+			nodes: map[string]node{
+				// cp2 is alone at first and leads; cp1 (older) comes up
+				// ~5 s (virtual) later, long before cp2's 60 s delay ends.
+				"cp1": {fake: func() fakeapid.Node { n := cp(0); n.StartDelay = 50 * time.Millisecond; return n }()},
+				"cp2": {fake: cp(1)},
+			},
+			tune:           func(c *daemonconfig.Config) { c.PreBootstrapDelay = time.Minute },
+			wantBootstraps: map[string]int{"cp1": 1, "cp2": 0}, wantClusters: 1, wantFounder: "cp1",
+			check: func(t *testing.T, r run) {
+				got := transitions(r.results["cp2"].steps)
+				if !slices.Contains(got, "Elect -elected_leader-> LeaderDelay") {
+					t.Fatalf("cp2 never led, the case tests nothing: %v", got)
+				}
+
+				data, err := os.ReadFile(filepath.Join(r.servers["cp2"].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				st, err := election.ParseStatus(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				if st.WithdrawnThrough < 1 || st.Intent < 1 || st.Phase != election.PhaseDone {
+					t.Fatalf("cp2 should have withdrawn intent %d and finished as a follower: withdrawnThrough %d, phase %s",
+						st.Intent, st.WithdrawnThrough, st.Phase)
+				}
+			},
+		},
+		{
 			name: "lock-blocked: a candidate locked to another leader's intent", quorum: 2,
 			names: []string{"cp1", "cp2", "cp3"},
 			nodes: map[string]node{
@@ -631,7 +669,7 @@ func TestFSM(t *testing.T) {
 				deadline = 30 * time.Minute
 			}
 
-			r := runCluster(t, byte(100+i), tc.quorum, tc.names, tc.nodes, deadline)
+			r := runCluster(t, byte(100+i), tc.quorum, tc.names, tc.nodes, deadline, tc.tune)
 
 			for name, res := range r.results {
 				if (res.err != nil) != tc.wantErr[name] {
