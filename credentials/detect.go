@@ -30,6 +30,16 @@ type ControlPlaneDetector struct {
 	Clock    clockwork.Clock // default real clock
 }
 
+// Present reports whether the directory exists now, without waiting.
+func (d ControlPlaneDetector) Present() (bool, error) {
+	dir := d.Dir
+	if dir == "" {
+		dir = DefaultEtcdSecretsDir
+	}
+
+	return dirExists(dir)
+}
+
 // Wait reports whether the directory exists. A missing directory is
 // re-checked every Interval until Grace has passed; an existing one answers
 // at once. Errors other than "does not exist" (and a non-directory at the

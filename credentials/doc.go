@@ -51,8 +51,9 @@
 // # Control-plane detection
 //
 // Talos creates /system/secrets/etcd only on control-plane nodes, possibly a
-// little after the extension starts, so ControlPlaneDetector.Wait re-checks a
-// missing directory for a grace period (default 60 s). The rule:
+// little after the extension starts. ControlPlaneDetector.Present looks once;
+// Wait re-checks a missing directory for a grace period (default 60 s,
+// TALOS_AUTO_BOOTSTRAP_DETECT_GRACE). The rule:
 //
 //   - The directory present means control plane, unless a machine config
 //     says otherwise.
@@ -64,6 +65,9 @@
 //     to a worker config is an inconsistency, a worker config carries no CA
 //     key to sign with, and Talos refuses Bootstrap on workers. Never acting
 //     as control plane on a node whose config says worker is the safe side.
-//   - Without a config (TalosconfigSource, MachineTypeUnknown) the directory
-//     decides; when it stays absent the daemon asks the local apid.
+//   - A missing directory therefore sends the daemon to read the config at
+//     once (a worker exits without waiting). Only without a config
+//     (TalosconfigSource, MachineTypeUnknown) is the directory re-checked
+//     for the grace period; when it stays absent the daemon asks the local
+//     apid.
 package credentials

@@ -34,6 +34,7 @@ type (
 		Load(ctx context.Context) (transport.MachineType, transport.Identity, error)
 	}
 	controlPlaneMarker interface {
+		Present() (bool, error)
 		Wait(ctx context.Context) (bool, error)
 	}
 )

@@ -8,12 +8,14 @@ import (
 )
 
 // detect looks for /system/secrets/etcd, which Talos creates only on
-// control-plane nodes. It may appear a little after the service starts, so a
-// missing directory is re-checked for a grace period; if it stays absent the
-// machine config read next has the last word (secrets_missing), because a
-// worker must never be mistaken for a control-plane node and vice versa.
-func (s *Session) detect(ctx context.Context) (fsm.Event, error) {
-	present, err := s.Marker.Wait(ctx)
+// control-plane nodes. A missing directory is not yet a verdict: it may
+// appear a little after the service starts, and a worker must never be
+// mistaken for a control-plane node or the other way round. So the machine
+// config read next has the last word (secrets_missing), and only when no
+// config can be read (talosconfig credentials) is the directory re-checked
+// for the grace period.
+func (s *Session) detect(context.Context) (fsm.Event, error) {
+	present, err := s.Marker.Present()
 	if err != nil {
 		return "", fmt.Errorf("detect control plane: %w", err)
 	}
@@ -26,7 +28,7 @@ func (s *Session) detect(ctx context.Context) (fsm.Event, error) {
 		return fsm.ControlPlaneDetected, nil
 	}
 
-	s.Log.Info().Msg("no etcd secrets after the grace period, the machine configuration decides")
+	s.Log.Info().Msg("no etcd secrets yet, the machine configuration decides")
 
 	return fsm.SecretsMissing, nil
 }

@@ -23,9 +23,10 @@ import (
 // the status directory (Talos: /var/lib/kommodity-autobootstrap).
 const StatusFileName = "status.json"
 
-// ControlPlaneMarker tells whether /system/secrets/etcd exists, waiting up to
-// its grace period for it to appear.
+// ControlPlaneMarker tells whether /system/secrets/etcd exists: Present
+// looks once, Wait re-checks a missing directory for a grace period.
 type ControlPlaneMarker interface {
+	Present() (bool, error)
 	Wait(ctx context.Context) (bool, error)
 }
 

@@ -64,11 +64,12 @@ func TestExitCodes(t *testing.T) {
 	t.Run("SIGTERM ends a waiting daemon promptly and non-zero", func(t *testing.T) {
 		dir := t.TempDir()
 		cmd := exec.Command(bin)
-		// No /system/secrets/etcd: Detect waits out its grace period, the
-		// kind of wait a signal must cut short.
+		// No STATE device here: Credentials retries with backoff, the kind
+		// of wait a signal must cut short.
 		cmd.Env = []string{
 			"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + dir,
-			"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE=10m",
+			"TALOS_AUTO_BOOTSTRAP_STATE_DEVICES=" + filepath.Join(dir, "no-such-device"),
+			"TALOS_AUTO_BOOTSTRAP_RUN_DIR=" + filepath.Join(dir, "run"),
 			"TALOS_AUTO_BOOTSTRAP_QUORUM=3", // a typo: warned about, not fatal
 		}
 

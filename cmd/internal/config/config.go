@@ -171,7 +171,7 @@ var settings = []setting{
 	{Prefix + "SCAN_TIMEOUT", duration(50*time.Millisecond, func(c *Config) *time.Duration { return &c.ScanTimeout })},
 	{Prefix + "SCAN_CONCURRENCY", integer(1, 4096, func(c *Config) *int { return &c.ScanConcurrency })},
 	{Prefix + "MAX_SCAN_HOSTS", integer(1, 1<<24, func(c *Config) *int { return &c.MaxScanHosts })},
-	{Prefix + "DETECT_GRACE", duration(0, func(c *Config) *time.Duration { return &c.DetectGrace })},
+	{Prefix + "DETECT_GRACE", duration(time.Second, func(c *Config) *time.Duration { return &c.DetectGrace })},
 	{Prefix + "INTERFACE", func(cfg *Config, value string) error {
 		if value == "" || strings.ContainsAny(value, "/ \t") || len(value) > 15 {
 			return errors.New("not an interface name")
