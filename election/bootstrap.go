@@ -121,6 +121,7 @@ func ClassifyBootstrap(err error) BootstrapOutcome {
 func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status, Decision) {
 	st = st.Clone()
 	st.UpdatedAt = now
+	st.BootstrapAt = now
 	self := st.Incarnation
 	k := st.Bootstrapping
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // maxReasons bounds how many blockers a Reason lists.
@@ -173,9 +174,20 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf("bootstrap %d answered: waiting for etcd to be healthy", k)}, true
 	}
 
-	// Bootstrapping in this boot and no etcd data yet: (re)send. A repeat on
-	// the same node cannot make a second cluster (Talos refuses once the
-	// data directory fills), and ConfirmLocks guards every send.
+	// Bootstrapping in this boot and no etcd data yet. The request may be
+	// under way (accepted just before a crash, or an unknown answer): Talos
+	// would accept a repeat while the data directory is empty and restart
+	// etcd in bootstrap mode, so first give it ResendAfter to show data.
+	if since := obs.Now.Sub(st.BootstrapAt); !st.BootstrapAt.IsZero() && since < obs.ResendAfter {
+		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf(
+			"bootstrap %d may be under way: waiting %s for etcd data before sending it again", k, (obs.ResendAfter - since).Round(time.Second))}, true
+	}
+
+	// Nothing showed up: the request never reached machined, or died with
+	// etcd's start. Resend on this node only (no other node can have
+	// bootstrapped: the locks still bind them), guarded by ConfirmLocks.
+	st.BootstrapAt = obs.Now
+
 	return st, Decision{Kind: BeginBootstrap, Leader: &leader, Reason: fmt.Sprintf("sending Bootstrap for intent %d", k)}, true
 }
 
@@ -225,6 +237,7 @@ func lead(st Status, obs Observation) (Status, Decision) {
 	st.Phase = PhaseBootstrapping
 	st.Bootstrapping = k
 	st.BootstrapBootID = self.BootID
+	st.BootstrapAt = obs.Now
 	st.BootstrapSent = false
 
 	return st, Decision{Kind: BeginBootstrap, Leader: &self, Reason: fmt.Sprintf("all %d control-plane nodes locked to intent %d: bootstrapping", 1+len(obs.Peers), k)}

@@ -83,6 +83,34 @@ func TestStepRules(t *testing.T) {
 			obs: obsFor(cA, 0), withdrawn: 2, reasonHas: "sending Bootstrap",
 		},
 		{
+			name: "0 a bootstrap that may be under way is not resent before ResendAfter", kind: AwaitEtcd, phase: PhaseBootstrapping, lock: ref(cA, 3),
+			st: func() Status {
+				s := announcedA()
+				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+				s.BootstrapAt = t0.Add(time.Hour - time.Minute)
+				return s
+			}(),
+			obs: func() Observation {
+				o := obsFor(cA, 0)
+				o.ResendAfter = 5 * time.Minute
+				return o
+			}(), withdrawn: 2, reasonHas: "may be under way",
+		},
+		{
+			name: "0 a bootstrap with no sign after ResendAfter is resent", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3),
+			st: func() Status {
+				s := announcedA()
+				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+				s.BootstrapAt = t0.Add(time.Hour - 6*time.Minute)
+				return s
+			}(),
+			obs: func() Observation {
+				o := obsFor(cA, 0)
+				o.ResendAfter = 5 * time.Minute
+				return o
+			}(), withdrawn: 2, reasonHas: "sending Bootstrap",
+		},
+		{
 			name: "0 bootstrapping never withdraws even when outranked", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3),
 			st: func() Status {
 				s := announcedA()

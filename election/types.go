@@ -108,6 +108,10 @@ type Status struct {
 	// BootstrapBootID is the boot in which Bootstrapping was set: a later
 	// boot knows the in-memory request died unless etcd data exists.
 	BootstrapBootID string `json:"bootstrapBootID,omitempty"`
+	// BootstrapAt is when Bootstrap was last decided or answered: a resend
+	// waits Observation.ResendAfter from it, so that a request that was
+	// accepted just before a crash can show its etcd data first.
+	BootstrapAt time.Time `json:"bootstrapAt,omitzero"`
 	// BootstrapSent: a Bootstrap RPC returned (any outcome) in that boot.
 	BootstrapSent bool          `json:"bootstrapSent"`
 	AnnouncedAt   time.Time     `json:"announcedAt,omitzero"`
@@ -299,6 +303,13 @@ type Observation struct {
 	PreBootstrapDelay, ConfirmWait time.Duration
 	// BreakLock is the operator escape hatch: nil normally.
 	BreakLock *IntentRef
+	// ResendAfter is how long an own Bootstrap that may have been accepted
+	// (a crash before its answer was recorded, or an unknown answer) is
+	// given to show etcd data before it is sent again. Talos accepts a
+	// repeat while the data directory is still empty (etcd's image may be
+	// pulling) and restarts etcd in bootstrap mode, so an early resend is a
+	// second bootstrap of this node. Zero resends at once.
+	ResendAfter time.Duration
 }
 
 // DecisionKind is what the daemon does after a Step.

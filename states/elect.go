@@ -38,15 +38,12 @@ func (s *Session) elect(ctx context.Context) (fsm.Event, error) {
 
 		return fsm.ElectedFollower, nil
 	case election.BeginBootstrap:
+		// Decided (and persisted) before a restart, with no sign of it
+		// since: send it, behind the same lock check.
 		return fsm.DelayElapsed, nil
 	case election.AwaitEtcd:
-		if s.status.Phase == election.PhaseBootstrapping && !s.status.BootstrapSent {
-			// Decided before a restart, perhaps never sent: the locks still
-			// bind every other node to us, and Talos refuses a repeat on
-			// the same node once etcd has data.
-			return fsm.DelayElapsed, nil
-		}
-
+		// Our own bootstrap, from before a restart: it may be under way, so
+		// wait for etcd; the protocol resends it only if nothing shows up.
 		return fsm.BootstrapRequested, nil
 	case election.Halt:
 		return "", backoff.Permanent(errors.New(decision.Reason))

@@ -58,6 +58,7 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 		PreBootstrapDelay: s.Settings.PreBootstrapDelay,
 		ConfirmWait:       s.Settings.FollowerCheckInterval,
 		BreakLock:         s.Settings.BreakLock,
+		ResendAfter:       s.Settings.EtcdWait,
 	}
 
 	var wg sync.WaitGroup

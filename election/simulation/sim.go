@@ -213,7 +213,14 @@ func Run(opts Options) Result {
 // the last daemon restart and time sync, the data directory filling, etcd
 // joining.
 func (s *sim) slack() time.Duration {
-	return 30*time.Second + s.p.fillMax + s.p.joinMax + 2*etcdLoop
+	return 30*time.Second + s.p.fillMax + s.p.joinMax + 2*etcdLoop + s.resendAfter()
+}
+
+// resendAfter is the daemon's etcd wait before resending a Bootstrap that
+// may be under way: longer than any data directory takes to fill here, as
+// the daemon's 5 minutes are longer than an etcd image pull.
+func (s *sim) resendAfter() time.Duration {
+	return 2*s.p.fillMax + bootstrapTimeout
 }
 
 func (s *sim) at(d time.Duration, fn func()) {
@@ -690,6 +697,7 @@ func (s *sim) observe(n *node, d *daemon, results []probe) election.Observation 
 		Quorum:            s.p.quorum,
 		PreBootstrapDelay: s.p.preDelay,
 		ConfirmWait:       s.p.confirmWait,
+		ResendAfter:       s.resendAfter(),
 	}
 
 	for _, m := range s.nodes {
@@ -874,6 +882,12 @@ func (s *sim) accept(n *node) {
 		if m != n && (m.pending != nil || (m.cp && m.data != 0)) {
 			s.violation(fmt.Sprintf("n%d accepted Bootstrap while n%d has a cluster or a pending bootstrap", n.idx, m.idx))
 		}
+	}
+
+	if n.pending != nil && n.pending.bootID == n.bootID {
+		// Talos restarts etcd in bootstrap mode on a repeat while the data
+		// directory is still empty: a second bootstrap of this node.
+		s.violation(fmt.Sprintf("n%d accepted a second Bootstrap while its first was still pending", n.idx))
 	}
 
 	p := &pending{bootID: n.bootID, fillAt: s.now + s.dur(500*time.Millisecond, s.p.fillMax)}

@@ -51,10 +51,11 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 		Devices:   cfg.StateDevices,
 		MountBase: cfg.RunDir,
 		Clock:     clock,
+		Log:       log,
 	}
 
 	if cfg.Talosconfig != "" {
-		source = credentials.TalosconfigSource{Path: cfg.Talosconfig, Clock: clock}
+		source = credentials.TalosconfigSource{Path: cfg.Talosconfig, Clock: clock, Log: log}
 	}
 
 	var breakLock *election.IntentRef

@@ -486,11 +486,11 @@ func TestFSM(t *testing.T) {
 			names: []string{"cp1"},
 			nodes: map[string]node{"cp1": {
 				// The crashed daemon's Bootstrap was accepted, but etcd's data
-				// directory fills only later (image pull); the resent request
-				// finds it filled.
+				// directory fills only after the daemon's 5 min (virtual)
+				// wait; the resent request finds it filled just in time.
 				fake: func() fakeapid.Node {
 					n := cp(0)
-					n.DataFillDelay = 2 * time.Second
+					n.DataFillDelay = 4 * time.Second
 					n.BootstrapHook = func(_ context.Context, call int) error {
 						if call == 2 {
 							return status.Error(codes.AlreadyExists, "etcd data directory is not empty")
@@ -504,17 +504,38 @@ func TestFSM(t *testing.T) {
 				prebootstrap: true,
 				status:       crashedInBootstrap(oldest),
 			}},
+			deadline: time.Hour,
 			want: map[string][]string{"cp1": path(
 				"Detect -controlplane_detected-> Credentials",
 				"Credentials -credentials_ready-> Connect",
 				"Connect -connected-> Scan",
 				"Scan -quorum_reached-> Elect",
-				"Elect -delay_elapsed-> Bootstrap",
+				"Elect -bootstrap_requested-> AwaitEtcd",
+				"AwaitEtcd -delay_elapsed-> Bootstrap",
 				"Bootstrap -already_bootstrapped-> AwaitEtcd",
 				"AwaitEtcd -etcd_ready-> Done",
 			)},
-			// One from the crashed run (the test's), one resent by the daemon.
+			// One from the crashed run (the test's), one resent by the daemon
+			// after its wait found no etcd data.
 			wantBootstraps: map[string]int{"cp1": 2}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
+			name: "restart after a bootstrap whose etcd fills while waiting: never resent", quorum: 1,
+			names: []string{"cp1"},
+			nodes: map[string]node{"cp1": {
+				fake:         func() fakeapid.Node { n := cp(0); n.DataFillDelay = time.Second; return n }(),
+				prebootstrap: true, status: crashedInBootstrap(oldest),
+			}},
+			deadline: time.Hour,
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -quorum_reached-> Elect",
+				"Elect -bootstrap_requested-> AwaitEtcd",
+				"AwaitEtcd -etcd_ready-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
 		},
 		{
 			name: "restart after a bootstrap whose etcd already has data: never resent", quorum: 1,
@@ -719,6 +740,7 @@ func crashedInBootstrap(bootTime time.Time) func(election.Incarnation, map[strin
 		return &election.Status{
 			Version: election.StatusVersion, Incarnation: self, BootTime: bootTime, Phase: election.PhaseBootstrapping,
 			Lock: &election.IntentRef{Leader: self, Number: 1}, Intent: 1, Bootstrapping: 1, BootstrapBootID: self.BootID,
+			BootstrapAt: time.Now(),
 		}
 	}
 }
