@@ -83,6 +83,11 @@ type node struct {
 	// prebootstrap: Bootstrap is sent to this node before any daemon runs;
 	// prebootstrapWait waits until its etcd runs.
 	prebootstrap, prebootstrapWait bool
+	// later runs once, this long (real time) after the daemons started:
+	// an outside event such as an operator's bootstrap or a leader's
+	// withdrawal published in its status file.
+	later      func(t *testing.T, srv *fakeapid.Server, port uint16, statusPath string, all map[string]election.Incarnation)
+	laterAfter time.Duration
 }
 
 type result struct {
@@ -185,16 +190,7 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 				others[k] = v
 			}
 
-			st := spec.status(incarnations[name], others)
-			data, err := election.MarshalStatus(*st)
-			if err != nil {
-				t.Fatal(err)
-			}
-
-			path := filepath.Join(root, name, "host", "var", "lib", "kommodity-autobootstrap", "status.json")
-			if err := os.WriteFile(path, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			writeStatus(t, statusPathOf(root, name), spec.status(incarnations[name], others))
 		}
 	}
 
@@ -222,6 +218,15 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 			}
 		}
 	}()
+
+	for _, name := range names {
+		if spec := nodes[name]; spec.later != nil {
+			timer := time.AfterFunc(spec.laterAfter, func() {
+				spec.later(t, servers[name], port, statusPathOf(root, name), incarnations)
+			})
+			t.Cleanup(func() { timer.Stop() })
+		}
+	}
 
 	results := map[string]*result{}
 
@@ -635,6 +640,110 @@ func TestFSM(t *testing.T) {
 			},
 		},
 		{
+			name: "quorum waits for a late node", quorum: 2,
+			names: []string{"cp1", "cp2"},
+			nodes: map[string]node{
+				"cp1": {fake: cp(1)},
+				// cp2's apid comes up ~20 s (virtual) late; nothing may
+				// happen before.
+				"cp2": {fake: func() fakeapid.Node { n := cp(0); n.StartDelay = 200 * time.Millisecond; return n }()},
+			},
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 1}, wantClusters: 1, wantFounder: "cp2",
+			check: func(t *testing.T, r run) {
+				got := transitions(r.results["cp1"].steps)
+				if !slices.Contains(got, "Scan -quorum_missing-> Scan") {
+					t.Fatalf("cp1 never waited for quorum: %v", got)
+				}
+
+				if created := r.clusters[0].CreatedAt; created.Before(r.servers["cp2"].Calls()[0].Time) {
+					t.Fatalf("bootstrapped at %s, before the late node's apid served its first call", created)
+				}
+			},
+		},
+		{
+			name: "restart long after a bootstrap that never reached machined: resent", quorum: 1,
+			names: []string{"cp1"},
+			nodes: map[string]node{"cp1": {fake: cp(0), status: func(self election.Incarnation, all map[string]election.Incarnation) *election.Status {
+				st := crashedInBootstrap(oldest)(self, all)
+				st.BootstrapAt = time.Now().Add(-time.Hour)
+
+				return st
+			}}},
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -quorum_reached-> Elect",
+				"Elect -delay_elapsed-> Bootstrap",
+				"Bootstrap -bootstrap_requested-> AwaitEtcd",
+				"AwaitEtcd -etcd_ready-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
+			name: "a blocked leader follows once another node was bootstrapped", quorum: 2,
+			names: []string{"cp1", "cp2"},
+			nodes: map[string]node{
+				"cp1": {fake: cp(0)},
+				// cp2 runs no extension (no status file): cp1 leads but is
+				// blocked, until an operator bootstraps cp2 by hand.
+				"cp2": {fake: cp(1), noDaemon: true, laterAfter: 150 * time.Millisecond,
+					later: func(t *testing.T, srv *fakeapid.Server, port uint16, _ string, _ map[string]election.Incarnation) {
+						prebootstrap(t, srv, port, false)
+					}},
+			},
+			deadline:       time.Hour,
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 1}, wantClusters: 1, wantFounder: "cp2",
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -quorum_reached-> Elect",
+				"Elect -elected_leader-> LeaderDelay",
+				"LeaderDelay -not_yet-> LeaderDelay",
+				"LeaderDelay -elected_follower-> FollowerWait",
+				"FollowerWait -not_yet-> FollowerWait",
+				"FollowerWait -cluster_bootstrapped-> Done",
+			)},
+		},
+		{
+			name: "a follower's lock is released when its leader withdraws", quorum: 2,
+			names: []string{"cp1", "cp2"},
+			nodes: map[string]node{
+				// cp1 (no daemon here) announced intent 1, then withdraws it.
+				"cp1": {fake: cp(0), noDaemon: true, status: announced(oldest), laterAfter: 150 * time.Millisecond,
+					later: func(t *testing.T, _ *fakeapid.Server, _ uint16, statusPath string, all map[string]election.Incarnation) {
+						st := announced(oldest)(all["cp1"], all)
+						st.Phase, st.Lock, st.WithdrawnThrough = election.PhaseIdle, nil, 1
+						writeStatus(t, statusPath, st)
+					}},
+				"cp2": {fake: cp(1)},
+			},
+			deadline:       10 * time.Minute,
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 0},
+			wantErr:        map[string]bool{"cp2": true}, // cp1 never announces again: cp2 waits until the deadline
+			check: func(t *testing.T, r run) {
+				got := transitions(r.results["cp2"].steps)
+				if !slices.Contains(got, "Elect -elected_follower-> FollowerWait") || !slices.Contains(got, "FollowerWait -view_changed-> Scan") {
+					t.Fatalf("cp2 should have locked to cp1, then let go when cp1 withdrew: %v", got)
+				}
+
+				data, err := os.ReadFile(filepath.Join(r.servers["cp2"].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				st, err := election.ParseStatus(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				if st.Lock != nil {
+					t.Fatalf("cp2 still holds lock %v after cp1 withdrew", st.Lock)
+				}
+			},
+		},
+		{
 			name: "lock-blocked: a candidate locked to another leader's intent", quorum: 2,
 			names: []string{"cp1", "cp2", "cp3"},
 			nodes: map[string]node{
@@ -683,6 +792,33 @@ func TestFSM(t *testing.T) {
 		},
 	}
 
+	// Every row of the table must be taken by some case: a deleted row
+	// fails the case that needs it, and a row no case needs is dead.
+	taken := map[string]bool{}
+	ran := 0
+
+	defer func() {
+		if t.Failed() || ran < len(cases) {
+			return // a failure says more, and -run subsets see too little
+		}
+
+		var untested []string
+
+		for _, row := range fsm.Table {
+			for _, from := range row.From {
+				if line := fmt.Sprintf("%s -%s-> %s", from, row.Event, row.To); !taken[line] {
+					untested = append(untested, line)
+				}
+			}
+		}
+
+		// Credentials -worker_detected-> Done needs a worker config on a
+		// STATE partition (root, loop devices): deploy/e2e takes it.
+		if !slices.Equal(untested, []string{"Credentials -worker_detected-> Done"}) {
+			t.Errorf("transition table rows no case takes: %v", untested)
+		}
+	}()
+
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			deadline := tc.deadline
@@ -690,7 +826,14 @@ func TestFSM(t *testing.T) {
 				deadline = 30 * time.Minute
 			}
 
+			ran++
 			r := runCluster(t, byte(100+i), tc.quorum, tc.names, tc.nodes, deadline, tc.tune)
+
+			for _, res := range r.results {
+				for _, line := range transitions(res.steps) {
+					taken[line] = true
+				}
+			}
 
 			for name, res := range r.results {
 				if (res.err != nil) != tc.wantErr[name] {
@@ -730,6 +873,40 @@ func TestFSM(t *testing.T) {
 				tc.check(t, r)
 			}
 		})
+	}
+}
+
+func statusPathOf(root, name string) string {
+	return filepath.Join(root, name, "host", "var", "lib", "kommodity-autobootstrap", "status.json")
+}
+
+func writeStatus(t *testing.T, path string, st *election.Status) {
+	data, err := election.MarshalStatus(*st)
+	if err != nil {
+		t.Error(err)
+
+		return
+	}
+
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		t.Error(err)
+
+		return
+	}
+
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Error(err)
+	}
+}
+
+// announced is the status of a node (without a daemon in the test) that
+// leads intent 1.
+func announced(bootTime time.Time) func(election.Incarnation, map[string]election.Incarnation) *election.Status {
+	return func(self election.Incarnation, _ map[string]election.Incarnation) *election.Status {
+		return &election.Status{
+			Version: election.StatusVersion, Incarnation: self, BootTime: bootTime, Phase: election.PhaseAnnounced,
+			Lock: &election.IntentRef{Leader: self, Number: 1}, Intent: 1,
+		}
 	}
 }
 
