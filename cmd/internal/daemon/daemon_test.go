@@ -623,15 +623,7 @@ func TestFSM(t *testing.T) {
 					t.Fatalf("cp2 never led, the case tests nothing: %v", got)
 				}
 
-				data, err := os.ReadFile(filepath.Join(r.servers["cp2"].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
-				if err != nil {
-					t.Fatal(err)
-				}
-
-				st, err := election.ParseStatus(data)
-				if err != nil {
-					t.Fatal(err)
-				}
+				st := r.status(t, "cp2")
 
 				if st.WithdrawnThrough < 1 || st.Intent < 1 || st.Phase != election.PhaseDone {
 					t.Fatalf("cp2 should have withdrawn intent %d and finished as a follower: withdrawnThrough %d, phase %s",
@@ -728,15 +720,7 @@ func TestFSM(t *testing.T) {
 					t.Fatalf("cp2 should have locked to cp1, then let go when cp1 withdrew: %v", got)
 				}
 
-				data, err := os.ReadFile(filepath.Join(r.servers["cp2"].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
-				if err != nil {
-					t.Fatal(err)
-				}
-
-				st, err := election.ParseStatus(data)
-				if err != nil {
-					t.Fatal(err)
-				}
+				st := r.status(t, "cp2")
 
 				if st.Lock != nil {
 					t.Fatalf("cp2 still holds lock %v after cp1 withdrew", st.Lock)
@@ -775,15 +759,7 @@ func TestFSM(t *testing.T) {
 					}
 				}
 
-				data, err := os.ReadFile(filepath.Join(r.servers["cp1"].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
-				if err != nil {
-					t.Fatal(err)
-				}
-
-				st, err := election.ParseStatus(data)
-				if err != nil {
-					t.Fatal(err)
-				}
+				st := r.status(t, "cp1")
 
 				if st.Bootstrapping != 0 || st.BootstrapSent || !strings.Contains(st.Reason, r.servers["cp3"].Node().IP.String()) {
 					t.Fatalf("cp1's status should show it blocked by cp3's lock, got phase %s reason %q", st.Phase, st.Reason)
@@ -874,6 +850,23 @@ func TestFSM(t *testing.T) {
 			}
 		})
 	}
+}
+
+// status is the status file a node's daemon left.
+func (r run) status(t *testing.T, name string) *election.Status {
+	t.Helper()
+
+	data, err := os.ReadFile(filepath.Join(r.servers[name].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := election.ParseStatus(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return st
 }
 
 func statusPathOf(root, name string) string {
