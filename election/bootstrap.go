@@ -121,7 +121,7 @@ func ClassifyBootstrap(err error) BootstrapOutcome {
 func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status, Decision) {
 	st = st.Clone()
 	st.UpdatedAt = now
-	st.BootstrapAt = now
+	st.BootstrapAt = now // the request may be under way from here...
 	self := st.Incarnation
 	k := st.Bootstrapping
 
@@ -137,6 +137,7 @@ func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status,
 		st.BootstrapSent = true
 		d = Decision{Kind: AwaitEtcd, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: etcd data directory not empty: waiting for etcd", k)}
 	case RetryLater, Rejected:
+		st.BootstrapAt = time.Time{} // ...except when machined refused it before acting
 		d = Decision{Kind: Wait, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d refused for now: retrying", k)}
 	case NotControlPlane:
 		d = Decision{Kind: Halt, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: Talos says this node is not a control-plane node; intent kept (locks hold): fix the machine config", k)}

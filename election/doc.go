@@ -40,12 +40,15 @@
 // # Step rules, in order
 //
 // 0. Done stays done; own etcd Running and healthy makes done. Phases
-// bootstrapping and bootstrapped never withdraw and never re-elect: with
-// etcd data present wait for etcd (AwaitEtcd); bootstrapping in this boot
-// without data (re)sends Bootstrap on this node only (BeginBootstrap, still
-// guarded by ConfirmLocks): a repeat on the same node cannot make a second
-// cluster, and without a resend a lost request would block the cluster
-// forever since followers stay locked. A bootstrap set in an earlier boot
+// bootstrapping and bootstrapped never re-elect: with etcd data present wait
+// for etcd (AwaitEtcd). Bootstrapping in this boot without data: if the
+// request was never sent (BootstrapAt unset: MarkSending records it just
+// before the RPC, and a "not now" answer clears it) it is sent, or
+// withdrawn when a cluster appeared meanwhile; if it was sent, it may be
+// under way (Talos accepts a repeat while /var/lib/etcd is empty and
+// restarts etcd in bootstrap mode), so it is resent on this node only, and
+// only after ResendAfter without any sign of etcd; without a resend a lost
+// request would block the cluster forever since followers stay locked. A bootstrap set in an earlier boot
 // (BootstrapBootID differs) with an empty /var/lib/etcd died with that
 // boot's memory: it is withdrawn and the election resumes; with the
 // directory unknown, wait.
@@ -95,8 +98,9 @@
 // bootstrapping/bootstrapped for rule 0 to judge by the data directory.
 //
 // ConfirmLocks, after "bootstrapping k" is published, re-reads the peers and
-// requires at least Quorum nodes (self included) locked to exactly (self, k)
-// and no peer bootstrapping itself. It does not require every peer in view:
+// requires at least Quorum nodes (self included) locked to exactly (self, k),
+// no peer bootstrapping itself, and no peer showing etcd or an unknown
+// cluster check (a cluster made by hand meanwhile must not get a twin). It does not require every peer in view:
 // a node appearing after the first check sees our bootstrapping status and
 // follows without locking, and must not block a resend forever.
 //

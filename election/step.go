@@ -174,11 +174,27 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf("bootstrap %d answered: waiting for etcd to be healthy", k)}, true
 	}
 
-	// Bootstrapping in this boot and no etcd data yet. The request may be
-	// under way (accepted just before a crash, or an unknown answer): Talos
-	// would accept a repeat while the data directory is empty and restart
-	// etcd in bootstrap mode, so first give it ResendAfter to show data.
-	if since := obs.Now.Sub(st.BootstrapAt); !st.BootstrapAt.IsZero() && since < obs.ResendAfter {
+	if st.BootstrapAt.IsZero() {
+		// Decided but never sent (or only refused as "not now"): still free
+		// to withdraw, and it must if a cluster appeared meanwhile (an
+		// operator's or another tool's bootstrap).
+		if p, why := clusterSign(obs.Peers); p != nil {
+			st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent, k)
+			st.Lock, st.Phase, st.Bootstrapping, st.BootstrapBootID = nil, PhaseIdle, 0, ""
+			inc := p.Incarnation
+
+			return st, Decision{Kind: Follow, Leader: &inc, Reason: "a cluster exists: " + why +
+				": withdrew the unsent bootstrap, waiting for own etcd to join"}, true
+		}
+
+		return st, Decision{Kind: BeginBootstrap, Leader: &leader, Reason: fmt.Sprintf("sending Bootstrap for intent %d", k)}, true
+	}
+
+	// Sent in this boot and no etcd data yet. The request may be under way
+	// (accepted just before a crash, or an unknown answer): Talos would
+	// accept a repeat while the data directory is empty and restart etcd in
+	// bootstrap mode, so first give it ResendAfter to show data.
+	if since := obs.Now.Sub(st.BootstrapAt); since < obs.ResendAfter {
 		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf(
 			"bootstrap %d may be under way: waiting %s for etcd data before sending it again", k, (obs.ResendAfter - since).Round(time.Second))}, true
 	}
@@ -186,9 +202,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 	// Nothing showed up: the request never reached machined, or died with
 	// etcd's start. Resend on this node only (no other node can have
 	// bootstrapped: the locks still bind them), guarded by ConfirmLocks.
-	st.BootstrapAt = obs.Now
-
-	return st, Decision{Kind: BeginBootstrap, Leader: &leader, Reason: fmt.Sprintf("sending Bootstrap for intent %d", k)}, true
+	return st, Decision{Kind: BeginBootstrap, Leader: &leader, Reason: fmt.Sprintf("sending Bootstrap for intent %d again: no sign of etcd", k)}, true
 }
 
 // lead is rule 6 for a leader that still ranks first.
@@ -237,7 +251,7 @@ func lead(st Status, obs Observation) (Status, Decision) {
 	st.Phase = PhaseBootstrapping
 	st.Bootstrapping = k
 	st.BootstrapBootID = self.BootID
-	st.BootstrapAt = obs.Now
+	st.BootstrapAt = time.Time{} // set by MarkSending, just before the RPC
 	st.BootstrapSent = false
 
 	return st, Decision{Kind: BeginBootstrap, Leader: &self, Reason: fmt.Sprintf("all %d control-plane nodes locked to intent %d: bootstrapping", 1+len(obs.Peers), k)}
@@ -270,6 +284,18 @@ func peerBlocker(p PeerFacts, mine IntentRef) string {
 	}
 
 	return ""
+}
+
+// MarkSending records, just before the Bootstrap RPC, that the request is
+// about to leave: persisted first, it tells a restarted daemon that the
+// request may be under way (see ResendAfter), which the decision alone
+// does not.
+func MarkSending(st Status, now time.Time) Status {
+	st = st.Clone()
+	st.BootstrapAt = now
+	st.UpdatedAt = now
+
+	return st
 }
 
 // ConfirmLocks is the last check before the Bootstrap RPC, run on a fresh
@@ -316,6 +342,17 @@ func ConfirmLocks(st Status, obs Observation) error {
 
 		if p.Status.Phase == PhaseBootstrapping || p.Status.Phase == PhaseBootstrapped {
 			errs = append(errs, fmt.Errorf("%s is bootstrapping intent %d itself", p.IP, p.Status.Bootstrapping))
+		}
+	}
+
+	// A cluster may have appeared since the decision (an operator, another
+	// tool), on a node that still holds our lock: its etcd is the answer,
+	// never a second one. Unknown checks refuse too, as in Step.
+	for _, p := range obs.Peers {
+		if p.Signs.Any() {
+			errs = append(errs, fmt.Errorf("%s already has etcd (%s)", p.IP, p.Signs.describe()))
+		} else if len(p.Signs.Unknown) > 0 {
+			errs = append(errs, fmt.Errorf("%s: cluster check unknown: %s", p.IP, joinReasons(p.Signs.Unknown)))
 		}
 	}
 

@@ -431,3 +431,53 @@ func TestViewTracker(t *testing.T) {
 		t.Fatalf("reboot did not reset stability: %v", s)
 	}
 }
+
+// A cluster that appears between the decision and the send (an operator's
+// bootstrap on a node that still holds our lock) stops the send, and the
+// unsent bootstrap is withdrawn; once sent, it never is.
+func TestClusterAppearingBeforeTheSend(t *testing.T) {
+	p := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
+
+	decided, d := Step(announcedA(), obsFor(cA, 0, p(cB), p(cC)))
+	if d.Kind != BeginBootstrap || !decided.BootstrapAt.IsZero() {
+		t.Fatalf("got %s, BootstrapAt %v: the decision must not count as a send", d.Kind, decided.BootstrapAt)
+	}
+
+	obs := obsFor(cA, time.Second, p(cB), p(cC))
+	obs.Peers[0].Signs = Signs{EtcdRunning: Yes, DataDirNonEmpty: Yes, HasMembers: Yes}
+
+	if err := ConfirmLocks(decided, obs); err == nil || !strings.Contains(err.Error(), "already has etcd") {
+		t.Fatalf("ConfirmLocks with a peer running etcd = %v, want a refusal", err)
+	}
+
+	got, d := Step(decided, obs)
+	if d.Kind != Follow || got.Phase != PhaseIdle || got.Lock != nil || got.WithdrawnThrough < 3 || got.Bootstrapping != 0 {
+		t.Fatalf("unsent bootstrap with a cluster elsewhere: %s, phase %s, lock %v, withdrawnThrough %d", d.Kind, got.Phase, got.Lock, got.WithdrawnThrough)
+	}
+
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	sent := MarkSending(decided, obs.Now)
+
+	got, d = Step(sent, obs)
+	if d.Kind == Follow || got.Phase != PhaseBootstrapping || got.WithdrawnThrough >= 3 {
+		t.Fatalf("a sent bootstrap was withdrawn: %s, phase %s", d.Kind, got.Phase)
+	}
+}
+
+// "Not now" answers mean machined did nothing: nothing is under way, so the
+// next round may send at once; unknown answers start the resend wait.
+func TestAfterBootstrapBootstrapAt(t *testing.T) {
+	st := MarkSending(announcedA(), t0)
+	st.Phase, st.Bootstrapping, st.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+
+	if got, _ := AfterBootstrap(st, RetryLater, t0.Add(time.Second)); !got.BootstrapAt.IsZero() {
+		t.Fatalf("RetryLater left BootstrapAt %v", got.BootstrapAt)
+	}
+
+	if got, _ := AfterBootstrap(st, Unknown, t0.Add(time.Second)); !got.BootstrapAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("Unknown set BootstrapAt %v", got.BootstrapAt)
+	}
+}

@@ -17,16 +17,37 @@ import (
 var errRetryBootstrap = errors.New("bootstrap not possible yet")
 
 // bootstrap sends the one Bootstrap of the cluster. The status already says
-// "bootstrapping k" (persisted by the round that decided it); the locks are
-// read once more, and only then is the request sent.
+// "bootstrapping k" (persisted by the round that decided it). One more
+// round reads every peer again, and may still withdraw an unsent bootstrap
+// (a cluster appeared meanwhile); then the locks are confirmed, the send
+// is recorded, and only then is the request sent.
 func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
-	obs, err := s.observe(ctx)
+	obs, decision, err := s.decide(ctx)
 	if err != nil {
 		return "", err
 	}
 
+	switch decision.Kind {
+	case election.BeginBootstrap:
+	case election.AwaitEtcd:
+		// Sent before (a restart) and possibly under way: never repeated
+		// early.
+		return fsm.BootstrapRequested, nil
+	case election.Follow, election.Joined, election.Done:
+		s.Log.Info().Str("reason", decision.Reason).Msg("a cluster exists, not bootstrapping")
+
+		return fsm.AlreadyBootstrapped, nil
+	default:
+		return "", fmt.Errorf("%w: %s", errRetryBootstrap, decision.Reason)
+	}
+
 	if err := election.ConfirmLocks(s.status, obs); err != nil {
 		return "", fmt.Errorf("confirm locks before bootstrap: %w", err)
+	}
+
+	// From here a restart must assume the request may be under way.
+	if err := s.persist(election.MarkSending(s.status, s.Clock.Now())); err != nil {
+		return "", err
 	}
 
 	s.Log.Info().Uint64("intent", s.status.Bootstrapping).Msg("executing bootstrap")

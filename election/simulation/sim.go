@@ -787,7 +787,10 @@ func (s *sim) decide(n *node, d *daemon, results []probe) {
 		}
 
 		if s.opts.SkipConfirmation {
+			d.st = election.MarkSending(d.st, s.wall(n))
+			s.save(n, d.st)
 			s.sendBootstrap(n, d)
+
 			return
 		}
 
@@ -800,6 +803,11 @@ func (s *sim) decide(n *node, d *daemon, results []probe) {
 
 				return
 			}
+
+			// Persisted before the RPC, as the daemon does: from here a
+			// restart must assume the request may be under way.
+			d.st = election.MarkSending(d.st, s.wall(n))
+			s.save(n, d.st)
 
 			if s.maybeCrash(n, "after confirming locks") {
 				return
