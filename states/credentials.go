@@ -44,8 +44,9 @@ func (s *Session) credentials(ctx context.Context) (fsm.Event, error) {
 			s.Log.Info().Msg("machine type unknown from credentials, asking apid")
 		}
 	case machineType.IsControlPlane() && !s.secretsPresent:
-		s.Log.Info().Str("machine_type", string(machineType)).
-			Msg("control plane node detected from the machine configuration, starting bootstrap process")
+		// The machine config has the last word over the missing directory.
+		s.Log.Info().Str("machine_type", string(machineType)).Str("source", "machine config").
+			Msg("control plane node detected, starting bootstrap process")
 	}
 
 	s.machineType = machineType

@@ -20,7 +20,7 @@ func (s *Session) elect(ctx context.Context) (fsm.Event, error) {
 
 	switch decision.Kind {
 	case election.Lead:
-		s.logElection(obs, true)
+		s.logElection(obs, decision, true)
 		s.Log.Info().Msg("elected as leader, initiating bootstrap")
 
 		return fsm.ElectedLeader, nil
@@ -30,11 +30,11 @@ func (s *Session) elect(ctx context.Context) (fsm.Event, error) {
 			return fsm.BootstrapRequested, nil
 		}
 
-		s.logElection(obs, false)
+		s.logElection(obs, decision, false)
 
 		return fsm.ElectedFollower, nil
 	case election.Follow, election.Joined:
-		s.logElection(obs, false)
+		s.logElection(obs, decision, false)
 
 		return fsm.ElectedFollower, nil
 	case election.BeginBootstrap:
@@ -58,16 +58,20 @@ func (s *Session) elect(ctx context.Context) (fsm.Event, error) {
 	}
 }
 
-func (s *Session) logElection(obs election.Observation, isLeader bool) {
-	view := []election.Candidate{obs.Self}
-	for _, p := range obs.Peers {
-		view = append(view, p.Candidate)
+func (s *Session) logElection(obs election.Observation, decision election.Decision, isLeader bool) {
+	leader := ""
+
+	switch {
+	case isLeader:
+		leader = obs.Self.IP.String()
+	case decision.Leader != nil:
+		leader = decision.Leader.IP.String()
 	}
 
-	ranked := election.Rank(view)
 	s.Log.Info().
-		Str("leader", ranked[0].IP.String()).
+		Str("leader", leader).
 		Bool("is_leader", isLeader).
-		Int("candidates", len(ranked)).
+		Int("candidates", 1+len(obs.Peers)).
+		Str("reason", decision.Reason).
 		Msg("leader election complete")
 }

@@ -27,7 +27,10 @@ func main() {
 }
 
 func run() int {
+	// The seed's log format: {"level":"info","msg":"..."}.
+	zerolog.MessageFieldName = "msg"
 	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
+	log.Info().Str("version", version).Msg("starting kommodity-autobootstrap-extension")
 
 	cfg, unknown, err := config.FromEnvironment()
 	if err != nil {
@@ -44,7 +47,6 @@ func run() int {
 	}
 
 	log = log.Level(cfg.LogLevel)
-	log.Info().Str("version", version).Msg("starting kommodity-autobootstrap-extension")
 
 	for _, name := range unknown {
 		log.Warn().Str("variable", name).Msg("unknown variable ignored (a typo?)")

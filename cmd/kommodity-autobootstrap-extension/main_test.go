@@ -56,7 +56,8 @@ func TestExitCodes(t *testing.T) {
 		}
 
 		lines := messages(out)
-		if len(lines) != 1 || lines[0]["variable"] != "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES" || lines[0]["level"] != "error" {
+		if len(lines) != 2 || lines[0]["msg"] != "starting kommodity-autobootstrap-extension" ||
+			lines[1]["variable"] != "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES" || lines[1]["level"] != "error" {
 			t.Fatalf("want one error line naming the variable, got:\n%s", out)
 		}
 	})

@@ -203,7 +203,7 @@ func sweepSeconds(t *testing.T, p *proc) (float64, int) {
 	wait, probed := 0.0, -1
 
 	for _, l := range readLog(t, p.stdout) {
-		switch l.str("message") {
+		switch l.msg() {
 		case "peer discovery complete":
 			if probed < 0 {
 				probed = int(l.num("probed"))
@@ -287,7 +287,7 @@ func testWithWorkers(t *testing.T, art artifacts) {
 
 	for _, p := range cpRuns {
 		for _, l := range readLog(t, p.stdout) {
-			if l.str("message") == "peer discovery complete" && l.num("workers") == 2 {
+			if l.msg() == "peer discovery complete" && l.num("workers") == 2 {
 				sawWorkers = true
 			}
 		}
@@ -422,7 +422,7 @@ func sawForeign(t *testing.T, p *proc, want int) bool {
 	t.Helper()
 
 	for _, l := range readLog(t, p.stdout) {
-		if l.str("message") == "peer discovery complete" && int(l.num("foreign")) == want {
+		if l.msg() == "peer discovery complete" && int(l.num("foreign")) == want {
 			return true
 		}
 	}
@@ -602,7 +602,7 @@ func testInvalidEnvironment(t *testing.T, art artifacts) {
 	}
 
 	for _, l := range readLog(t, n.apid.stdout) {
-		if l.str("message") == "call" {
+		if l.msg() == "call" {
 			t.Errorf("apid served %s to a daemon with an invalid configuration", l.str("method"))
 		}
 	}
@@ -618,7 +618,7 @@ func hasMessage(t *testing.T, p *proc, msg string) bool {
 	t.Helper()
 
 	for _, l := range readLog(t, p.stdout) {
-		if l.str("message") == msg {
+		if l.msg() == msg {
 			return true
 		}
 	}

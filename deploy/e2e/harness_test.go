@@ -757,6 +757,16 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // logLine is one JSON line of a daemon's or fake apid's stdout.
 type logLine map[string]any
 
+// msg is the line's message: the daemon logs it as "msg" (the seed's
+// format), the fake apid as zerolog's default "message".
+func (l logLine) msg() string {
+	if m := l.str("msg"); m != "" {
+		return m
+	}
+
+	return l.msg()
+}
+
 func (l logLine) str(k string) string {
 	s, _ := l[k].(string)
 
@@ -798,7 +808,7 @@ func (n *node) bootstrapCalls() []logLine {
 	var calls []logLine
 
 	for _, l := range readLog(n.tp.t, n.apid.stdout) {
-		if l.str("message") == "call" && strings.HasSuffix(l.str("method"), "/Bootstrap") {
+		if l.msg() == "call" && strings.HasSuffix(l.str("method"), "/Bootstrap") {
 			calls = append(calls, l)
 		}
 	}

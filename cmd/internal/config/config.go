@@ -163,15 +163,15 @@ var settings = []setting{
 
 		return nil
 	}},
-	{Prefix + "SCAN_INTERVAL", duration(time.Second, func(c *Config) *time.Duration { return &c.ScanInterval })},
-	{Prefix + "FOLLOWER_CHECK_INTERVAL", duration(time.Second, func(c *Config) *time.Duration { return &c.FollowerCheckInterval })},
+	{Prefix + "SCAN_INTERVAL", duration(100*time.Millisecond, func(c *Config) *time.Duration { return &c.ScanInterval })},
+	{Prefix + "FOLLOWER_CHECK_INTERVAL", duration(100*time.Millisecond, func(c *Config) *time.Duration { return &c.FollowerCheckInterval })},
 	{Prefix + "QUORUM_NODES", integer(1, 99, func(c *Config) *int { return &c.QuorumNodes })},
 	{Prefix + "PRE_BOOTSTRAP_DELAY", duration(0, func(c *Config) *time.Duration { return &c.PreBootstrapDelay })},
-	{Prefix + "MAX_BACKOFF", duration(time.Second, func(c *Config) *time.Duration { return &c.MaxBackoff })},
-	{Prefix + "SCAN_TIMEOUT", duration(50*time.Millisecond, func(c *Config) *time.Duration { return &c.ScanTimeout })},
+	{Prefix + "MAX_BACKOFF", duration(100*time.Millisecond, func(c *Config) *time.Duration { return &c.MaxBackoff })},
+	{Prefix + "SCAN_TIMEOUT", duration(10*time.Millisecond, func(c *Config) *time.Duration { return &c.ScanTimeout })},
 	{Prefix + "SCAN_CONCURRENCY", integer(1, 4096, func(c *Config) *int { return &c.ScanConcurrency })},
 	{Prefix + "MAX_SCAN_HOSTS", integer(1, 1<<24, func(c *Config) *int { return &c.MaxScanHosts })},
-	{Prefix + "DETECT_GRACE", duration(time.Second, func(c *Config) *time.Duration { return &c.DetectGrace })},
+	{Prefix + "DETECT_GRACE", duration(100*time.Millisecond, func(c *Config) *time.Duration { return &c.DetectGrace })},
 	{Prefix + "INTERFACE", func(cfg *Config, value string) error {
 		if value == "" || strings.ContainsAny(value, "/ \t") || len(value) > 15 {
 			return errors.New("not an interface name")
@@ -327,11 +327,6 @@ func Load(environ []string) (Config, []string, error) {
 	if cfg.ScanCIDR.IsValid() && cfg.Peers != nil {
 		return cfg, warnings, &InvalidError{Variable: Prefix + "PEERS", Value: env[Prefix+"PEERS"],
 			Reason: "set either PEERS or SCAN_CIDR, not both"}
-	}
-
-	if cfg.ScanTimeout >= cfg.ScanInterval {
-		return cfg, warnings, &InvalidError{Variable: Prefix + "SCAN_TIMEOUT", Value: cfg.ScanTimeout.String(),
-			Reason: "must be shorter than " + Prefix + "SCAN_INTERVAL (" + cfg.ScanInterval.String() + ")"}
 	}
 
 	return cfg, warnings, nil

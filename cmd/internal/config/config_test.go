@@ -60,7 +60,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.1,nope", "TALOS_AUTO_BOOTSTRAP_PEERS"},
 		{"TALOS_AUTO_BOOTSTRAP_TALOSCONFIG=relative/path", "TALOS_AUTO_BOOTSTRAP_TALOSCONFIG"},
 		{"TALOS_AUTO_BOOTSTRAP_BREAK_LOCK=10.0.0.5", "TALOS_AUTO_BOOTSTRAP_BREAK_LOCK"},
-		{"TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT=1m", "TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT"},
+		{"TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT=1ms", "TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT"},
+		{"TALOS_AUTO_BOOTSTRAP_FOLLOWER_CHECK_INTERVAL=0s", "TALOS_AUTO_BOOTSTRAP_FOLLOWER_CHECK_INTERVAL"},
 		{"LOG_LEVEL=verbose", "LOG_LEVEL"},
 	}
 
@@ -76,5 +77,20 @@ func TestUnknownVariablesWarn(t *testing.T) {
 	_, warnings, err := Load([]string{"TALOS_AUTO_BOOTSTRAP_QUORUM=3", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=3"})
 	if err != nil || len(warnings) != 1 || warnings[0] != "TALOS_AUTO_BOOTSTRAP_QUORUM" {
 		t.Fatalf("warnings = %v, err = %v", warnings, err)
+	}
+}
+
+// Short intervals are legitimate (tests, small labs): one variable alone
+// never fails because of another's default.
+func TestShortIntervalsAlone(t *testing.T) {
+	for _, env := range []string{
+		"TALOS_AUTO_BOOTSTRAP_SCAN_INTERVAL=1s",
+		"TALOS_AUTO_BOOTSTRAP_FOLLOWER_CHECK_INTERVAL=500ms",
+		"TALOS_AUTO_BOOTSTRAP_MAX_BACKOFF=500ms",
+		"TALOS_AUTO_BOOTSTRAP_PRE_BOOTSTRAP_DELAY=0s",
+	} {
+		if _, _, err := Load([]string{env}); err != nil {
+			t.Errorf("%s: %v", env, err)
+		}
 	}
 }

@@ -77,7 +77,7 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 			PreBootstrapDelay:     cfg.PreBootstrapDelay,
 			FollowerCheckInterval: cfg.FollowerCheckInterval,
 			EtcdWait:              etcdWait,
-			MinRound:              time.Second,
+			MinRound:              min(time.Second, cfg.FollowerCheckInterval),
 			BreakLock:             breakLock,
 			StatusPath:            PeerStatusPath,
 		},
@@ -221,12 +221,13 @@ func RunWithClockAndSteps(ctx context.Context, cfg config.Config, log zerolog.Lo
 	defer session.Close()
 
 	machine := &fsm.Machine{
-		Handlers:   session.Handlers(),
-		Log:        log,
-		Clock:      clock,
-		MaxBackoff: cfg.MaxBackoff,
-		OnEnter:    session.Entered,
-		OnStep:     onStep,
+		Handlers:       session.Handlers(),
+		Log:            log,
+		Clock:          clock,
+		MaxBackoff:     cfg.MaxBackoff,
+		InitialBackoff: min(time.Second, cfg.MaxBackoff),
+		OnEnter:        session.Entered,
+		OnStep:         onStep,
 	}
 
 	return machine.Run(ctx)
