@@ -114,13 +114,17 @@ func (s *Session) peerFacts(ctx context.Context, peer Peer) election.PeerFacts {
 			break
 		}
 
-		if st.Incarnation.BootID != peer.BootID || st.Incarnation.IP != peer.Node.Addr() {
-			// Written in an earlier boot (or by another node): a status
-			// speaks only for the incarnation that wrote it.
+		if st.Incarnation.BootID != peer.BootID {
+			// Written in an earlier boot: a status speaks only for the
+			// incarnation that wrote it.
 			facts.StatusState = election.StatusStale
 
 			break
 		}
+
+		// A node reached at another of its addresses is still named the way
+		// it names itself, so that every observer's locks and ranks agree.
+		facts.IP = st.Incarnation.IP
 
 		facts.Status = st
 		facts.StatusState = election.StatusOK

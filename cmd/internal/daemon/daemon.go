@@ -9,6 +9,7 @@ import (
 	"iter"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,7 +103,19 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 
 // networkFinder detects the local network from the host's routes and
 // interfaces, unless TALOS_AUTO_BOOTSTRAP_NODE_IP pins the address.
-type networkFinder struct{ cfg config.Config }
+type networkFinder struct {
+	cfg config.Config
+	// interfaces lists the host's interfaces; nil means the system's.
+	interfaces discovery.InterfaceLister
+}
+
+func (f networkFinder) lister() discovery.InterfaceLister {
+	if f.interfaces == nil {
+		return discovery.SystemInterfaces{}
+	}
+
+	return f.interfaces
+}
 
 func (f networkFinder) Find(context.Context) (states.Network, error) {
 	var found discovery.Network
@@ -112,8 +125,12 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 	} else {
 		var err error
 
-		found, err = discovery.DetectNetwork(discovery.NetworkOptions{ProcDir: f.cfg.ProcDir, Interface: f.cfg.Interface})
+		found, err = discovery.DetectNetwork(discovery.NetworkOptions{ProcDir: f.cfg.ProcDir, Interface: f.cfg.Interface, Interfaces: f.lister()})
 		if err != nil {
+			return states.Network{}, err
+		}
+
+		if found, err = f.addressPeersReach(found); err != nil {
 			return states.Network{}, err
 		}
 	}
@@ -121,9 +138,12 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 	targets, err := discovery.NewTargets(found, f.targetOptions())
 	if err != nil {
 		// Only the configuration can fix a range that is too large.
-		return states.Network{}, backoff.Permanent(&config.InvalidError{
-			Variable: config.Prefix + "SCAN_CIDR", Value: f.cfg.ScanCIDR.String(), Reason: err.Error(),
-		})
+		variable, value := config.Prefix+"SCAN_CIDR", f.cfg.ScanCIDR.String()
+		if !f.cfg.ScanCIDR.IsValid() {
+			variable, value = config.Prefix+"MAX_SCAN_HOSTS", fmt.Sprintf("%d (detected network %s)", f.cfg.MaxScanHosts, found.Prefix)
+		}
+
+		return states.Network{}, backoff.Permanent(&config.InvalidError{Variable: variable, Value: value, Reason: err.Error()})
 	}
 
 	return states.Network{
@@ -133,6 +153,61 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 		Gateway:   found.Gateway,
 		Range:     describeTargets(targets, f.cfg.Peers),
 	}, nil
+}
+
+// addressPeersReach makes the node's identity the address its peers find
+// it at. The default-route interface is not always the cluster network: with
+// SCAN_CIDR (or PEERS) pointing at another segment, the node's address on
+// that segment is the one peers dial and compare with its status file.
+func (f networkFinder) addressPeersReach(found discovery.Network) (discovery.Network, error) {
+	inRange := func(a netip.Addr) bool {
+		if f.cfg.ScanCIDR.IsValid() {
+			return f.cfg.ScanCIDR.Contains(a)
+		}
+
+		return slices.Contains(f.cfg.Peers, a)
+	}
+
+	nearPeer := func(p netip.Prefix) bool {
+		return slices.ContainsFunc(f.cfg.Peers, p.Masked().Contains)
+	}
+
+	if !f.cfg.ScanCIDR.IsValid() && len(f.cfg.Peers) == 0 || inRange(found.LocalIP) {
+		return found, nil
+	}
+
+	ifaces, err := f.lister().Interfaces()
+	if err != nil {
+		return found, err
+	}
+
+	// An address inside the range first, then (PEERS) one on a peer's subnet.
+	for _, match := range []func(netip.Prefix) bool{
+		func(p netip.Prefix) bool { return inRange(p.Addr()) },
+		func(p netip.Prefix) bool { return len(f.cfg.Peers) > 0 && nearPeer(p) },
+	} {
+		for _, ifc := range ifaces {
+			if f.cfg.Interface != "" && ifc.Name != f.cfg.Interface {
+				continue
+			}
+
+			for _, p := range ifc.Addrs {
+				if p.Addr().Is4() && !p.Addr().IsLoopback() && match(p) {
+					return discovery.Network{Interface: ifc.Name, LocalIP: p.Addr(), Prefix: p.Masked(), Gateway: found.Gateway}, nil
+				}
+			}
+		}
+	}
+
+	if f.cfg.ScanCIDR.IsValid() {
+		return found, backoff.Permanent(&config.InvalidError{
+			Variable: config.Prefix + "SCAN_CIDR", Value: f.cfg.ScanCIDR.String(),
+			Reason: "no local address in this range: peers could not reach this node there (set " + config.Prefix + "INTERFACE or fix the range)",
+		})
+	}
+
+	// PEERS may be routed: keep the default-route address.
+	return found, nil
 }
 
 func (f networkFinder) targetOptions() discovery.TargetOptions {
@@ -154,9 +229,12 @@ func describeTargets(t discovery.Targets, peers []netip.Addr) string {
 
 // scanner adapts discovery.Scanner to the states' view of a round.
 type scanner struct {
-	cfg     config.Config
-	scanner *discovery.Scanner
-	targets iter.Seq[netip.Addr]
+	cfg       config.Config
+	log       zerolog.Logger
+	scanner   *discovery.Scanner
+	targets   iter.Seq[netip.Addr]
+	self      netip.Addr
+	selfKnown bool
 }
 
 func newScanner(cfg config.Config, log zerolog.Logger, id transport.Identity, dialer transport.Dialer, network states.Network) (*scanner, error) {
@@ -179,17 +257,46 @@ func newScanner(cfg config.Config, log zerolog.Logger, id transport.Identity, di
 		Port:        uint16(cfg.APIDPort),
 		Timeout:     cfg.ScanTimeout,
 		Concurrency: cfg.ScanConcurrency,
-		Exclude:     []netip.Addr{network.LocalIP},
+		Exclude:     localAddrs(network.LocalIP),
 		Logger:      log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new scanner: %w", err)
 	}
 
-	return &scanner{cfg: cfg, scanner: s, targets: targets.Addrs}, nil
+	return &scanner{cfg: cfg, log: log, scanner: s, targets: targets.Addrs, self: network.LocalIP}, nil
+}
+
+// localAddrs are every address of this host: none of them is a peer, even
+// when it lies in the swept range (a second interface, a VIP).
+func localAddrs(local netip.Addr) []netip.Addr {
+	out := []netip.Addr{local}
+
+	ifaces, err := discovery.SystemInterfaces{}.Interfaces()
+	if err != nil {
+		return out
+	}
+
+	for _, ifc := range ifaces {
+		for _, p := range ifc.Addrs {
+			out = append(out, p.Addr())
+		}
+	}
+
+	return out
 }
 
 func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
+	if !s.selfKnown {
+		// Knowing our own boot id lets discovery drop this node when it
+		// answers at another address of the range.
+		if _, err := s.scanner.ProbeSelf(ctx, s.self); err != nil {
+			s.log.Debug().Err(err).Msg("probe self")
+		} else {
+			s.selfKnown = true
+		}
+	}
+
 	res, err := s.scanner.Scan(ctx, s.targets)
 	if err != nil {
 		return states.ScanResult{}, err

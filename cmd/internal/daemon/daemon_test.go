@@ -728,6 +728,31 @@ func TestFSM(t *testing.T) {
 			},
 		},
 		{
+			name: "a leader that no longer ranks first goes back to scanning", quorum: 1,
+			names: []string{"cp1", "cp2"},
+			nodes: map[string]node{
+				// cp1 (older, no extension here) comes up while cp2 waits out
+				// its delay: cp2 withdraws and, with no intent to follow,
+				// scans again.
+				"cp1": {fake: func() fakeapid.Node { n := cp(0); n.StartDelay = 50 * time.Millisecond; return n }(), noDaemon: true},
+				"cp2": {fake: cp(1)},
+			},
+			tune:           func(c *daemonconfig.Config) { c.PreBootstrapDelay = time.Minute },
+			deadline:       10 * time.Minute,
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 0},
+			wantErr:        map[string]bool{"cp2": true}, // cp1 never announces: cp2 waits until the deadline
+			check: func(t *testing.T, r run) {
+				got := transitions(r.results["cp2"].steps)
+				if !slices.Contains(got, "LeaderDelay -view_changed-> Scan") {
+					t.Fatalf("cp2 should have left LeaderDelay for Scan: %v", got)
+				}
+
+				if st := r.status(t, "cp2"); st.WithdrawnThrough < 1 || st.Lock != nil {
+					t.Fatalf("cp2 should have withdrawn intent 1: withdrawnThrough %d, lock %v", st.WithdrawnThrough, st.Lock)
+				}
+			},
+		},
+		{
 			name: "lock-blocked: a candidate locked to another leader's intent", quorum: 2,
 			names: []string{"cp1", "cp2", "cp3"},
 			nodes: map[string]node{
