@@ -86,7 +86,8 @@ var Table = []Transition{
 	// Sent (or may have been sent): only verifying remains, never re-electing.
 	{BootstrapRequested, []State{Bootstrap, Elect}, AwaitEtcd},
 	{AlreadyBootstrapped, []State{Bootstrap}, AwaitEtcd},
-	{EtcdReady, []State{AwaitEtcd}, Done},
+	// Also from Scan: a node of a healthy cluster need not wait for quorum.
+	{EtcdReady, []State{AwaitEtcd, Scan}, Done},
 	{ClusterBootstrapped, []State{FollowerWait}, Done},
 }
 

@@ -48,6 +48,19 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 		return fsm.QuorumReached, nil
 	}
 
+	// A node already in a healthy cluster (a reboot, an upgrade) is done
+	// even when some control-plane nodes are gone for good: waiting for a
+	// quorum only matters for a cluster that does not exist yet.
+	if svc, err := s.local.EtcdService(ctx); err == nil && svc.Running() {
+		if err := s.markDone(); err != nil {
+			return "", err
+		}
+
+		s.Log.Info().Msg("etcd of this node is running and healthy, nothing to bootstrap")
+
+		return fsm.EtcdReady, nil
+	}
+
 	delay := s.scanner.NextDelay(known, s.scanAttempt)
 	s.scanAttempt++
 	s.Log.Info().

@@ -753,6 +753,18 @@ func TestFSM(t *testing.T) {
 			},
 		},
 		{
+			name: "a node of a healthy cluster is done without its quorum", quorum: 3,
+			names: []string{"cp1"},
+			nodes: map[string]node{"cp1": {fake: cp(0), prebootstrap: true, prebootstrapWait: true}},
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -connected-> Scan",
+				"Scan -etcd_ready-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
+		},
+		{
 			name: "lock-blocked: a candidate locked to another leader's intent", quorum: 2,
 			names: []string{"cp1", "cp2", "cp3"},
 			nodes: map[string]node{
