@@ -167,13 +167,23 @@ func (n *grpcNode) ReadFile(ctx context.Context, name string, limit int64) ([]by
 	}
 }
 
-// classifyNotFound adds ErrNotFound to a NotFound status, keeping the status.
+// classifyNotFound adds ErrNotFound to an answer that says the path does not
+// exist, keeping the status.
 func classifyNotFound(err error) error {
-	if status.Code(err) == codes.NotFound {
+	if isAbsent(err) {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 
 	return err
+}
+
+// isAbsent: NotFound (Read since v1.8), or the raw stat/lstat error that
+// reaches the client as Unknown "...: no such file or directory" (Read on
+// v1.7, List on every version).
+func isAbsent(err error) bool {
+	code := status.Code(err)
+
+	return code == codes.NotFound || (code == codes.Unknown && strings.HasSuffix(status.Convert(err).Message(), enoent))
 }
 
 func (n *grpcNode) MachineType(ctx context.Context) (MachineType, error) {
@@ -277,12 +287,6 @@ func (n *grpcNode) EtcdDataDirEmpty(ctx context.Context) (bool, error) {
 
 	ctx, cancel := n.call(ctx)
 	defer cancel()
-
-	isAbsent := func(err error) bool {
-		code := status.Code(err)
-
-		return code == codes.NotFound || (code == codes.Unknown && strings.HasSuffix(status.Convert(err).Message(), enoent))
-	}
 
 	stream, err := n.machine.List(ctx, &machine.ListRequest{Root: EtcdDataDir, Recurse: true, RecursionDepth: 1})
 	if err != nil {
