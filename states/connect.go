@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
@@ -56,6 +59,10 @@ func (s *Session) connect(ctx context.Context) (fsm.Event, error) {
 	// Continue from what this node published before a restart or reboot:
 	// never start from empty memory when a status file exists.
 	saved, err := s.Store.Load()
+	if errors.Is(err, statusfile.ErrCorrupt) {
+		return "", backoff.Permanent(fmt.Errorf("load status file: %w", err))
+	}
+
 	if err != nil {
 		return "", fmt.Errorf("load status file: %w", err)
 	}

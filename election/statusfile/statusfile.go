@@ -35,12 +35,23 @@ type Store struct {
 
 func (s Store) path() string { return filepath.Join(s.Dir, FileName) }
 
+// ErrCorrupt: the status file cannot be trusted, and starting from empty
+// memory could drop a lock or an unsent bootstrap; an operator must look.
+var ErrCorrupt = errors.New("corrupt status file")
+
 // Load returns the saved status, or nil, nil when there is none. A corrupt
 // file is moved aside to status.json.corrupt-<time> (never lost) and
-// reported as an error naming both files.
+// reported as ErrCorrupt naming both files; while such a file exists, Load
+// keeps reporting it rather than starting fresh.
 func (s Store) Load() (*election.Status, error) {
 	data, err := os.ReadFile(s.path())
 	if errors.Is(err, fs.ErrNotExist) {
+		kept, _ := filepath.Glob(s.path() + ".corrupt-*")
+		if len(kept) > 0 {
+			return nil, fmt.Errorf("%w: kept as %s; it may hold this node's lock or bootstrap: "+
+				"inspect it, then delete it to start fresh", ErrCorrupt, kept[len(kept)-1])
+		}
+
 		return nil, nil
 	}
 
@@ -67,7 +78,7 @@ func (s Store) Load() (*election.Status, error) {
 		return nil, fmt.Errorf("status file %s is corrupt (%w), kept as %s, but: %w", s.path(), perr, aside, err)
 	}
 
-	return nil, fmt.Errorf("status file %s is corrupt, kept as %s: %w", s.path(), aside, perr)
+	return nil, fmt.Errorf("%w %s, kept as %s: %w", ErrCorrupt, s.path(), aside, perr)
 }
 
 // Save writes the status atomically and durably.

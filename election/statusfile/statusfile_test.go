@@ -1,6 +1,7 @@
 package statusfile
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -101,5 +102,18 @@ func TestCorruptFileIsKeptAside(t *testing.T) {
 	kept, rerr := os.ReadFile(aside)
 	if rerr != nil || string(kept) != string(garbage) {
 		t.Fatalf("corrupt file not kept: %q, %v", kept, rerr)
+	}
+
+	// A retry must not start from empty memory: the lock may be in there.
+	if got, err := s.Load(); got != nil || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), aside) {
+		t.Fatalf("second Load = %v, %v; want ErrCorrupt naming %s", got, err, aside)
+	}
+
+	if err := os.Remove(aside); err != nil {
+		t.Fatal(err)
+	}
+
+	if got, err := s.Load(); got != nil || err != nil {
+		t.Fatalf("Load after the operator removed the file = %v, %v; want a fresh start", got, err)
 	}
 }
