@@ -66,8 +66,8 @@
 //     key to sign with, and Talos refuses Bootstrap on workers. Never acting
 //     as control plane on a node whose config says worker is the safe side.
 //   - A missing directory therefore sends the daemon to read the config at
-//     once (a worker exits without waiting). Only without a config
-//     (TalosconfigSource, MachineTypeUnknown) is the directory re-checked
-//     for the grace period; when it stays absent the daemon asks the local
-//     apid.
+//     once (a worker exits without waiting). Without a config
+//     (TalosconfigSource, MachineTypeUnknown) the local apid's machine type
+//     decides; only when apid cannot tell is the directory re-checked for
+//     the grace period.
 package credentials

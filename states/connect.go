@@ -46,7 +46,18 @@ func (s *Session) connect(ctx context.Context) (fsm.Event, error) {
 	if !s.secretsPresent && s.machineType == transport.MachineTypeUnknown {
 		mt, err := s.local.MachineType(ctx)
 		if err != nil {
-			return "", fmt.Errorf("ask local apid for the machine type: %w", err)
+			// apid cannot tell: the secrets directory gets its grace
+			// period, as it may appear a little after the service starts.
+			present, werr := s.Marker.Wait(ctx)
+			if werr != nil {
+				return "", fmt.Errorf("detect control plane: %w", werr)
+			}
+
+			if !present {
+				return "", fmt.Errorf("machine type unknown: no etcd secrets, and apid: %w", err)
+			}
+
+			mt = transport.MachineTypeControlPlane
 		}
 
 		if !mt.IsControlPlane() {
@@ -54,6 +65,9 @@ func (s *Session) connect(ctx context.Context) (fsm.Event, error) {
 
 			return fsm.WorkerDetected, nil
 		}
+
+		s.Log.Info().Str("machine_type", string(mt)).Str("source", "apid").
+			Msg("control plane node detected, starting bootstrap process")
 	}
 
 	// Continue from what this node published before a restart or reboot:

@@ -29,20 +29,8 @@ func (s *Session) credentials(ctx context.Context) (fsm.Event, error) {
 
 		return fsm.WorkerDetected, nil
 	case machineType == transport.MachineTypeUnknown && !s.secretsPresent:
-		// A talosconfig does not say what this node is: give the secrets
-		// directory its grace period, then the local apid decides.
-		present, err := s.Marker.Wait(ctx)
-		if err != nil {
-			return "", fmt.Errorf("detect control plane: %w", err)
-		}
-
-		s.secretsPresent = present
-
-		if present {
-			s.Log.Info().Msg("control plane node detected, starting bootstrap process")
-		} else {
-			s.Log.Info().Msg("machine type unknown from credentials, asking apid")
-		}
+		// A talosconfig does not say what this node is: the local apid will.
+		s.Log.Info().Msg("machine type unknown from credentials, asking apid")
 	case machineType.IsControlPlane() && !s.secretsPresent:
 		// The machine config has the last word over the missing directory.
 		s.Log.Info().Str("machine_type", string(machineType)).Str("source", "machine config").
