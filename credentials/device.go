@@ -30,6 +30,18 @@ var (
 	luksMagic = []byte("LUKS\xba\xbe")
 )
 
+// luksError: the device is an encrypted partition, not the opened
+// filesystem. Talos v1.12+ opens it as /dev/mapper/luks2-STATE; v1.7–v1.11
+// as /dev/mapper/<partition>-encrypted (e.g. sda6-encrypted).
+type luksError struct{ partition string }
+
+func (e *luksError) Error() string { return "LUKS container, not the opened filesystem" }
+
+// openedAs is where Talos v1.7–v1.11 map the opened container.
+func (e *luksError) openedAs() string {
+	return "/dev/mapper/" + filepath.Base(e.partition) + "-encrypted"
+}
+
 // deviceAttempt records why one candidate device was not used, so that the
 // final error names every path tried.
 type deviceAttempt struct {
@@ -85,7 +97,7 @@ func probeXFS(path string) (string, error) {
 	case bytes.HasPrefix(head, xfsMagic):
 		return resolved, nil
 	case bytes.HasPrefix(head, luksMagic):
-		return "", errors.New("LUKS container, not the opened filesystem")
+		return "", &luksError{partition: resolved}
 	default:
 		return "", errors.New("no XFS superblock")
 	}

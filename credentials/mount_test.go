@@ -640,7 +640,10 @@ func TestStateSourceSkipsLUKSContainer(t *testing.T) {
 		t.Fatalf("err = %v, want a retryable error", err)
 	}
 
-	for _, want := range []string{luks, "LUKS container", missing, "not found"} {
+	// Talos v1.7–v1.11 open it as /dev/mapper/<partition>-encrypted: tried too.
+	v17name := "/dev/mapper/" + filepath.Base(luks) + "-encrypted"
+
+	for _, want := range []string{luks, "LUKS container", missing, "not found", v17name} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,10 +75,21 @@ func (s StateSource) Load(ctx context.Context) (transport.MachineType, transport
 
 	attempts := make([]deviceAttempt, 0, len(devices))
 
-	for _, path := range devices {
+	devices = slices.Clone(devices)
+
+	for i := 0; i < len(devices); i++ {
+		path := devices[i]
+
 		device, err := probeXFS(path)
 		if err != nil {
 			attempts = append(attempts, deviceAttempt{path: path, reason: err.Error()})
+
+			// An encrypted STATE on Talos v1.7–v1.11 is opened under a name
+			// derived from its partition: try it too.
+			var luks *luksError
+			if errors.As(err, &luks) && !slices.Contains(devices, luks.openedAs()) {
+				devices = append(devices, luks.openedAs())
+			}
 
 			continue
 		}
