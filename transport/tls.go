@@ -100,16 +100,16 @@ func verifyServerChain(roots *x509.CertPool, certs []*x509.Certificate, now time
 	var invalid x509.CertificateInvalidError
 	if errors.As(err, &invalid) && invalid.Reason == x509.Expired {
 		// Verify stops at the validity check before it looks at the chain.
-		// Check the chain at a moment the leaf is valid, so that a node of
-		// our cluster seen through a wrong clock (ours or its) is not taken
-		// for a foreign one.
+		// Before time syncs, clocks disagree: apid issues its certificate
+		// with NotBefore = its own now, and reissues it once time syncs.
+		// Membership of the cluster is what the chain proves, at any
+		// moment the leaf is valid; the key exchange still proves
+		// possession of the key.
 		opts.CurrentTime = leaf.NotBefore
 
 		_, chainErr := leaf.Verify(opts)
 		if chainErr == nil {
-			return fmt.Errorf("server certificate %q (valid %s to %s): %w",
-				leaf.Subject, leaf.NotBefore.UTC().Format(time.RFC3339),
-				leaf.NotAfter.UTC().Format(time.RFC3339), err)
+			return nil
 		}
 
 		err = chainErr
