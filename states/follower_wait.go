@@ -28,16 +28,9 @@ func (s *Session) followerWait(ctx context.Context) (fsm.Event, error) {
 		return fsm.ClusterBootstrapped, nil
 	}
 
-	result, err := s.scanner.Scan(ctx)
+	decision, err := s.rescanAndDecide(ctx)
 	if err != nil {
-		return "", fmt.Errorf("rescan while following: %w", err)
-	}
-
-	s.peers = result.ControlPlane
-
-	_, decision, err := s.decide(ctx)
-	if err != nil {
-		return "", err
+		return "", fmt.Errorf("while following: %w", err)
 	}
 
 	switch decision.Kind {

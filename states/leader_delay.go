@@ -25,16 +25,9 @@ func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
 		return "", err
 	}
 
-	result, err := s.scanner.Scan(ctx)
+	decision, err := s.rescanAndDecide(ctx)
 	if err != nil {
-		return "", fmt.Errorf("rescan before bootstrap: %w", err)
-	}
-
-	s.peers = result.ControlPlane
-
-	_, decision, err := s.decide(ctx)
-	if err != nil {
-		return "", err
+		return "", fmt.Errorf("before bootstrap: %w", err)
 	}
 
 	switch decision.Kind {

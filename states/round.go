@@ -186,6 +186,21 @@ func (s *Session) decide(ctx context.Context) (election.Observation, election.De
 	return obs, decision, nil
 }
 
+// rescanAndDecide is the waiting states' round: the view is scanned again
+// (late joiners, lost peers) before the protocol runs.
+func (s *Session) rescanAndDecide(ctx context.Context) (election.Decision, error) {
+	result, err := s.scanner.Scan(ctx)
+	if err != nil {
+		return election.Decision{}, fmt.Errorf("rescan: %w", err)
+	}
+
+	s.peers = result.ControlPlane
+
+	_, decision, err := s.decide(ctx)
+
+	return decision, err
+}
+
 // persist saves a status (stamped with the current state and time) and
 // adopts it only once it is durable.
 func (s *Session) persist(st election.Status) error {
