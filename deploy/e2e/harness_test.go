@@ -764,7 +764,7 @@ func (l logLine) msg() string {
 		return m
 	}
 
-	return l.msg()
+	return l.str("message")
 }
 
 func (l logLine) str(k string) string {
