@@ -338,6 +338,16 @@ func transitions(steps []fsm.Step) []string {
 
 func path(lines ...string) []string { return lines }
 
+// booted is how every control-plane daemon starts.
+var booted = path(
+	"Detect -controlplane_detected-> Credentials",
+	"Credentials -credentials_ready-> Connect",
+	"Connect -connected-> Scan",
+)
+
+// after is the path that continues start with lines.
+func after(start []string, lines ...string) []string { return append(slices.Clone(start), lines...) }
+
 func countCalls(calls []fakeapid.Call, method string) int {
 	n := 0
 
@@ -395,10 +405,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-var leaderPath = path(
-	"Detect -controlplane_detected-> Credentials",
-	"Credentials -credentials_ready-> Connect",
-	"Connect -connected-> Scan",
+var leaderPath = after(booted,
 	"Scan -quorum_reached-> Elect",
 	"Elect -elected_leader-> LeaderDelay",
 	"LeaderDelay -not_yet-> LeaderDelay",
@@ -510,10 +517,7 @@ func TestFSM(t *testing.T) {
 				status:       crashedInBootstrap(oldest),
 			}},
 			deadline: time.Hour,
-			want: map[string][]string{"cp1": path(
-				"Detect -controlplane_detected-> Credentials",
-				"Credentials -credentials_ready-> Connect",
-				"Connect -connected-> Scan",
+			want: map[string][]string{"cp1": after(booted,
 				"Scan -quorum_reached-> Elect",
 				"Elect -bootstrap_requested-> AwaitEtcd",
 				"AwaitEtcd -delay_elapsed-> Bootstrap",
@@ -532,10 +536,7 @@ func TestFSM(t *testing.T) {
 				prebootstrap: true, status: crashedInBootstrap(oldest),
 			}},
 			deadline: time.Hour,
-			want: map[string][]string{"cp1": path(
-				"Detect -controlplane_detected-> Credentials",
-				"Credentials -credentials_ready-> Connect",
-				"Connect -connected-> Scan",
+			want: map[string][]string{"cp1": after(booted,
 				"Scan -quorum_reached-> Elect",
 				"Elect -bootstrap_requested-> AwaitEtcd",
 				"AwaitEtcd -etcd_ready-> Done",
@@ -546,10 +547,7 @@ func TestFSM(t *testing.T) {
 			name: "restart after a bootstrap whose etcd already has data: never resent", quorum: 1,
 			names: []string{"cp1"},
 			nodes: map[string]node{"cp1": {fake: cp(0), prebootstrap: true, prebootstrapWait: true, status: crashedInBootstrap(oldest)}},
-			want: map[string][]string{"cp1": path(
-				"Detect -controlplane_detected-> Credentials",
-				"Credentials -credentials_ready-> Connect",
-				"Connect -connected-> Scan",
+			want: map[string][]string{"cp1": after(booted,
 				"Scan -quorum_reached-> Elect",
 				"Elect -bootstrap_requested-> AwaitEtcd",
 				"AwaitEtcd -etcd_ready-> Done",
@@ -596,10 +594,7 @@ func TestFSM(t *testing.T) {
 			name: "a follower finds the cluster already bootstrapped", quorum: 2,
 			names: []string{"cp1", "cp2"},
 			nodes: map[string]node{"cp1": {fake: cp(0), noDaemon: true, prebootstrap: true, prebootstrapWait: true}, "cp2": {fake: cp(1)}},
-			want: map[string][]string{"cp2": path(
-				"Detect -controlplane_detected-> Credentials",
-				"Credentials -credentials_ready-> Connect",
-				"Connect -connected-> Scan",
+			want: map[string][]string{"cp2": after(booted,
 				"Scan -quorum_reached-> Elect",
 				"Elect -elected_follower-> FollowerWait",
 				"FollowerWait -cluster_bootstrapped-> Done",
@@ -661,10 +656,7 @@ func TestFSM(t *testing.T) {
 
 				return st
 			}}},
-			want: map[string][]string{"cp1": path(
-				"Detect -controlplane_detected-> Credentials",
-				"Credentials -credentials_ready-> Connect",
-				"Connect -connected-> Scan",
+			want: map[string][]string{"cp1": after(booted,
 				"Scan -quorum_reached-> Elect",
 				"Elect -delay_elapsed-> Bootstrap",
 				"Bootstrap -bootstrap_requested-> AwaitEtcd",
@@ -692,10 +684,7 @@ func TestFSM(t *testing.T) {
 				got := slices.DeleteFunc(transitions(r.results["cp1"].steps), func(l string) bool {
 					return l == "FollowerWait -not_yet-> FollowerWait"
 				})
-				want := path(
-					"Detect -controlplane_detected-> Credentials",
-					"Credentials -credentials_ready-> Connect",
-					"Connect -connected-> Scan",
+				want := after(booted,
 					"Scan -quorum_reached-> Elect",
 					"Elect -elected_leader-> LeaderDelay",
 					"LeaderDelay -not_yet-> LeaderDelay",
@@ -769,10 +758,7 @@ func TestFSM(t *testing.T) {
 			name: "a node of a healthy cluster is done without its quorum", quorum: 3,
 			names: []string{"cp1"},
 			nodes: map[string]node{"cp1": {fake: cp(0), prebootstrap: true, prebootstrapWait: true}},
-			want: map[string][]string{"cp1": path(
-				"Detect -controlplane_detected-> Credentials",
-				"Credentials -credentials_ready-> Connect",
-				"Connect -connected-> Scan",
+			want: map[string][]string{"cp1": after(booted,
 				"Scan -etcd_ready-> Done",
 			)},
 			wantBootstraps: map[string]int{"cp1": 1}, wantClusters: 1, wantFounder: "cp1",
