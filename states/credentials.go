@@ -2,7 +2,10 @@ package states
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
@@ -20,7 +23,29 @@ func (s *Session) credentials(ctx context.Context) (fsm.Event, error) {
 
 	machineType, identity, err := s.Credentials.Load(ctx)
 	if err != nil {
-		return "", fmt.Errorf("load credentials: %w", err)
+		if s.secretsPresent || ctx.Err() != nil || errors.Is(err, new(backoff.PermanentError)) {
+			return "", fmt.Errorf("load credentials: %w", err)
+		}
+
+		// Neither the etcd secrets nor a readable machine config: give the
+		// directory its grace period. A node that still has neither cannot
+		// be a control-plane node this daemon could act for (it has no CA
+		// key), so it ends like a worker rather than retrying forever.
+		present, werr := s.Marker.Wait(ctx)
+		if werr != nil {
+			return "", fmt.Errorf("detect control plane: %w", werr)
+		}
+
+		if present {
+			s.secretsPresent = true
+			s.Log.Info().Msg("control plane node detected, starting bootstrap process")
+
+			return "", fmt.Errorf("load credentials: %w", err)
+		}
+
+		s.Log.Info().Err(err).Msg("no etcd secrets and no machine configuration: not a control-plane node, nothing to bootstrap")
+
+		return fsm.WorkerDetected, nil
 	}
 
 	switch {

@@ -62,15 +62,46 @@ func TestExitCodes(t *testing.T) {
 		}
 	})
 
-	t.Run("SIGTERM ends a waiting daemon promptly and non-zero", func(t *testing.T) {
+	t.Run("no etcd secrets and no machine config: ends like a worker", func(t *testing.T) {
 		dir := t.TempDir()
 		cmd := exec.Command(bin)
-		// No STATE device here: Credentials retries with backoff, the kind
-		// of wait a signal must cut short.
 		cmd.Env = []string{
 			"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + dir,
 			"TALOS_AUTO_BOOTSTRAP_STATE_DEVICES=" + filepath.Join(dir, "no-such-device"),
 			"TALOS_AUTO_BOOTSTRAP_RUN_DIR=" + filepath.Join(dir, "run"),
+			"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE=200ms",
+		}
+
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("exit = %v, want 0; output:\n%s", err, out)
+		}
+
+		var transitions []string
+
+		for _, l := range messages(out) {
+			if l["msg"] == "state transition" {
+				transitions = append(transitions, l["from"].(string)+" -"+l["event"].(string)+"-> "+l["to"].(string))
+			}
+		}
+
+		want := []string{"Detect -secrets_missing-> Credentials", "Credentials -worker_detected-> Done"}
+		if strings.Join(transitions, ",") != strings.Join(want, ",") {
+			t.Fatalf("transitions %v, want %v\n%s", transitions, want, out)
+		}
+	})
+
+	t.Run("SIGTERM ends a waiting daemon promptly and non-zero", func(t *testing.T) {
+		dir := t.TempDir()
+		cmd := exec.Command(bin)
+		// No etcd secrets and no STATE device: Credentials waits out the
+		// detection grace period (10 minutes by default here), the kind of
+		// wait a signal must cut short.
+		cmd.Env = []string{
+			"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + dir,
+			"TALOS_AUTO_BOOTSTRAP_STATE_DEVICES=" + filepath.Join(dir, "no-such-device"),
+			"TALOS_AUTO_BOOTSTRAP_RUN_DIR=" + filepath.Join(dir, "run"),
+			"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE=10m",
 			"TALOS_AUTO_BOOTSTRAP_QUORUM=3", // a typo: warned about, not fatal
 		}
 
