@@ -29,6 +29,19 @@ func binary(t *testing.T) string {
 	return out
 }
 
+// noSecretsNoState is the environment of a node with neither
+// /system/secrets/etcd nor a STATE device, detection grace as given.
+func noSecretsNoState(t *testing.T, grace string) []string {
+	dir := t.TempDir()
+
+	return []string{
+		"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + dir,
+		"TALOS_AUTO_BOOTSTRAP_STATE_DEVICES=" + filepath.Join(dir, "no-such-device"),
+		"TALOS_AUTO_BOOTSTRAP_RUN_DIR=" + filepath.Join(dir, "run"),
+		"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE=" + grace,
+	}
+}
+
 func messages(out []byte) []map[string]any {
 	var lines []map[string]any
 
@@ -63,14 +76,8 @@ func TestExitCodes(t *testing.T) {
 	})
 
 	t.Run("no etcd secrets and no machine config: ends like a worker", func(t *testing.T) {
-		dir := t.TempDir()
 		cmd := exec.Command(bin)
-		cmd.Env = []string{
-			"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + dir,
-			"TALOS_AUTO_BOOTSTRAP_STATE_DEVICES=" + filepath.Join(dir, "no-such-device"),
-			"TALOS_AUTO_BOOTSTRAP_RUN_DIR=" + filepath.Join(dir, "run"),
-			"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE=200ms",
-		}
+		cmd.Env = noSecretsNoState(t, "200ms")
 
 		out, err := cmd.Output()
 		if err != nil {
@@ -92,18 +99,12 @@ func TestExitCodes(t *testing.T) {
 	})
 
 	t.Run("SIGTERM ends a waiting daemon promptly and non-zero", func(t *testing.T) {
-		dir := t.TempDir()
 		cmd := exec.Command(bin)
-		// No etcd secrets and no STATE device: Credentials waits out the
-		// detection grace period (10 minutes by default here), the kind of
-		// wait a signal must cut short.
-		cmd.Env = []string{
-			"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + dir,
-			"TALOS_AUTO_BOOTSTRAP_STATE_DEVICES=" + filepath.Join(dir, "no-such-device"),
-			"TALOS_AUTO_BOOTSTRAP_RUN_DIR=" + filepath.Join(dir, "run"),
-			"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE=10m",
+		// Credentials waits out a 10-minute detection grace period, the
+		// kind of wait a signal must cut short.
+		cmd.Env = append(noSecretsNoState(t, "10m"),
 			"TALOS_AUTO_BOOTSTRAP_QUORUM=3", // a typo: warned about, not fatal
-		}
+		)
 
 		out := &lockedBuffer{}
 		cmd.Stdout = out
