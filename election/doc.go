@@ -1,8 +1,10 @@
 // Package election decides, from facts, whether this node bootstraps etcd,
 // follows another node, or waits. It is pure: Step, ConfirmLocks,
-// AfterBootstrap, Resume, SignsFrom and ClassifyBootstrap take facts and
-// return decisions, with no I/O, clock or randomness, so that the daemon and
-// the deterministic simulator (package simulation) run the same code.
+// AfterBootstrap and Resume take facts and return decisions, with no I/O,
+// clock or randomness, so that the daemon and the deterministic simulator
+// (package simulation) run the same code. It imports no other package of
+// this module: Talos's answers are classified next to the Talos client
+// (transport.EtcdSigns, transport.ClassifyBootstrap).
 //
 // # Why
 //
@@ -15,12 +17,12 @@
 //
 // Each daemon round: scan the control-plane candidates; for each read the
 // boot ID, boot time, status file (valid only if its boot ID is the node's
-// current one) and the signs of etcd (SignsFrom); feed the view to
+// current one) and the signs of etcd (transport.EtcdSigns); feed the view to
 // ViewTracker; call Step; persist the returned status BEFORE acting on the
 // decision; act. BeginBootstrap: the persisted status already says
 // "bootstrapping k"; read the peers once more, call ConfirmLocks, and only
 // when it returns nil send Bootstrap; record the answer with
-// ClassifyBootstrap and AfterBootstrap, persist.
+// transport.ClassifyBootstrap and AfterBootstrap, persist.
 //
 // # Identity and ranking
 //
@@ -104,7 +106,7 @@
 // a node appearing after the first check sees our bootstrapping status and
 // follows without locking, and must not block a resend forever.
 //
-// # Bootstrap answers (ClassifyBootstrap, from the Talos source)
+// # Bootstrap answers (transport.ClassifyBootstrap, from the Talos source)
 //
 // nil: accepted. AlreadyExists (or Unknown "etcd data directory is not
 // empty" from BootstrapEtcd's re-check): wait for etcd health, not a success

@@ -248,6 +248,11 @@ type Signs struct {
 	EtcdRunning     Tri
 	DataDirNonEmpty Tri
 	HasMembers      Tri
+	// DataDirAbsent: the data directory was reported absent (NotFound, or
+	// lstat ENOENT as Unknown): before /var is mounted Talos answers this on
+	// a bootstrapped node too, so it proves emptiness only when /var is known
+	// to be mounted.
+	DataDirAbsent bool
 	// Unknown lists why some answer is Unsure.
 	Unknown []string
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
 // errRetryBootstrap is returned for answers that mean "not now": the
@@ -53,7 +54,7 @@ func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
 	s.Log.Info().Uint64("intent", s.status.Bootstrapping).Msg("executing bootstrap")
 
 	rpcErr := s.local.Bootstrap(ctx)
-	outcome := election.ClassifyBootstrap(rpcErr)
+	outcome := transport.ClassifyBootstrap(rpcErr)
 
 	// Persist first: from Accepted, AlreadyExists or Unknown on, the request
 	// may have taken effect and is never withdrawn or re-elected.

@@ -134,7 +134,7 @@ func (s *Session) peerFacts(ctx context.Context, peer Peer) election.PeerFacts {
 }
 
 // signsOf asks a node for signs of an existing etcd cluster. Errors are
-// classified by election.SignsFrom: only Talos's known "no etcd here yet"
+// classified by transport.EtcdSigns: only Talos's known "no etcd here yet"
 // answers count as "no"; anything else is "unknown", never "not bootstrapped".
 func signsOf(ctx context.Context, node transport.Node) (election.Signs, transport.ServiceState) {
 	svc, svcErr := node.EtcdService(ctx)
@@ -144,7 +144,7 @@ func signsOf(ctx context.Context, node transport.Node) (election.Signs, transpor
 	// until the deadline; when ServiceList says etcd does not run and the
 	// data directory is empty, the answer carries nothing and would cost a
 	// full deadline every round.
-	signs := election.SignsFrom(svc, svcErr, empty, dataErr, nil, errMembersNotAsked)
+	signs := transport.EtcdSigns(svc, svcErr, empty, dataErr, nil, errMembersNotAsked)
 	if signs.EtcdRunning == election.No && signs.DataDirNonEmpty == election.No {
 		return signs, svc
 	}
@@ -154,7 +154,7 @@ func signsOf(ctx context.Context, node transport.Node) (election.Signs, transpor
 
 	members, membersErr := node.EtcdMembers(mctx)
 
-	return election.SignsFrom(svc, svcErr, empty, dataErr, members, membersErr), svc
+	return transport.EtcdSigns(svc, svcErr, empty, dataErr, members, membersErr), svc
 }
 
 // memberListTimeout is the seed's "short timeout on bootstrap status checks".

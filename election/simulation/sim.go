@@ -682,7 +682,7 @@ func (s *sim) signs(m *node, remote bool) election.Signs {
 		memErr = status.Error(codes.Unavailable, "connection error: desc = \"transport: Error while dialing: dial tcp [::1]:2379: connect: connection refused\"")
 	}
 
-	return election.SignsFrom(svc, svcErr, m.data == 0, dataErr, members, memErr)
+	return transport.EtcdSigns(svc, svcErr, m.data == 0, dataErr, members, memErr)
 }
 
 // observe turns probe results into the daemon's observation, keeping a
@@ -867,7 +867,7 @@ func (s *sim) sendBootstrap(n *node, d *daemon) {
 			return
 		}
 
-		outcome := election.ClassifyBootstrap(err)
+		outcome := transport.ClassifyBootstrap(err)
 		s.paths["bootstrap answer "+outcome.String()]++
 		st, dec := election.AfterBootstrap(d.st, outcome, s.wall(n))
 		s.tracef(n, "Bootstrap answer %v -> %s: %s", err, outcome, dec.Reason)
