@@ -11,9 +11,17 @@ import (
 	"github.com/jonboulle/clockwork"
 )
 
+// DefaultSecretsDir is Talos's secrets directory; the extension gets it
+// mounted read-only.
+const DefaultSecretsDir = "/system/secrets"
+
+// EtcdSecretsName is the directory below the secrets directory that holds
+// the etcd PKI.
+const EtcdSecretsName = "etcd"
+
 // DefaultEtcdSecretsDir exists only on control-plane nodes: Talos writes the
-// etcd PKI there. The extension gets /system/secrets mounted read-only.
-const DefaultEtcdSecretsDir = "/system/secrets/etcd"
+// etcd PKI there.
+const DefaultEtcdSecretsDir = DefaultSecretsDir + "/" + EtcdSecretsName
 
 // DefaultDetectGrace is how long a missing DefaultEtcdSecretsDir is
 // re-checked: Talos may create it slightly after the extension starts.

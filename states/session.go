@@ -19,10 +19,6 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
-// StatusFileName is the status file peers read through apid's Read, below
-// the status directory (Talos: /var/lib/kommodity-autobootstrap).
-const StatusFileName = "status.json"
-
 // ControlPlaneMarker tells whether /system/secrets/etcd exists: Present
 // looks once, Wait re-checks a missing directory for a grace period.
 type ControlPlaneMarker interface {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
@@ -223,7 +224,7 @@ func TestReadFile(t *testing.T) {
 		big[i] = byte('a' + i%26)
 	}
 
-	statusPath := "/var/lib/kommodity-autobootstrap/status.json"
+	statusPath := statusfile.Path
 	host := filepath.Join(srv.FilesRoot(), statusPath)
 
 	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {

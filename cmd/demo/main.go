@@ -28,6 +28,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/constants"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
@@ -233,7 +234,7 @@ func newCluster() (*fakeapid.PKI, []byte, error) {
 // control-plane nodes only.
 func prepare(n *demoNode, talosconfig []byte) error {
 	dirs := []string{
-		filepath.Join(n.dir, "host", "var", "lib", "kommodity-autobootstrap"),
+		filepath.Join(n.dir, "host", statusfile.DefaultDir),
 		filepath.Join(n.dir, "host", "system", "secrets"),
 		filepath.Join(n.dir, "run"),
 	}
@@ -276,7 +277,7 @@ func daemon(ctx context.Context, o options, n *demoNode, cidr netip.Prefix, out 
 		"TALOS_AUTO_BOOTSTRAP_APID_PORT=" + fmt.Sprint(o.port),
 		"TALOS_AUTO_BOOTSTRAP_TALOSCONFIG=" + filepath.Join(n.dir, "talosconfig"),
 		"TALOS_AUTO_BOOTSTRAP_SECRETS_DIR=" + filepath.Join(host, "system", "secrets"),
-		"TALOS_AUTO_BOOTSTRAP_STATUS_DIR=" + filepath.Join(host, "var", "lib", "kommodity-autobootstrap"),
+		"TALOS_AUTO_BOOTSTRAP_STATUS_DIR=" + filepath.Join(host, statusfile.DefaultDir),
 		"TALOS_AUTO_BOOTSTRAP_RUN_DIR=" + filepath.Join(n.dir, "run"),
 	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

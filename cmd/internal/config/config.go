@@ -16,7 +16,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
 // Prefix is the common prefix of the daemon's own variables.
@@ -70,16 +73,16 @@ func Defaults() Config {
 		QuorumNodes:           1,
 		PreBootstrapDelay:     10 * time.Second,
 		MaxBackoff:            2 * time.Minute,
-		ScanTimeout:           2 * time.Second,
+		ScanTimeout:           discovery.DefaultScanTimeout,
 		ScanConcurrency:       discovery.DefaultScanConcurrency,
-		MaxScanHosts:          65536,
-		DetectGrace:           60 * time.Second,
-		SecretsDir:            "/system/secrets",
-		ProcDir:               "/host/proc",
-		StatusDir:             "/var/lib/kommodity-autobootstrap",
-		RunDir:                "/run/kommodity-autobootstrap",
-		StateDevices:          []string{"/dev/disk/by-partlabel/STATE", "/dev/mapper/luks2-STATE"},
-		APIDPort:              50000,
+		MaxScanHosts:          discovery.DefaultMaxScanHosts,
+		DetectGrace:           credentials.DefaultDetectGrace,
+		SecretsDir:            credentials.DefaultSecretsDir,
+		ProcDir:               discovery.DefaultProcDir,
+		StatusDir:             statusfile.DefaultDir,
+		RunDir:                credentials.DefaultMountBase,
+		StateDevices:          credentials.DefaultStateDevices(),
+		APIDPort:              transport.APIDPort,
 	}
 }
 

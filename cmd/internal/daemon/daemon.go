@@ -27,10 +27,6 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
-// PeerStatusPath is where every node's status file sits on the host, as
-// peers read it through apid: the extension mounts /var/lib/kommodity-autobootstrap.
-const PeerStatusPath = "/var/lib/kommodity-autobootstrap/" + states.StatusFileName
-
 // etcdWait bounds one wait for etcd after a bootstrap; when it runs out the
 // wait is retried in place with backoff (etcd's image may still be pulling).
 const etcdWait = 5 * time.Minute
@@ -80,10 +76,10 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 			EtcdWait:              etcdWait,
 			MinRound:              min(time.Second, cfg.FollowerCheckInterval),
 			BreakLock:             breakLock,
-			StatusPath:            PeerStatusPath,
+			StatusPath:            statusfile.Path, // on every node's host, read through apid
 		},
 		Marker: credentials.ControlPlaneDetector{
-			Dir:   filepath.Join(cfg.SecretsDir, "etcd"),
+			Dir:   filepath.Join(cfg.SecretsDir, credentials.EtcdSecretsName),
 			Grace: cfg.DetectGrace,
 			Clock: clock,
 		},

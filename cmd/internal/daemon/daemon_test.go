@@ -28,6 +28,7 @@ import (
 	daemonconfig "github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/daemon"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
@@ -151,7 +152,7 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 
 		incarnations[name] = election.Incarnation{IP: ips[name], BootID: spec.fake.BootID}
 
-		for _, d := range []string{"var/lib/kommodity-autobootstrap", "system/secrets", "run"} {
+		for _, d := range []string{statusfile.DefaultDir, "system/secrets", "run"} {
 			mkdir(t, filepath.Join(root, name, "host", d))
 		}
 
@@ -254,7 +255,7 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 		}
 		cfg.Talosconfig = filepath.Join(root, "talosconfig")
 		cfg.SecretsDir = filepath.Join(host, "system", "secrets")
-		cfg.StatusDir = filepath.Join(host, "var", "lib", "kommodity-autobootstrap")
+		cfg.StatusDir = filepath.Join(host, statusfile.DefaultDir)
 		cfg.RunDir = filepath.Join(root, name, "run")
 
 		wg.Add(1)
@@ -892,7 +893,7 @@ func TestFSM(t *testing.T) {
 func (r run) status(t *testing.T, name string) *election.Status {
 	t.Helper()
 
-	data, err := os.ReadFile(filepath.Join(r.servers[name].FilesRoot(), "var", "lib", "kommodity-autobootstrap", "status.json"))
+	data, err := os.ReadFile(filepath.Join(r.servers[name].FilesRoot(), statusfile.Path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -906,7 +907,7 @@ func (r run) status(t *testing.T, name string) *election.Status {
 }
 
 func statusPathOf(root, name string) string {
-	return filepath.Join(root, name, "host", "var", "lib", "kommodity-autobootstrap", "status.json")
+	return filepath.Join(root, name, "host", statusfile.Path)
 }
 
 func writeStatus(t *testing.T, path string, st *election.Status) {
