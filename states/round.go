@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
@@ -87,7 +88,7 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 	return obs, ctx.Err()
 }
 
-func (s *Session) peerFacts(ctx context.Context, peer Peer) election.PeerFacts {
+func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.PeerFacts {
 	facts := election.PeerFacts{
 		Candidate: election.Candidate{
 			Incarnation: election.Incarnation{IP: peer.Node.Addr(), BootID: peer.BootID},

@@ -14,6 +14,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/rs/zerolog"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
@@ -48,16 +49,10 @@ type NetworkFinder interface {
 	Find(ctx context.Context) (Network, error)
 }
 
-// Peer is a verified control-plane peer as the last scan saw it.
-type Peer struct {
-	Node     transport.Node
-	BootTime time.Time
-	BootID   string
-}
-
-// ScanResult is one discovery round.
+// ScanResult is one discovery round: the control-plane peers as discovery
+// reports them, and counts of the rest.
 type ScanResult struct {
-	ControlPlane []Peer
+	ControlPlane []discovery.Peer
 	Workers      int
 	Foreign      int
 	Probed       int
@@ -126,7 +121,7 @@ type Session struct {
 	network        Network
 	local          transport.Node
 	scanner        Scanner
-	peers          []Peer
+	peers          []discovery.Peer // control-plane peers of the last scan
 	scanAttempt    int
 	tracker        election.ViewTracker
 	status         election.Status

@@ -298,17 +298,7 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 		return states.ScanResult{}, err
 	}
 
-	out := states.ScanResult{
-		Workers: len(res.Workers),
-		Foreign: res.Foreign,
-		Probed:  res.Probed,
-	}
-
-	for _, p := range res.ControlPlane {
-		out.ControlPlane = append(out.ControlPlane, states.Peer{Node: p.Node, BootTime: p.BootTime, BootID: p.BootID})
-	}
-
-	return out, nil
+	return states.ScanResult{ControlPlane: res.ControlPlane, Workers: len(res.Workers), Foreign: res.Foreign, Probed: res.Probed}, nil
 }
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {
