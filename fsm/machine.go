@@ -45,7 +45,14 @@ type Machine struct {
 	// OnEnter, when set, is called with every state entered (the daemon
 	// publishes it in its status file).
 	OnEnter func(State)
+	// Jitter, when set, is the source of the retry intervals' randomness
+	// (values in [0, 1)); nil uses backoff's own (math/rand). The
+	// simulator sets it so that a seed decides every interval.
+	Jitter func() float64
 }
+
+// randomization spreads retries of many nodes over ±50 % of the interval.
+const randomization = 0.5
 
 // ErrNoHandler means the table leads to a state nobody handles.
 var ErrNoHandler = errors.New("no handler for state")
@@ -107,12 +114,22 @@ func (m *Machine) runWithRetry(ctx context.Context, state State, handler Handler
 		initial = time.Second
 	}
 
-	policy := backoff.NewExponentialBackOff(
+	factor := randomization
+	if m.Jitter != nil {
+		factor = 0 // applied below, from m.Jitter
+	}
+
+	var policy backoff.BackOff = backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(initial),
 		backoff.WithMaxInterval(max(m.MaxBackoff, initial)),
 		backoff.WithMaxElapsedTime(0), // Talos restarts us anyway; keep trying in place
+		backoff.WithRandomizationFactor(factor),
 		backoff.WithClockProvider(m.Clock),
 	)
+
+	if m.Jitter != nil {
+		policy = &jittered{BackOff: policy, rand: m.Jitter}
+	}
 
 	attempt := 0
 
@@ -137,6 +154,22 @@ func (m *Machine) runWithRetry(ctx context.Context, state State, handler Handler
 		},
 		&clockTimer{clock: m.Clock},
 	)
+}
+
+// jittered randomizes a policy's intervals from an injected source, as
+// backoff's RandomizationFactor does from math/rand.
+type jittered struct {
+	backoff.BackOff
+	rand func() float64
+}
+
+func (j *jittered) NextBackOff() time.Duration {
+	d := j.BackOff.NextBackOff()
+	if d == backoff.Stop {
+		return d
+	}
+
+	return time.Duration(float64(d) * (1 - randomization + 2*randomization*j.rand()))
 }
 
 // clockTimer lets backoff wait on an injected clock, so tests do not sleep.

@@ -1,0 +1,131 @@
+package simulator
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// checker keeps what the verdict needs: every etcd cluster ever created,
+// and the first problem seen.
+type checker struct {
+	created     int
+	nextID      int
+	preexisting bool
+	double      bool
+	problem     string
+	failures    int
+}
+
+// existing records a cluster made before the scenario (by hand).
+func (c *checker) existing() int {
+	c.preexisting = true
+	c.nextID++
+
+	return c.nextID
+}
+
+// newCluster is a data directory filling after an accepted Bootstrap: a new
+// etcd cluster. More than one in a site is the fault this daemon exists to
+// prevent.
+func (c *checker) newCluster(w *world, m *tnode) int {
+	c.nextID++
+	c.created++
+	w.tracef(m, "etcd cluster %d created", c.nextID)
+
+	if c.created > 1 || c.preexisting {
+		c.violation(w, fmt.Sprintf("cluster %d created by %s: %d clusters (preexisting: %v)", c.nextID, m, c.created, c.preexisting))
+	}
+
+	return c.nextID
+}
+
+func (c *checker) violation(w *world, why string) {
+	if !c.double {
+		c.double = true
+		c.problem = "DOUBLE BOOTSTRAP: " + why
+		w.tracef(nil, "%s", c.problem)
+	}
+}
+
+func (c *checker) daemonFailed(w *world, n *tnode, err error) {
+	c.failures++
+	w.path("daemon exited with an error")
+}
+
+// otherMember: another running node holds n's cluster's data.
+func (w *world) otherMember(n *tnode) bool {
+	for _, m := range w.nodes {
+		if m != n && m.up && m.data != 0 && m.data == n.data {
+			return true
+		}
+	}
+
+	return false
+}
+
+func (w *world) allDone() bool {
+	if w.inChaos() {
+		return false
+	}
+
+	for _, n := range w.nodes {
+		if n.cp && (n.daemon == nil || !n.daemon.finished || !n.healthy) {
+			return false
+		}
+	}
+
+	return true
+}
+
+// horizon is when liveness is judged: the end of the chaos plus what the
+// model itself may take afterwards (a slow /var, a late time sync, the
+// etcd wait before a resend, filling and joining) and a bounded number of
+// protocol rounds.
+func (w *world) horizon() time.Duration {
+	c := w.p.cfg
+
+	return w.p.chaosEnd + 3*time.Minute + 4*time.Minute + c.EtcdWait + w.p.fillMax + w.p.joinMax +
+		2*c.MaxBackoff + c.PreBootstrapDelay + 12*c.ScanInterval + 12*c.FollowerCheckInterval
+}
+
+func (w *world) livenessProblem() string {
+	if w.chk.problem != "" {
+		return w.chk.problem
+	}
+
+	want := 1
+	if w.chk.preexisting {
+		want = 0
+	}
+
+	if w.chk.created != want {
+		return fmt.Sprintf("%d clusters created, want %d", w.chk.created, want)
+	}
+
+	var stuck []string
+
+	for _, n := range w.nodes {
+		if !n.cp || (n.daemon != nil && n.daemon.finished && n.healthy) {
+			continue
+		}
+
+		reason := "no daemon running"
+
+		if n.daemon != nil {
+			reason = fmt.Sprintf("in %s", n.daemon.state)
+		}
+
+		if st := w.statusOf(n); st != "" {
+			reason += ": " + st
+		}
+
+		stuck = append(stuck, fmt.Sprintf("%s (%s)", n, reason))
+	}
+
+	if len(stuck) > 0 {
+		return "not done by the liveness deadline: " + strings.Join(stuck, "; ")
+	}
+
+	return ""
+}

@@ -1,0 +1,299 @@
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+)
+
+// daemonConfig is one node's ExtensionServiceConfig, as the daemon reads it.
+type daemonConfig struct {
+	Quorum                int
+	ScanInterval          time.Duration
+	ScanTimeout           time.Duration
+	FollowerCheckInterval time.Duration
+	PreBootstrapDelay     time.Duration
+	MaxBackoff            time.Duration
+	EtcdWait              time.Duration
+}
+
+// daemonRun is one process of the daemon on one node: the real state
+// machine in its own goroutine, with the world behind its interfaces.
+type daemonRun struct {
+	w           *world
+	node        *tnode
+	gen         int
+	cfg         daemonConfig
+	cancel      context.CancelFunc
+	outstanding map[*call]struct{}
+	dead        bool
+	finished    bool // exited 0: Talos's untilSuccess leaves it stopped
+	state       fsm.State
+}
+
+func (d *daemonRun) key(k string) string { return fmt.Sprintf("d%02d.%03d|%s", d.node.idx, d.gen, k) }
+
+// startDaemon is Talos starting the extension service (scheduler side).
+func (w *world) startDaemon(n *tnode) {
+	n.runs++
+	d := &daemonRun{w: w, node: n, gen: n.runs, cfg: w.configOf(n), outstanding: map[*call]struct{}{}}
+	n.daemon = d
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	w.tracef(n, "daemon start (run %d)", d.gen)
+
+	deps := states.Deps{
+		Log:   w.logger(d),
+		Clock: &nodeClock{s: w.sched, d: d},
+		Settings: states.Settings{
+			Quorum:                d.cfg.Quorum,
+			PreBootstrapDelay:     d.cfg.PreBootstrapDelay,
+			FollowerCheckInterval: d.cfg.FollowerCheckInterval,
+			EtcdWait:              d.cfg.EtcdWait,
+			MinRound:              min(time.Second, d.cfg.FollowerCheckInterval),
+			StatusPath:            statusfile.Path,
+		},
+		Marker:      marker{n: n},
+		Credentials: credentialSource{},
+		Network:     network{w: w, n: n},
+		Dialer: func(transport.Identity) transport.Dialer {
+			return dialer{w: w, d: d}
+		},
+		APIDPort: apidPort,
+		NewScanner: func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error) {
+			return &scanner{w: w, d: d, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}}, nil
+		},
+		Store: store{w: w, d: d},
+	}
+
+	// The supervisor's retry jitter comes from the seed: the daemon's own
+	// generator, drawn from only while its main goroutine runs.
+	rng := rand.New(rand.NewPCG(w.rng.Uint64(), uint64(n.idx)))
+	jitter := func() float64 {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+
+		return rng.Float64()
+	}
+
+	onStep := func(step fsm.Step) {
+		w.mu.Lock()
+		d.state = step.To
+		w.mu.Unlock()
+	}
+
+	go func() {
+		err := states.RunMachine(ctx, deps, fsm.Machine{MaxBackoff: d.cfg.MaxBackoff, OnStep: onStep, Jitter: jitter})
+
+		w.mu.Lock()
+		defer w.mu.Unlock()
+
+		if d.dead {
+			return
+		}
+
+		w.register(d.key("exit"), func() { w.exited(d, err) })
+	}()
+}
+
+// exited is Talos seeing the service process end: untilSuccess restarts it
+// after a failure and leaves it stopped after success.
+func (w *world) exited(d *daemonRun, err error) {
+	n := d.node
+	d.dead = true
+	d.cancel()
+
+	if n.daemon != d {
+		return
+	}
+
+	if err == nil {
+		d.finished = true
+		w.tracef(n, "daemon exited 0 in state %s", d.state)
+
+		return
+	}
+
+	w.tracef(n, "daemon exited with error: %v", err)
+	w.chk.daemonFailed(w, n, err)
+	n.daemon = nil
+
+	boots := n.boots
+	w.at(5*time.Second, func() {
+		if n.up && n.boots == boots && n.daemon == nil {
+			w.startDaemon(n)
+		}
+	})
+}
+
+// kill ends the daemon process at once, wherever it is (scheduler side).
+func (w *world) kill(n *tnode) {
+	d := n.daemon
+	if d == nil {
+		return
+	}
+
+	n.daemon = nil
+
+	if d.dead {
+		return
+	}
+
+	d.dead = true
+	d.cancel()
+
+	for c := range d.outstanding {
+		w.answer(c, nil, context.Canceled)
+	}
+}
+
+// crash kills a running daemon; Talos restarts it.
+func (w *world) crash(n *tnode, why string) {
+	d := n.daemon
+	if d == nil || d.dead || d.finished {
+		return
+	}
+
+	w.tracef(n, "daemon crash: %s (in %s)", why, d.state)
+	w.path("daemon crash " + why)
+	w.kill(n)
+
+	boots := n.boots
+	w.at(w.dur(time.Second, 20*time.Second), func() {
+		if n.up && n.boots == boots && n.daemon == nil {
+			w.startDaemon(n)
+		}
+	})
+}
+
+// logger writes the daemon's JSON lines into the trace, stamped with
+// virtual time (the daemon's own clock is the node's).
+func (w *world) logger(d *daemonRun) zerolog.Logger {
+	if !w.opts.Trace {
+		return zerolog.Nop()
+	}
+
+	return zerolog.New(traceWriter{w: w, d: d}).Level(zerolog.DebugLevel)
+}
+
+type traceWriter struct {
+	w *world
+	d *daemonRun
+}
+
+func (t traceWriter) Write(p []byte) (int, error) {
+	t.w.mu.Lock()
+	defer t.w.mu.Unlock()
+
+	if !t.d.dead {
+		t.w.tracef(t.d.node, "%s", bytes.TrimSpace(p))
+	}
+
+	return len(p), nil
+}
+
+// store is status.json on the node's simulated /var: it survives daemon
+// restarts and reboots, a reset of EPHEMERAL wipes it. A killed process
+// writes nothing.
+type store struct {
+	w *world
+	d *daemonRun
+}
+
+func (s store) Load() (*election.Status, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+
+	if s.d.node.statusFile == nil {
+		return nil, nil
+	}
+
+	st, err := election.ParseStatus(s.d.node.statusFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", statusfile.ErrCorrupt, err)
+	}
+
+	return st, nil
+}
+
+func (s store) Save(st election.Status) error {
+	data, err := election.MarshalStatus(st)
+	if err == nil {
+		err = st.Validate()
+	}
+
+	if err != nil {
+		return err
+	}
+
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+
+	if s.d.dead {
+		return context.Canceled
+	}
+
+	s.d.node.statusFile = data
+
+	return nil
+}
+
+// marker: Talos creates /system/secrets/etcd on control-plane nodes before
+// it starts extension services.
+type marker struct{ n *tnode }
+
+func (m marker) Present() (bool, error)                               { return m.n.cp, nil }
+func (m marker) Wait(context.Context) (bool, error)                   { return m.n.cp, nil }
+func (credentialSource) Describe() string                             { return "simulated machine config" }
+func (credentialSource) ClientCertificate() (*tls.Certificate, error) { return &tls.Certificate{}, nil }
+func (credentialSource) ClusterCA() *x509.CertPool                    { return x509.NewCertPool() }
+
+// credentialSource stands for the machine config on STATE: a control-plane
+// config with the cluster's CA.
+type credentialSource struct{}
+
+func (c credentialSource) Load(context.Context) (transport.MachineType, transport.Identity, error) {
+	return transport.MachineTypeControlPlane, c, nil
+}
+
+// network is the node's address on the simulated /24.
+type network struct {
+	w *world
+	n *tnode
+}
+
+var simCIDR = netip.MustParsePrefix("198.18.0.0/24")
+
+func (f network) Find(context.Context) (states.Network, error) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+
+	return states.Network{Interface: "eth0", LocalIP: f.n.ip, CIDR: simCIDR, Range: simCIDR.String()}, nil
+}
+
+type dialer struct {
+	w *world
+	d *daemonRun
+}
+
+func (x dialer) Dial(_ context.Context, addr netip.AddrPort) (transport.Node, error) {
+	if !addr.IsValid() {
+		return nil, errors.New("invalid address")
+	}
+
+	return &apiNode{w: x.w, d: x.d, addr: addr.Addr()}, nil
+}

@@ -1,0 +1,284 @@
+package simulator
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+)
+
+// apiNode is one daemon's connection to the apid answering at addr: the
+// transport.Node the daemon's states use, with Talos's answers and codes.
+type apiNode struct {
+	w     *world
+	d     *daemonRun
+	addr  netip.Addr
+	calls int
+}
+
+var _ transport.Node = (*apiNode)(nil)
+
+// rpc sends one request: it travels to whoever answers at addr (unless a
+// cut or a loss drops it), is answered there from that machine's state at
+// arrival, maybe after serverDelay, and travels back. With no reply the
+// deadline answers.
+func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration, serverDelay time.Duration,
+	answer func(m *tnode) (any, error),
+) (any, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		// The bubble's clock is frozen while the simulation runs, so the
+		// time left is the timeout the caller set.
+		timeout = min(timeout, time.Until(dl))
+	}
+
+	a.w.mu.Lock()
+	a.calls++
+	key := fmt.Sprintf("rpc|%s|%06d|%s", a.addr, a.calls, method)
+	a.w.mu.Unlock()
+
+	return a.w.park(ctx, a.d, key, func(c *call) {
+		w := a.w
+		self := a.d.node
+		m := w.nodeAt(a.addr)
+
+		w.at(timeout, func() {
+			w.answer(c, nil, a.fail(method, status.Error(codes.DeadlineExceeded, "context deadline exceeded")))
+		})
+
+		if m == nil || w.lost() {
+			return
+		}
+
+		w.at(w.delay(self, m), func() {
+			if !w.reachable(self, m) {
+				return
+			}
+
+			if !m.apidUp {
+				w.at(w.delay(m, self), func() {
+					w.answer(c, nil, a.fail(method, status.Error(codes.Unavailable, "connection error: connect: connection refused")))
+				})
+
+				return
+			}
+
+			v, err := answer(m)
+			if err != nil {
+				err = a.fail(method, err)
+			}
+
+			w.at(serverDelay+w.delay(m, self), func() {
+				if w.reachable(m, self) && !(method == "Bootstrap" && w.inChaos() && w.chance(w.p.replyLoss)) {
+					w.answer(c, v, err)
+				}
+			})
+		})
+	})
+}
+
+func (a *apiNode) fail(op string, err error) error {
+	return fmt.Errorf("%s on %s: %w", op, a.addr, err)
+}
+
+func (a *apiNode) Addr() netip.Addr { return a.addr }
+func (a *apiNode) Close() error     { return nil }
+
+func (a *apiNode) BootTime(ctx context.Context) (time.Time, error) {
+	v, err := a.rpc(ctx, "SystemStat", transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		return time.Unix(m.bootTimeUnix(), 0), nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+
+	return v.(time.Time), nil
+}
+
+func (a *apiNode) BootID(ctx context.Context) (string, error) {
+	v, err := a.rpc(ctx, "Read boot_id", transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		return m.bootID, nil
+	})
+	if err != nil {
+		return "", err
+	}
+
+	return v.(string), nil
+}
+
+func (a *apiNode) ReadFile(ctx context.Context, path string, limit int64) ([]byte, error) {
+	v, err := a.rpc(ctx, "Read "+path, transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		switch {
+		case path == transport.BootIDPath:
+			return []byte(m.bootID + "\n"), nil
+		case path != statusfile.Path:
+			return nil, fmt.Errorf("%w: %w", transport.ErrNotFound, status.Error(codes.NotFound, "open "+path+": no such file or directory"))
+		case !m.varMounted || m.statusFile == nil:
+			// Before EPHEMERAL is mounted /var is the root filesystem's
+			// empty directory: the status file looks missing.
+			return nil, fmt.Errorf("%w: %w", transport.ErrNotFound, status.Error(codes.NotFound, "open "+path+": no such file or directory"))
+		case int64(len(m.statusFile)) > limit:
+			return nil, fmt.Errorf("file larger than %d bytes", limit)
+		}
+
+		return append([]byte(nil), m.statusFile...), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	return v.([]byte), nil
+}
+
+func (a *apiNode) MachineType(ctx context.Context) (transport.MachineType, error) {
+	v, err := a.rpc(ctx, "COSI MachineType", transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		if m.cp {
+			return transport.MachineTypeControlPlane, nil
+		}
+
+		return transport.MachineTypeWorker, nil
+	})
+	if err != nil {
+		return "", err
+	}
+
+	return v.(transport.MachineType), nil
+}
+
+func (a *apiNode) EtcdService(ctx context.Context) (transport.ServiceState, error) {
+	v, err := a.rpc(ctx, "ServiceList", transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		if m.etcd == "" {
+			return transport.ServiceState{}, nil
+		}
+
+		return transport.ServiceState{Found: true, State: m.etcd, Healthy: m.healthy}, nil
+	})
+	if err != nil {
+		return transport.ServiceState{}, err
+	}
+
+	return v.(transport.ServiceState), nil
+}
+
+func (a *apiNode) EtcdMembers(ctx context.Context) ([]string, error) {
+	v, err := a.rpc(ctx, "EtcdMemberList", transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		if !m.cp {
+			return nil, status.Error(codes.Unimplemented, "etcd member list is only available on control plane nodes")
+		}
+
+		if m.etcd != "Running" {
+			return nil, status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: dial tcp [::1]:2379: connect: connection refused"`)
+		}
+
+		return a.w.members(m.data), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	return v.([]string), nil
+}
+
+func (a *apiNode) EtcdDataDirEmpty(ctx context.Context) (bool, error) {
+	v, err := a.rpc(ctx, "List "+transport.EtcdDataDir, transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		if !m.varMounted || !m.cp {
+			// machined's List answers the raw lstat error: code Unknown.
+			return nil, fmt.Errorf("%w: %w", transport.ErrNotFound,
+				status.Error(codes.Unknown, "lstat "+transport.EtcdDataDir+": no such file or directory"))
+		}
+
+		return m.data == 0, nil
+	})
+	if err != nil {
+		return false, err
+	}
+
+	return v.(bool), nil
+}
+
+func (a *apiNode) TimeSynced(ctx context.Context) (bool, error) {
+	v, err := a.rpc(ctx, "COSI TimeStatus", transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		return m.synced, nil
+	})
+	if err != nil {
+		return false, err
+	}
+
+	return v.(bool), nil
+}
+
+// Bootstrap is machined's handler, checks in Talos's order.
+func (a *apiNode) Bootstrap(ctx context.Context) error {
+	delay := time.Duration(0)
+
+	a.w.mu.Lock()
+	if m := a.w.nodeAt(a.addr); m != nil && m.services && m.cp && !m.synced {
+		delay = timeSyncWait
+	}
+	a.w.mu.Unlock()
+
+	_, err := a.rpc(ctx, "Bootstrap", transport.DefaultBootstrapTimeout, delay, func(m *tnode) (any, error) {
+		return nil, a.w.machinedBootstrap(m)
+	})
+
+	return err
+}
+
+func (w *world) machinedBootstrap(m *tnode) error {
+	switch {
+	case !m.services:
+		return status.Error(codes.FailedPrecondition, "bootstrap is not available yet")
+	case !m.cp:
+		return status.Error(codes.Unimplemented, "bootstrap is only available on control plane nodes")
+	case !m.synced || (w.inChaos() && w.chance(w.p.syncFlap)):
+		return status.Error(codes.FailedPrecondition, "time is not in sync yet")
+	case m.data != 0:
+		return status.Error(codes.AlreadyExists, "etcd data directory is not empty")
+	}
+
+	w.accept(m, "daemon")
+
+	return nil
+}
+
+// accept is machined taking a Bootstrap: etcd restarts in bootstrap mode,
+// the data directory fills later, the request dies with the boot.
+func (w *world) accept(m *tnode, by string) {
+	m.bootstrap++
+	w.path("bootstrap accepted (" + by + ")")
+
+	if m.pending != nil && m.pending.bootID == m.bootID {
+		w.path("bootstrap repeated while the data directory was empty")
+		w.tracef(m, "machined accepted a repeated Bootstrap (%s): same cluster", by)
+
+		return
+	}
+
+	p := &pendingBootstrap{bootID: m.bootID, fillAt: w.now + w.dur(500*time.Millisecond, w.p.fillMax)}
+	m.pending = p
+	m.etcd, m.healthy = "Preparing", false
+	w.tracef(m, "machined accepted Bootstrap (%s); data directory fills at %.1fs", by, p.fillAt.Seconds())
+
+	w.at(p.fillAt-w.now, func() {
+		if m.pending != p || m.bootID != p.bootID || !m.up {
+			return
+		}
+
+		m.pending = nil
+		m.data = w.chk.newCluster(w, m)
+		w.at(time.Second, func() {
+			if m.data != 0 && m.up && m.bootID == p.bootID {
+				m.etcd, m.healthy = "Running", true
+			}
+		})
+	})
+
+	if w.now+2*w.p.fillMax+60*time.Second < w.p.chaosEnd && w.chance(w.p.rebootAfterAccept) {
+		w.at(w.dur(0, 2*w.p.fillMax), func() { w.reboot(m, "after accepting Bootstrap") })
+	}
+}

@@ -1,0 +1,104 @@
+// Package simulator runs the daemon's own code (the fsm table and
+// supervisor, every handler of package states, the election rules) on every
+// node of a simulated Talos site, and checks that no seed makes two etcd
+// clusters and that every control-plane node ends in a healthy cluster once
+// the faults stop. Only the world is simulated: each node's apid (the
+// transport.Node the daemon dials), discovery (the scanner), the clock, the
+// status file on a /var that survives reboots and is wiped by a reset, and
+// the local facts (secrets directory, machine config, address).
+//
+// The daemons run as goroutines in a testing/synctest bubble under a
+// deterministic scheduler (sched.go), so a seed reproduces its run, trace
+// included, byte for byte. Talos is modelled after its source (talos.go).
+package simulator
+
+import (
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+)
+
+// Options select one scenario.
+type Options struct {
+	Seed uint64
+	// Trace records the model's events and every daemon's log lines.
+	Trace bool
+}
+
+// Result is the checker's verdict on one scenario.
+type Result struct {
+	Seed            uint64
+	Scenario        string
+	ClustersCreated int
+	DoubleBootstrap bool
+	LivenessFailure bool
+	Problem         string
+	// SettledAfter is how long after the end of the faults the last
+	// control-plane daemon was done.
+	SettledAfter time.Duration
+	Paths        map[string]int
+	Trace        []string
+}
+
+// Run simulates the scenario of opts.Seed. It needs a test: the daemons
+// run in a synctest bubble.
+func Run(t *testing.T, opts Options) Result {
+	var res Result
+
+	synctest.Test(t, func(*testing.T) { res = run(opts) })
+
+	return res
+}
+
+func run(opts Options) Result {
+	w := &world{sched: newSched(opts.Seed), opts: opts, paths: map[string]int{}}
+
+	w.mu.Lock()
+	w.setup()
+	w.mu.Unlock()
+
+	w.loop(w.horizon(), w.allDone)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	res := Result{
+		Seed: opts.Seed, Scenario: w.describe(), ClustersCreated: w.chk.created,
+		DoubleBootstrap: w.chk.double, Problem: w.chk.problem, Paths: w.paths,
+	}
+
+	if !w.chk.double {
+		if why := w.livenessProblem(); why != "" {
+			res.LivenessFailure = true
+			res.Problem = why
+		} else {
+			res.SettledAfter = max(w.now-w.p.chaosEnd, 0)
+		}
+	}
+
+	// End every daemon so that the bubble's goroutines exit.
+	for _, n := range w.nodes {
+		w.kill(n)
+	}
+
+	res.Trace = w.trace
+
+	return res
+}
+
+// statusOf summarises a node's status file for failure reports.
+func (w *world) statusOf(n *tnode) string {
+	if n.statusFile == nil {
+		return ""
+	}
+
+	st, err := election.ParseStatus(n.statusFile)
+	if err != nil {
+		return "unreadable status: " + err.Error()
+	}
+
+	return fmt.Sprintf("phase %s lock %v: %s", st.Phase, st.Lock, st.Reason)
+}

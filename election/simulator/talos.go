@@ -1,0 +1,83 @@
+package simulator
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// The Talos model, after machined's sequencer and Bootstrap handler
+// (siderolabs/talos v1.13, see ../../../shared/TALOS-FACTS.md):
+//   - apid starts among the early services and answers (boot id, boot time,
+//     machine type) while /var is still the root filesystem's empty
+//     directory: reads of /var files are NotFound, List /var/lib/etcd is
+//     Unknown "lstat ...: no such file or directory", there is no etcd
+//     service, and Bootstrap is "not available yet";
+//   - EPHEMERAL mounts after a window of seconds, sometimes minutes; only
+//     then do etcd and the extension services (this daemon) start;
+//   - Bootstrap checks readiness, machine type, time sync (waiting 5 s),
+//     an empty /var/lib/etcd, then restarts etcd in bootstrap mode: the
+//     request lives in memory, the data directory fills seconds to minutes
+//     after the reply, and a repeat while it is still empty is the same
+//     cluster;
+//   - a control-plane node whose etcd waits joins a reachable member after
+//     seconds to minutes (endpoints come from discovery or Kubernetes);
+//   - boot time is wall clock minus uptime, so it moves when time first
+//     syncs (the clock is stepped) or is stepped later.
+
+// Fixed model constants.
+const (
+	timeSyncWait = 5 * time.Second // Bootstrap waits this long for time sync
+	etcdLoop     = 3 * time.Second // a waiting etcd looks for a member this often
+	apidPort     = 50000
+)
+
+// tnode is one machine.
+type tnode struct {
+	idx     int
+	cp      bool
+	foreign bool // another cluster's CA (or maintenance mode): fails the CA check
+	ip      netip.Addr
+	quorum  int // its QUORUM_NODES
+
+	up         bool
+	boots      int
+	bootID     string
+	bootAt     time.Duration
+	offset     time.Duration // clock error; stepped to 0 at time sync
+	synced     bool
+	neverSync  bool
+	apidUp     bool
+	varMounted bool
+	services   bool // StartAllServices ran: etcd service exists, Bootstrap available
+
+	// Disk: /var survives reboots, a reset of EPHEMERAL wipes it.
+	statusFile []byte
+	data       int // /var/lib/etcd: 0 empty, else the cluster ID
+
+	etcd      string // etcd service state, "" when absent
+	healthy   bool
+	pending   *pendingBootstrap
+	joining   bool
+	bootstrap int // Bootstrap requests machined accepted in this boot
+
+	daemon *daemonRun
+	runs   int
+}
+
+type pendingBootstrap struct {
+	bootID string
+	fillAt time.Duration
+}
+
+func (n *tnode) String() string { return fmt.Sprintf("n%d(%s)", n.idx, n.ip) }
+
+func (n *tnode) wall(now time.Duration) time.Time { return epoch.Add(now + n.offset) }
+
+// bootTime is kernel btime as SystemStat reports it: whole seconds of wall
+// clock minus uptime.
+func (n *tnode) bootTime() time.Time {
+	return epoch.Add(n.bootAt + n.offset).Truncate(time.Second)
+}
+
+func (n *tnode) bootTimeUnix() int64 { return n.bootTime().Unix() }

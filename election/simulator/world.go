@@ -1,0 +1,296 @@
+package simulator
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// world is one simulated site: machines, links, the Talos model's events
+// and the checker's records.
+type world struct {
+	*sched
+
+	opts  Options
+	p     params
+	nodes []*tnode
+	// aliases are extra addresses in the range that forward to a node's
+	// apid (a VIP, a load balancer, NAT): the node answers there too.
+	aliases map[netip.Addr]*tnode
+	cuts    []cut
+	latency map[[2]int]time.Duration
+
+	chk   checker
+	trace []string
+	paths map[string]int
+}
+
+// cut is a set of directed links that drop everything for a while.
+type cut struct {
+	from, to time.Duration
+	links    map[[2]int]bool
+}
+
+func (w *world) inChaos() bool { return w.now < w.p.chaosEnd }
+
+func (w *world) tracef(n *tnode, format string, args ...any) {
+	if !w.opts.Trace {
+		return
+	}
+
+	who := "sim"
+	if n != nil {
+		who = n.String()
+	}
+
+	w.trace = append(w.trace, fmt.Sprintf("%9.3fs %-18s %s", w.now.Seconds(), who, fmt.Sprintf(format, args...)))
+}
+
+func (w *world) path(name string) { w.paths[name]++ }
+
+// nodeAt is the machine answering at addr now (nil when nobody does).
+func (w *world) nodeAt(addr netip.Addr) *tnode {
+	if n, ok := w.aliases[addr]; ok {
+		return n
+	}
+
+	for _, n := range w.nodes {
+		if n.ip == addr {
+			return n
+		}
+	}
+
+	return nil
+}
+
+// reachable: packets from a get to b now (directed).
+func (w *world) reachable(a, b *tnode) bool {
+	if !a.up || !b.up {
+		return false
+	}
+
+	for _, c := range w.cuts {
+		if w.now >= c.from && w.now < c.to && c.links[[2]int{a.idx, b.idx}] {
+			return false
+		}
+	}
+
+	return true
+}
+
+func (w *world) delay(a, b *tnode) time.Duration {
+	if a == b {
+		return 100 * time.Microsecond
+	}
+
+	return w.latency[[2]int{a.idx, b.idx}]
+}
+
+// lost: one RPC of the chaos period is dropped.
+func (w *world) lost() bool { return w.inChaos() && w.chance(w.p.loss) }
+
+// boot starts a machine: apid early, /var later, then etcd and the daemon.
+func (w *world) boot(n *tnode) {
+	n.boots++
+	n.up = true
+	n.bootID = fmt.Sprintf("%02d-%d-%08x", n.idx, n.boots, w.rng.Uint32())
+	n.bootAt = w.now
+	n.synced, n.apidUp, n.varMounted, n.services = false, false, false, false
+	n.pending, n.joining, n.healthy, n.etcd, n.bootstrap = nil, false, false, "", 0
+	boots := n.boots
+	alive := func() bool { return n.up && n.boots == boots }
+
+	w.tracef(n, "boot %s (cp=%v foreign=%v data=%d offset=%s)", n.bootID, n.cp, n.foreign, n.data, n.offset)
+
+	if n.foreign {
+		n.apidUp, n.synced = true, true
+
+		return
+	}
+
+	if !n.neverSync {
+		syncAt := w.dur(time.Second, 30*time.Second)
+		if w.chance(w.p.lateSync) {
+			syncAt = w.dur(time.Minute, 4*time.Minute)
+		}
+
+		w.at(syncAt, func() {
+			if alive() {
+				n.synced = true
+				n.offset = 0 // Talos steps the clock at the first sync: boot time moves
+				w.tracef(n, "time synced")
+			}
+		})
+	}
+
+	apidAt := w.dur(time.Second, 10*time.Second)
+	w.at(apidAt, func() {
+		if alive() {
+			n.apidUp = true
+		}
+	})
+
+	if !n.cp {
+		return
+	}
+
+	// The pre-mount window: seconds normally, minutes with a network KMS,
+	// a TPM unlock, a repair or a resize.
+	window := w.dur(0, 5*time.Second)
+	if w.chance(w.p.slowMount) {
+		window = w.dur(20*time.Second, 3*time.Minute)
+	}
+
+	w.at(apidAt+window, func() {
+		if !alive() {
+			return
+		}
+
+		n.varMounted = true
+		w.tracef(n, "/var mounted (data=%d, status file=%v)", n.data, n.statusFile != nil)
+		w.at(w.dur(0, 3*time.Second), func() {
+			if !alive() {
+				return
+			}
+
+			n.services = true
+			n.etcd = "Preparing"
+
+			if n.data != 0 {
+				w.at(2*time.Second, func() {
+					if alive() && n.data != 0 && n.etcd != "" {
+						n.etcd, n.healthy = "Running", true
+					}
+				})
+			}
+
+			w.etcdLoop(n, boots)
+			w.at(w.dur(0, 5*time.Second), func() {
+				if alive() && n.daemon == nil {
+					w.startDaemon(n)
+				}
+			})
+		})
+	})
+}
+
+// etcdLoop is a control-plane node's etcd waiting to join: once a member
+// it can reach runs, it joins after seconds to minutes.
+func (w *world) etcdLoop(n *tnode, boots int) {
+	w.at(etcdLoop, func() {
+		if !n.up || n.boots != boots {
+			return
+		}
+
+		if n.data == 0 && n.pending == nil && !n.joining && n.etcd == "Preparing" {
+			for _, m := range w.nodes {
+				if m != n && m.cp && m.healthy && m.data != 0 && w.reachable(n, m) && w.reachable(m, n) {
+					n.joining = true
+					cluster := m.data
+
+					w.at(w.dur(time.Second, w.p.joinMax), func() {
+						n.joining = false
+
+						if n.up && n.boots == boots && n.data == 0 && n.pending == nil {
+							n.data, n.etcd, n.healthy = cluster, "Running", true
+							w.tracef(n, "etcd joined cluster %d", cluster)
+						}
+					})
+
+					break
+				}
+			}
+		}
+
+		w.etcdLoop(n, boots)
+	})
+}
+
+// reboot takes the machine down (the in-memory Bootstrap request dies) and
+// boots it again, maybe at another address (DHCP) and clock error.
+func (w *world) reboot(n *tnode, why string) {
+	if !n.up {
+		return
+	}
+
+	w.tracef(n, "reboot: %s (bootstrap pending: %v)", why, n.pending != nil)
+
+	if n.pending != nil {
+		w.path("reboot with a pending bootstrap request")
+	}
+
+	w.kill(n)
+	n.up = false
+	n.pending = nil
+	n.etcd, n.healthy = "", false
+
+	w.at(w.dur(5*time.Second, 30*time.Second), func() {
+		if w.chance(w.p.ipChange) {
+			n.ip = w.freeAddr()
+			w.path("address changed across a reboot")
+			w.tracef(n, "comes back at a new address")
+		}
+
+		n.offset = []time.Duration{0, 40 * time.Second, -40 * time.Second}[w.rng.IntN(3)]
+		w.boot(n)
+	})
+}
+
+// resetEphemeral is `talosctl reset --system-labels-to-wipe EPHEMERAL`:
+// /var is wiped (etcd data and the status file), the node keeps its config
+// and reboots.
+func (w *world) resetEphemeral(n *tnode) {
+	if !n.up {
+		return
+	}
+
+	w.tracef(n, "reset EPHEMERAL (data=%d)", n.data)
+	w.path("EPHEMERAL reset")
+	w.kill(n)
+	n.statusFile, n.data = nil, 0
+	n.pending, n.etcd, n.healthy = nil, "", false
+	n.up = false
+	w.at(w.dur(5*time.Second, 30*time.Second), func() { w.boot(n) })
+}
+
+func (w *world) freeAddr() netip.Addr {
+	for {
+		a := netip.AddrFrom4([4]byte{198, 18, 0, byte(2 + w.rng.IntN(250))})
+		if w.nodeAt(a) == nil {
+			return a
+		}
+	}
+}
+
+// members lists the control-plane nodes holding data of cluster id.
+func (w *world) members(id int) []string {
+	var out []string
+
+	for _, o := range w.nodes {
+		if o.cp && id != 0 && o.data == id {
+			out = append(out, o.ip.String())
+		}
+	}
+
+	return out
+}
+
+func (w *world) describeNodes() string {
+	var parts []string
+
+	for _, n := range w.nodes {
+		kind := "worker"
+
+		switch {
+		case n.foreign:
+			kind = "foreign"
+		case n.cp:
+			kind = fmt.Sprintf("cp(q=%d)", n.quorum)
+		}
+
+		parts = append(parts, n.ip.String()+"="+kind)
+	}
+
+	return strings.Join(parts, " ")
+}
