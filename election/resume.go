@@ -1,15 +1,21 @@
 package election
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 )
 
 // NewStatus is the status of a node that has never run the protocol.
 func NewStatus(self Candidate) Status {
+	inc := self.Incarnation
+	if inc.Node == "" {
+		inc.Node = inc.BootID // the first boot names the machine
+	}
+
 	return Status{
 		Version:     StatusVersion,
-		Incarnation: self.Incarnation,
+		Incarnation: inc,
 		BootTime:    self.BootTime,
 		Phase:       PhaseIdle,
 	}
@@ -27,7 +33,11 @@ func Resume(saved Status, self Candidate) Status {
 	st.Version = StatusVersion
 	st.BootTime = self.BootTime
 
-	if st.Incarnation == self.Incarnation {
+	// The machine keeps its name across boots and addresses; a file of an
+	// older version gets one now.
+	self.Node = cmp.Or(saved.Incarnation.Node, self.Node, self.BootID)
+
+	if st.Incarnation.Is(self.Incarnation) {
 		return st
 	}
 
@@ -41,7 +51,7 @@ func Resume(saved Status, self Candidate) Status {
 		return st
 	}
 
-	if st.Lock != nil && st.Lock.Leader == old {
+	if st.Lock != nil && st.Lock.Leader.Is(old) {
 		st.Lock = nil
 	}
 

@@ -1,9 +1,9 @@
 package election
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 )
@@ -16,8 +16,12 @@ const maxReasons = 3
 // do. It is pure: no I/O, no clock, no randomness. The rules are numbered as
 // in doc.go.
 func Step(st Status, obs Observation) (Status, Decision) {
+	obs = normalize(obs)
 	st = Resume(st, obs.Self)
+	obs.Self.Node = st.Incarnation.Node
 	st.UpdatedAt = obs.Now
+	st.Quorum = obs.Quorum
+	st.TimeUnsynced = !obs.SelfTimeSynced
 	st.Candidates = st.Candidates[:0:0]
 
 	for _, c := range Rank(viewOf(obs)) {
@@ -57,7 +61,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 	// Rule 1: release a lock to another leader, only for the listed reasons.
 	var released string
 
-	if st.Lock != nil && st.Lock.Leader != self {
+	if st.Lock != nil && !st.Lock.Leader.Is(self) {
 		if why := releaseReason(*st.Lock, obs); why != "" {
 			released = fmt.Sprintf("released lock %s: %s; ", st.Lock, why)
 			st.Lock = nil
@@ -73,18 +77,66 @@ func step(st Status, obs Observation) (Status, Decision) {
 			obs.SelfSigns.describe() + "): waiting for it to be healthy, never bootstrapping"}
 	}
 
-	if p, why := clusterSign(obs.Peers); p != nil {
+	// A cluster seen anywhere, now or earlier, ends the election for good:
+	// the evidence is kept in the status, because the node that showed it
+	// may drop out of sight (a reboot, a flapping link) before this one
+	// joined, and a new election would then make a second cluster.
+	if p, why := dataSign(obs.Peers); p != nil && st.Cluster == nil {
+		st.Cluster = &Evidence{Node: p.Incarnation, What: why, At: obs.Now}
+	}
+
+	if st.Cluster != nil && !reverted("w1") {
+		withdrawOwn(&st, self)
+		inc := st.Cluster.Node
+
+		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + "a cluster exists (" + st.Cluster.String() +
+			"): waiting for own etcd to join"}
+	}
+
+	if p, why := dataSign(obs.Peers); p != nil {
 		withdrawOwn(&st, self)
 		inc := p.Incarnation
 
-		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + "a cluster exists: " + why +
-			": waiting for own etcd to join"}
+		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + "a cluster exists: " + why + ": waiting for own etcd to join"}
+	}
+
+	// A peer bootstrapping (or having bootstrapped) its intent k in this
+	// boot needs locks like any leader: an unlocked node locks to it, so
+	// that its last check counts a node that rebooted or arrived late.
+	if p := bootstrappingPeer(obs.Peers); p != nil {
+		withdrawOwn(&st, self)
+		k := p.Status.Bootstrapping
+
+		if st.Lock == nil && !reverted("w2") {
+			st.Lock = &IntentRef{Leader: p.Incarnation, Number: k}
+			st.Phase = PhaseLocked
+		}
+
+		inc := p.Incarnation
+
+		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + fmt.Sprintf("%s is bootstrapping intent %d (phase %s): ",
+			p.IP, k, p.Status.Phase) + lockReason(st) + "waiting for own etcd to join"}
+	}
+
+	// A peer configured with another QUORUM_NODES: a node with a smaller
+	// value could bootstrap on its own while the others reach theirs, so
+	// nobody leads or takes a lock until the configuration agrees.
+	if why := quorumMismatch(obs); why != "" && !reverted("w7") {
+		withdrawOwn(&st, self)
+
+		if st.Lock != nil {
+			leader := st.Lock.Leader
+
+			return st, Decision{Kind: Follow, Leader: &leader, Reason: released + why + "; locked to " + st.Lock.String()}
+		}
+
+		return st, Decision{Kind: Wait, Reason: released + why + ": fix TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1) so that every node has the same value"}
 	}
 
 	// Rule 6 (first half): an announced leader that no longer ranks first
 	// withdraws at once; withdrawal is always safe before Bootstrap.
 	if st.Phase == PhaseAnnounced {
-		if top := Rank(viewOf(obs))[0]; top.Incarnation != self {
+		if top := Rank(viewOf(obs))[0]; !top.Incarnation.Is(self) {
 			k := st.Intent
 			withdrawOwn(&st, self)
 			released += fmt.Sprintf("withdrew intent %d: %s ranks first; ", k, top.Incarnation)
@@ -93,8 +145,9 @@ func step(st Status, obs Observation) (Status, Decision) {
 		}
 	}
 
-	// Rule 3: no election without synced time and a quorum in view.
-	if !obs.SelfTimeSynced {
+	// Rule 3: no election without a quorum in view. (Without synced time a
+	// node may still lock; it only may not announce, below.)
+	if !obs.SelfTimeSynced && reverted("w5") {
 		return st, Decision{Kind: Wait, Reason: released + "waiting for time sync"}
 	}
 
@@ -113,7 +166,13 @@ func step(st Status, obs Observation) (Status, Decision) {
 	// Rule 5: the first-ranked candidate announces; others lock to the
 	// highest-ranked live intent in view.
 	ranked := Rank(viewOf(obs))
-	if ranked[0].Incarnation == self {
+	if ranked[0].Incarnation.Is(self) {
+		if !obs.SelfTimeSynced {
+			// Bootstrap needs synced time, and the clock step at the first
+			// sync moves this node's boot time.
+			return st, Decision{Kind: Wait, Reason: released + "ranked first, waiting for time sync before announcing"}
+		}
+
 		st.Intent++
 		st.Lock = &IntentRef{Leader: self, Number: st.Intent}
 		st.Phase = PhaseAnnounced
@@ -273,11 +332,11 @@ func peerBlocker(p PeerFacts, mine IntentRef) string {
 	}
 
 	switch {
-	case p.Status == nil || p.Status.Incarnation != p.Incarnation:
+	case p.Status == nil || !p.Status.Incarnation.Is(p.Incarnation):
 		return name + " status file names another incarnation"
 	case p.Status.Lock == nil:
 		return name + " has not locked yet"
-	case *p.Status.Lock != mine:
+	case !p.Status.Lock.Is(mine):
 		return name + " is locked to " + p.Status.Lock.String()
 	case len(p.Signs.Unknown) > 0:
 		return name + " cluster check unknown: " + joinReasons(p.Signs.Unknown)
@@ -305,9 +364,11 @@ func MarkSending(st Status, now time.Time) Status {
 // the view later without locking, so that a resend after a crash cannot be
 // blocked forever by a late joiner (who follows our published bootstrapping).
 func ConfirmLocks(st Status, obs Observation) error {
+	obs.Self.Node = cmp.Or(obs.Self.Node, st.Incarnation.Node)
+	obs = normalize(obs)
 	self := obs.Self.Incarnation
 
-	if st.Incarnation != self {
+	if !st.Incarnation.Is(self) {
 		return fmt.Errorf("status belongs to %s, this node is %s", st.Incarnation, self)
 	}
 
@@ -316,11 +377,11 @@ func ConfirmLocks(st Status, obs Observation) error {
 	}
 
 	k := st.Bootstrapping
-	if st.Lock == nil || *st.Lock != (IntentRef{Leader: self, Number: k}) || k <= st.WithdrawnThrough {
+	if st.Lock == nil || !st.Lock.Is(IntentRef{Leader: self, Number: k}) || k <= st.WithdrawnThrough {
 		return fmt.Errorf("own lock %v does not hold live intent %d", st.Lock, k)
 	}
 
-	if obs.BreakLock != nil && *obs.BreakLock == *st.Lock {
+	if obs.BreakLock != nil && obs.BreakLock.names(*st.Lock) {
 		return fmt.Errorf("operator asked to break lock %s", st.Lock)
 	}
 
@@ -330,11 +391,11 @@ func ConfirmLocks(st Status, obs Observation) error {
 	var errs []error
 
 	for _, p := range obs.Peers {
-		if p.StatusState != StatusOK || p.Status == nil || p.Status.Incarnation != p.Incarnation {
+		if p.StatusState != StatusOK || p.Status == nil || !p.Status.Incarnation.Is(p.Incarnation) {
 			continue
 		}
 
-		if p.Status.Lock != nil && *p.Status.Lock == mine {
+		if p.Status.Lock != nil && p.Status.Lock.Is(mine) {
 			locked++
 
 			continue
@@ -369,11 +430,11 @@ func ConfirmLocks(st Status, obs Observation) error {
 
 // releaseReason returns why a lock to another leader may end, or "".
 func releaseReason(lock IntentRef, obs Observation) string {
-	if obs.BreakLock != nil && *obs.BreakLock == lock {
+	if obs.BreakLock != nil && obs.BreakLock.names(lock) {
 		return "OPERATOR BREAK-LOCK: the operator asserted that this leader never bootstrapped and never will"
 	}
 
-	p := peerByIP(obs.Peers, lock.Leader.IP)
+	p := leaderOf(obs.Peers, lock.Leader)
 	if p == nil {
 		return ""
 	}
@@ -381,18 +442,80 @@ func releaseReason(lock IntentRef, obs Observation) string {
 	// (a) Withdrawn: intent numbers are per node and monotonic across boots,
 	// so WithdrawnThrough >= k from any later status of that node covers k.
 	// Intent >= k guards against a node whose file was wiped (counter reset).
-	if p.StatusState == StatusOK && p.Status != nil && p.Status.Incarnation == p.Incarnation &&
+	if p.StatusState == StatusOK && p.Status != nil && p.Status.Incarnation.Is(p.Incarnation) &&
 		p.Status.Intent >= lock.Number && p.Status.WithdrawnThrough >= lock.Number {
 		return fmt.Sprintf("leader withdrew through intent %d", p.Status.WithdrawnThrough)
 	}
 
 	// (b) Rebooted leader with an empty data directory: the Bootstrap request
 	// lived in memory and died with the boot, and no etcd data was written.
-	if p.BootID != lock.Leader.BootID && p.Signs.DataDirNonEmpty == No && p.Signs.EtcdRunning != Yes {
+	// Only a status of the new boot proves that /var is mounted there:
+	// before, Talos lists no data directory even on a bootstrapped node.
+	mounted := p.StatusState == StatusOK && p.Status != nil && p.Status.Incarnation.BootID == p.BootID
+	if p.BootID != lock.Leader.BootID && p.Signs.DataDirNonEmpty == No && p.Signs.EtcdRunning != Yes && (mounted || reverted("w1")) {
 		return "leader rebooted (boot ID " + shortID(p.BootID) + ") and its /var/lib/etcd is empty"
 	}
 
 	return ""
+}
+
+// dataSign returns a peer showing that an etcd cluster exists: etcd
+// running, data, members, or a status saying its etcd was healthy.
+func dataSign(peers []PeerFacts) (*PeerFacts, string) {
+	for i := range peers {
+		p := &peers[i]
+		if p.Signs.Any() {
+			return p, p.IP.String() + ": " + p.Signs.describe()
+		}
+
+		if p.StatusState == StatusOK && p.Status != nil && p.Status.Phase == PhaseDone {
+			return p, p.IP.String() + " is in phase done"
+		}
+	}
+
+	return nil, ""
+}
+
+// bootstrappingPeer returns a peer whose current status says it may have
+// sent Bootstrap for a live intent of its own.
+func bootstrappingPeer(peers []PeerFacts) *PeerFacts {
+	for i := range peers {
+		p := &peers[i]
+		s := p.Status
+
+		if p.StatusState == StatusOK && s != nil && s.Incarnation.BootID == p.BootID && s.BootstrapBootID == p.BootID &&
+			(s.Phase == PhaseBootstrapping || s.Phase == PhaseBootstrapped) && s.Bootstrapping > s.WithdrawnThrough {
+			return p
+		}
+	}
+
+	return nil
+}
+
+// quorumMismatch names the first peer whose published QUORUM_NODES differs.
+func quorumMismatch(obs Observation) string {
+	for _, p := range obs.Peers {
+		if p.StatusState != StatusOK || p.Status == nil || p.Status.Quorum == obs.Quorum {
+			continue
+		}
+
+		theirs := "none (an older extension?)"
+		if p.Status.Quorum != 0 {
+			theirs = fmt.Sprint(p.Status.Quorum)
+		}
+
+		return fmt.Sprintf("quorum mismatch: %s has %s, this node %d", p.IP, theirs, obs.Quorum)
+	}
+
+	return ""
+}
+
+func lockReason(st Status) string {
+	if st.Lock == nil {
+		return ""
+	}
+
+	return "locked to " + st.Lock.String() + ": "
 }
 
 // clusterSign returns a peer showing that a cluster exists or is being made.
@@ -418,9 +541,9 @@ func clusterSign(peers []PeerFacts) (*PeerFacts, string) {
 func liveIntent(p *PeerFacts) bool {
 	s := p.Status
 
-	return p.StatusState == StatusOK && s != nil && s.Incarnation == p.Incarnation &&
+	return p.StatusState == StatusOK && s != nil && s.Incarnation.Is(p.Incarnation) &&
 		s.Phase == PhaseAnnounced && s.Lock != nil &&
-		*s.Lock == (IntentRef{Leader: p.Incarnation, Number: s.Intent}) &&
+		s.Lock.Is(IntentRef{Leader: p.Incarnation, Number: s.Intent}) &&
 		s.Intent > s.WithdrawnThrough
 }
 
@@ -430,7 +553,7 @@ func withdrawOwn(st *Status, self Incarnation) {
 		return
 	}
 
-	if st.Lock != nil && st.Lock.Leader == self {
+	if st.Lock != nil && st.Lock.Leader.Is(self) {
 		st.WithdrawnThrough = max(st.WithdrawnThrough, st.Lock.Number)
 		st.Lock = nil
 		st.Phase = PhaseIdle
@@ -450,7 +573,7 @@ func viewOf(obs Observation) []Candidate {
 
 func peerByIncarnation(peers []PeerFacts, inc Incarnation) *PeerFacts {
 	for i := range peers {
-		if peers[i].Incarnation == inc {
+		if peers[i].Incarnation.Is(inc) {
 			return &peers[i]
 		}
 	}
@@ -458,10 +581,23 @@ func peerByIncarnation(peers []PeerFacts, inc Incarnation) *PeerFacts {
 	return nil
 }
 
-func peerByIP(peers []PeerFacts, ip netip.Addr) *PeerFacts {
+// leaderOf finds a lock's leader in the view by its node name, so that a
+// leader back from a reboot at another address is still recognised (its
+// withdrawal releases the lock); by address for a lock without one.
+func leaderOf(peers []PeerFacts, leader Incarnation) *PeerFacts {
 	for i := range peers {
-		if peers[i].IP == ip {
-			return &peers[i]
+		p := &peers[i]
+
+		if reverted("w4") {
+			if p.IP == leader.IP {
+				return p
+			}
+
+			continue
+		}
+
+		if sameMachine(p.Incarnation, leader) && (p.Node != "" || leader.Node == "") {
+			return p
 		}
 	}
 

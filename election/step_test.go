@@ -34,9 +34,21 @@ func peer(c Candidate, st *Status) PeerFacts {
 	return p
 }
 
+// publishQuorum gives every peer status the observer's QUORUM_NODES, as
+// daemons configured alike publish it.
+func publishQuorum(obs Observation) {
+	for _, p := range obs.Peers {
+		if p.Status != nil {
+			p.Status.Quorum = obs.Quorum
+		}
+	}
+}
+
 func ref(c Candidate, n uint64) *IntentRef { return &IntentRef{Leader: c.Incarnation, Number: n} }
 
 func obsFor(self Candidate, now time.Duration, peers ...PeerFacts) Observation {
+	publishQuorum(Observation{Peers: peers, Quorum: 3})
+
 	return Observation{
 		Now: t0.Add(time.Hour + now), Self: self, SelfSigns: noSigns(), SelfTimeSynced: true,
 		Peers: peers, Quorum: 3, ViewStableSince: t0.Add(time.Hour - time.Minute),
@@ -153,9 +165,27 @@ func TestStepRules(t *testing.T) {
 			obs: func() Observation { o := obsFor(cB, 0, lockedToA3(cC)); o.Quorum = 2; return o }(),
 		},
 		{
-			name: "1b reboot release: new boot ID and empty data dir", kind: Lead, phase: PhaseAnnounced, lock: ref(cB, 1),
-			st:  lockedB(ref(cA, 3)),
-			obs: obsFor(cB, 0, PeerFacts{Candidate: cand("10.0.0.1", "a2", 30), StatusState: StatusStale, Signs: noSigns()}, lockedToA3(cC)), reasonHas: "rebooted",
+			name: "1b reboot release: the new boot's status shows /var mounted and the data dir is empty", kind: Lead, phase: PhaseAnnounced, lock: ref(cB, 1),
+			st: lockedB(ref(cA, 3)),
+			obs: func() Observation {
+				a2 := cand("10.0.0.1", "a2", 30)
+				st := statusOf(a2, PhaseBootstrapping, ref(cA, 3), 3, 2)
+				st.Bootstrapping, st.BootstrapBootID = 3, "a1" // its daemon has not judged the dead request yet
+
+				return obsFor(cB, 0, peer(a2, st), lockedToA3(cC))
+			}(), reasonHas: "rebooted",
+		},
+		{
+			// W1: before EPHEMERAL is mounted apid answers with no status
+			// file and no /var/lib/etcd, even on a bootstrapped node.
+			name: "1b no reboot release in the leader's pre-mount window", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
+			st: lockedB(ref(cA, 3)),
+			obs: func() Observation {
+				premount := PeerFacts{Candidate: cand("10.0.0.1", "a2", 30), StatusState: StatusMissing, Signs: noSigns()}
+				premount.Signs.DataDirAbsent = true
+
+				return obsFor(cB, 0, premount, lockedToA3(cC))
+			}(), reasonHas: "locked to 10.0.0.1/a1#3",
 		},
 		{
 			name: "1b no reboot release when the data dir is unknown", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
@@ -188,9 +218,14 @@ func TestStepRules(t *testing.T) {
 			obs: func() Observation { o := obsFor(cA, 0); o.SelfSigns.DataDirNonEmpty = Yes; return o }(),
 		},
 		{
-			name: "2 peer bootstrapping status: follow, withdraw own intent", kind: Follow, phase: PhaseIdle, lock: nil, withdrawn: 3,
-			st:  announcedA(),
-			obs: obsFor(cA, 0, peer(cB, statusOf(cB, PhaseBootstrapping, ref(cB, 1), 1, 0)), lockedToA3(cC)), reasonHas: "cluster exists",
+			name: "2 peer bootstrapping status: withdraw own intent, lock to the bootstrapping one", kind: Follow, phase: PhaseLocked, lock: ref(cB, 1), withdrawn: 3,
+			st: announcedA(),
+			obs: func() Observation {
+				st := statusOf(cB, PhaseBootstrapping, ref(cB, 1), 1, 0)
+				st.Bootstrapping, st.BootstrapBootID = 1, "b1"
+
+				return obsFor(cA, 0, peer(cB, st), lockedToA3(cC))
+			}(), reasonHas: "bootstrapping intent 1",
 		},
 		{
 			name: "2 peer etcd running: follow", kind: Follow, phase: PhaseIdle,
@@ -208,7 +243,25 @@ func TestStepRules(t *testing.T) {
 				o := obsFor(cA, 0, peer(cB, nil), peer(cC, nil))
 				o.SelfTimeSynced = false
 				return o
-			}(), reasonHas: "time sync",
+			}(), reasonHas: "to announce", // unsynced, it ranks after the others
+		},
+		{
+			name: "3 time not synced: still locks to a live intent (W5)", kind: Follow, phase: PhaseLocked, lock: ref(cB, 2),
+			st: NewStatus(cA),
+			obs: func() Observation {
+				o := obsFor(cA, 0, peer(cB, statusOf(cB, PhaseAnnounced, ref(cB, 2), 2, 1)), peer(cC, nil))
+				o.SelfTimeSynced = false
+				return o
+			}(), reasonHas: "locked to 10.0.0.2",
+		},
+		{
+			name: "3 time not synced and alone at the top: never announces", kind: Wait, phase: PhaseIdle,
+			st: NewStatus(cA),
+			obs: func() Observation {
+				o := obsFor(cA, 0)
+				o.Quorum, o.SelfTimeSynced = 1, false
+				return o
+			}(), reasonHas: "waiting for time sync before announcing",
 		},
 		{
 			name: "3 quorum missing: wait", kind: Wait, phase: PhaseIdle,
@@ -284,6 +337,7 @@ func TestStepRules(t *testing.T) {
 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			publishQuorum(tc.obs)
 			got, d := Step(tc.st, tc.obs)
 			if d.Kind != tc.kind {
 				t.Fatalf("decision %s, want %s (reason %q)", d.Kind, tc.kind, d.Reason)
@@ -293,7 +347,7 @@ func TestStepRules(t *testing.T) {
 				t.Errorf("phase %s, want %s (reason %q)", got.Phase, tc.phase, d.Reason)
 			}
 
-			if (got.Lock == nil) != (tc.lock == nil) || (got.Lock != nil && *got.Lock != *tc.lock) {
+			if (got.Lock == nil) != (tc.lock == nil) || (got.Lock != nil && !got.Lock.Is(*tc.lock)) {
 				t.Errorf("lock %v, want %v", got.Lock, tc.lock)
 			}
 

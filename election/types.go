@@ -19,9 +19,26 @@ const StatusVersion = 1
 type Incarnation struct {
 	IP     netip.Addr `json:"ip"`
 	BootID string     `json:"bootID"`
+	// Node names the machine across reboots and address changes (DHCP): the
+	// boot ID of the boot that first wrote its status file. Peers learn it
+	// from that file; a lock finds its leader by it, not by address.
+	Node string `json:"node,omitempty"`
 }
 
 func (i Incarnation) String() string { return i.IP.String() + "/" + shortID(i.BootID) }
+
+// Is: the same boot of the same node. The node name is left out: it only
+// helps find a machine again after a reboot, and a boot ID is unique.
+func (i Incarnation) Is(o Incarnation) bool { return i.BootID == o.BootID && i.IP == o.IP }
+
+// sameMachine: a and b are boots of one machine, as far as their names tell.
+func sameMachine(a, b Incarnation) bool {
+	if a.Node != "" && b.Node != "" {
+		return a.Node == b.Node
+	}
+
+	return a.IP == b.IP
+}
 
 // IntentRef names one numbered intent of one leader incarnation: what a lock
 // points at.
@@ -32,11 +49,25 @@ type IntentRef struct {
 
 func (r IntentRef) String() string { return fmt.Sprintf("%s#%d", r.Leader, r.Number) }
 
+// Is: the same intent of the same leader boot.
+func (r IntentRef) Is(o IntentRef) bool { return r.Number == o.Number && r.Leader.Is(o.Leader) }
+
+// names: the operator's BREAK_LOCK value (IP/boot id/intent, no node name)
+// designates this lock.
+func (r IntentRef) names(lock IntentRef) bool {
+	return r.Leader.IP == lock.Leader.IP && r.Leader.BootID == lock.Leader.BootID && r.Number == lock.Number
+}
+
 // Candidate is a control-plane node in a view: its incarnation and its boot
 // time (kernel btime from SystemStat, which moves when the clock is stepped).
 type Candidate struct {
 	Incarnation
 	BootTime time.Time
+	// Unsynced: the node's time is not synced yet (its own reading, or its
+	// published status). It cannot bootstrap and its boot time will move,
+	// so it ranks after every synced node: a node that never syncs must not
+	// hold the lead.
+	Unsynced bool
 }
 
 // Rank orders candidates: oldest boot time first, ties broken by numeric IP
@@ -50,6 +81,14 @@ func Rank(c []Candidate) []Candidate {
 }
 
 func compareCandidates(a, b Candidate) int {
+	if a.Unsynced != b.Unsynced {
+		if a.Unsynced {
+			return 1
+		}
+
+		return -1
+	}
+
 	if c := a.BootTime.Compare(b.BootTime); c != 0 {
 		return c
 	}
@@ -113,11 +152,31 @@ type Status struct {
 	// accepted just before a crash can show its etcd data first.
 	BootstrapAt time.Time `json:"bootstrapAt,omitzero"`
 	// BootstrapSent: a Bootstrap RPC returned (any outcome) in that boot.
-	BootstrapSent bool          `json:"bootstrapSent"`
-	AnnouncedAt   time.Time     `json:"announcedAt,omitzero"`
-	Candidates    []Incarnation `json:"candidates,omitempty"`
-	Reason        string        `json:"reason,omitempty"`
-	UpdatedAt     time.Time     `json:"updatedAt,omitzero"`
+	BootstrapSent bool      `json:"bootstrapSent"`
+	AnnouncedAt   time.Time `json:"announcedAt,omitzero"`
+	// Quorum is this node's QUORUM_NODES: a peer with another value is a
+	// misconfiguration that neither leads nor locks (see Step).
+	Quorum int `json:"quorum,omitempty"`
+	// TimeUnsynced: this node's time is not synced (it ranks last).
+	TimeUnsynced bool `json:"timeUnsynced,omitempty"`
+	// Cluster is durable evidence that an etcd cluster exists: once a node
+	// has seen one, it never takes part in an election again, even when the
+	// node that showed it is out of sight.
+	Cluster    *Evidence     `json:"cluster,omitempty"`
+	Candidates []Incarnation `json:"candidates,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	UpdatedAt  time.Time     `json:"updatedAt,omitzero"`
+}
+
+// Evidence records where and when a cluster was seen.
+type Evidence struct {
+	Node Incarnation `json:"node"`
+	What string      `json:"what"`
+	At   time.Time   `json:"at"`
+}
+
+func (e Evidence) String() string {
+	return fmt.Sprintf("%s at %s: %s", e.Node.IP, e.At.UTC().Format(time.RFC3339), e.What)
 }
 
 // Clone returns a deep copy.
@@ -125,6 +184,11 @@ func (s Status) Clone() Status {
 	if s.Lock != nil {
 		l := *s.Lock
 		s.Lock = &l
+	}
+
+	if s.Cluster != nil {
+		c := *s.Cluster
+		s.Cluster = &c
 	}
 
 	s.Candidates = slices.Clone(s.Candidates)

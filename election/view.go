@@ -29,5 +29,5 @@ func (v *ViewTracker) Observe(now time.Time, view []Candidate) time.Time {
 }
 
 func sameCandidate(a, b Candidate) bool {
-	return a.Incarnation == b.Incarnation && a.BootTime.Equal(b.BootTime)
+	return a.Incarnation.Is(b.Incarnation) && a.BootTime.Equal(b.BootTime) && a.Unsynced == b.Unsynced
 }

@@ -70,8 +70,11 @@ var Table = []Transition{
 	{QuorumReached, []State{Scan}, Elect},
 	{QuorumMissing, []State{Scan}, Scan},
 	{ElectedLeader, []State{Elect}, LeaderDelay},
-	// A leader that withdraws, or that finds a cluster, follows.
-	{ElectedFollower, []State{Elect, LeaderDelay}, FollowerWait},
+	// A leader that withdraws, or that finds a cluster, follows, and keeps
+	// running the protocol there: the leader it now follows may need its
+	// lock (also from Bootstrap, when a cluster or a better leader appeared
+	// before anything was sent).
+	{ElectedFollower, []State{Elect, LeaderDelay, Bootstrap}, FollowerWait},
 	// Nothing to act on yet: keep observing where we are (Elect goes back to
 	// scanning, the waiting states poll again).
 	{NotYet, []State{Elect}, Scan},

@@ -32,7 +32,12 @@ func (s *Session) awaitEtcd(ctx context.Context) (fsm.Event, error) {
 		// machined: while this node still has no etcd data the protocol
 		// resends it, on this node only and behind the same lock check.
 		if s.status.Phase == election.PhaseBootstrapping {
-			_, decision, err := s.decide(ctx)
+			round := s.rescanAndDecide // fresh boot ids, as in Bootstrap
+			if reverted("w2") {
+				round = s.decide
+			}
+
+			_, decision, err := round(ctx)
 			if err != nil {
 				return "", err
 			}

@@ -23,7 +23,15 @@ var errRetryBootstrap = errors.New("bootstrap not possible yet")
 // (a cluster appeared meanwhile); then the locks are confirmed, the send
 // is recorded, and only then is the request sent.
 func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
-	obs, decision, err := s.decide(ctx)
+	// A fresh scan: a peer that rebooted since the last one (a retry after
+	// "time is not in sync yet" can take minutes) is known only by its new
+	// boot id, and its lock would never be confirmed on a stale view.
+	round := s.rescanAndDecide
+	if reverted("w2") {
+		round = s.decide
+	}
+
+	obs, decision, err := round(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -35,9 +43,16 @@ func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
 		// early.
 		return fsm.BootstrapRequested, nil
 	case election.Follow, election.Joined, election.Done:
-		s.Log.Info().Str("reason", decision.Reason).Msg("a cluster exists, not bootstrapping")
+		if reverted("follow") {
+			return fsm.AlreadyBootstrapped, nil
+		}
 
-		return fsm.AlreadyBootstrapped, nil
+		// Withdrawn before anything was sent: from here this node follows
+		// and keeps running the protocol (FollowerWait), since the leader
+		// it now follows may need its lock.
+		s.Log.Info().Str("reason", decision.Reason).Msg("not bootstrapping, following")
+
+		return fsm.ElectedFollower, nil
 	default:
 		return "", fmt.Errorf("%w: %s", errRetryBootstrap, decision.Reason)
 	}

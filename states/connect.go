@@ -92,6 +92,10 @@ func (s *Session) connect(ctx context.Context) (fsm.Event, error) {
 		s.status = election.NewStatus(self)
 	}
 
+	// Published from the first write: a peer reading this file before our
+	// first round must not see a QUORUM_NODES mismatch.
+	s.status.Quorum = s.Settings.Quorum
+
 	if err := s.persist(s.status); err != nil {
 		return "", err
 	}

@@ -28,7 +28,7 @@ func (s *Session) followerWait(ctx context.Context) (fsm.Event, error) {
 		return fsm.ClusterBootstrapped, nil
 	}
 
-	decision, err := s.rescanAndDecide(ctx)
+	_, decision, err := s.rescanAndDecide(ctx)
 	if err != nil {
 		return "", fmt.Errorf("while following: %w", err)
 	}

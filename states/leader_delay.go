@@ -25,7 +25,7 @@ func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
 		return "", err
 	}
 
-	decision, err := s.rescanAndDecide(ctx)
+	_, decision, err := s.rescanAndDecide(ctx)
 	if err != nil {
 		return "", fmt.Errorf("before bootstrap: %w", err)
 	}

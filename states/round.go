@@ -48,6 +48,8 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 
 	selfSigns, selfEtcd := signsOf(ctx, s.local)
 
+	self.Node = s.status.Incarnation.Node
+
 	obs := election.Observation{
 		Now:               s.Clock.Now(),
 		Self:              self,
@@ -123,10 +125,6 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 			break
 		}
 
-		// A node reached at another of its addresses is still named the way
-		// it names itself, so that every observer's locks and ranks agree.
-		facts.IP = st.Incarnation.IP
-
 		facts.Status = st
 		facts.StatusState = election.StatusOK
 	}
@@ -187,19 +185,18 @@ func (s *Session) decide(ctx context.Context) (election.Observation, election.De
 	return obs, decision, nil
 }
 
-// rescanAndDecide is the waiting states' round: the view is scanned again
-// (late joiners, lost peers) before the protocol runs.
-func (s *Session) rescanAndDecide(ctx context.Context) (election.Decision, error) {
+// rescanAndDecide is the round of every state after Elect: the view is
+// scanned again (late joiners, lost peers, and peers that rebooted, whose
+// new boot ids a stale view would never match) before the protocol runs.
+func (s *Session) rescanAndDecide(ctx context.Context) (election.Observation, election.Decision, error) {
 	result, err := s.scanner.Scan(ctx)
 	if err != nil {
-		return election.Decision{}, fmt.Errorf("rescan: %w", err)
+		return election.Observation{}, election.Decision{}, fmt.Errorf("rescan: %w", err)
 	}
 
 	s.peers = result.ControlPlane
 
-	_, decision, err := s.decide(ctx)
-
-	return decision, err
+	return s.decide(ctx)
 }
 
 // persist saves a status (stamped with the current state and time) and

@@ -291,7 +291,9 @@ func (n *grpcNode) EtcdDataDirEmpty(ctx context.Context) (bool, error) {
 	stream, err := n.machine.List(ctx, &machine.ListRequest{Root: EtcdDataDir, Recurse: true, RecursionDepth: 1})
 	if err != nil {
 		if isAbsent(err) {
-			return true, nil
+			// Absent is not empty: before /var is mounted Talos answers this
+			// on a bootstrapped node too (EtcdSigns marks it DataDirAbsent).
+			return false, n.fail(op, classifyNotFound(err))
 		}
 
 		return false, n.fail(op, err)
@@ -307,7 +309,7 @@ func (n *grpcNode) EtcdDataDirEmpty(ctx context.Context) (bool, error) {
 
 		if err != nil {
 			if isAbsent(err) {
-				return true, nil
+				return false, n.fail(op, classifyNotFound(err))
 			}
 
 			return false, n.fail(op, err)

@@ -178,9 +178,16 @@ func TestReadOnlyMethods(t *testing.T) {
 				t.Errorf("EtcdService = %+v, %v; want %+v", svc, err, tt.etcd)
 			}
 
+			// A control-plane fake has an empty /var/lib/etcd; a worker has
+			// none: absent is not "empty" (before /var is mounted every
+			// node answers so), it is an error wrapping ErrNotFound.
 			empty, err := n.EtcdDataDirEmpty(ctx)
-			if err != nil || !empty {
+
+			switch {
+			case tt.machineType.IsControlPlane() && (err != nil || !empty):
 				t.Errorf("EtcdDataDirEmpty = %v, %v; want true", empty, err)
+			case !tt.machineType.IsControlPlane() && (!errors.Is(err, transport.ErrNotFound) || empty):
+				t.Errorf("EtcdDataDirEmpty = %v, %v; want an error wrapping ErrNotFound", empty, err)
 			}
 
 			synced, err := n.TimeSynced(ctx)

@@ -72,8 +72,9 @@ type Node interface {
 	EtcdService(ctx context.Context) (ServiceState, error)
 	// EtcdMembers is EtcdMemberList{QueryLocal: true}: member hostnames.
 	EtcdMembers(ctx context.Context) ([]string, error)
-	// EtcdDataDirEmpty lists /var/lib/etcd: true when it has no entries or
-	// does not exist.
+	// EtcdDataDirEmpty lists /var/lib/etcd: true when it has no entries.
+	// A directory that does not exist is an error wrapping ErrNotFound:
+	// before /var is mounted every node answers so.
 	EtcdDataDirEmpty(ctx context.Context) (bool, error)
 	// TimeSynced is COSI time.Status Synced; ErrUnsupported without COSI.
 	TimeSynced(ctx context.Context) (bool, error)

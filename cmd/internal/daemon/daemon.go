@@ -310,18 +310,5 @@ func (s *scanner) Close() error { return s.scanner.Close() }
 // RunWithClockAndSteps is RunWithClock reporting every transition to onStep
 // (the FSM tests assert the exact path each daemon walks).
 func RunWithClockAndSteps(ctx context.Context, cfg config.Config, log zerolog.Logger, clock clockwork.Clock, onStep func(fsm.Step)) error {
-	session := states.NewSession(Deps(cfg, log, clock))
-	defer session.Close()
-
-	machine := &fsm.Machine{
-		Handlers:       session.Handlers(),
-		Log:            log,
-		Clock:          clock,
-		MaxBackoff:     cfg.MaxBackoff,
-		InitialBackoff: min(time.Second, cfg.MaxBackoff),
-		OnEnter:        session.Entered,
-		OnStep:         onStep,
-	}
-
-	return machine.Run(ctx)
+	return states.Run(ctx, Deps(cfg, log, clock), cfg.MaxBackoff, onStep)
 }

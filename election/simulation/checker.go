@@ -1,4 +1,4 @@
-package simulator
+package simulation
 
 import (
 	"fmt"
@@ -94,6 +94,13 @@ func (w *world) livenessProblem() string {
 		return w.chk.problem
 	}
 
+	if w.p.mixedQuorum {
+		// QUORUM_NODES differs: nobody may lead or lock until the
+		// configuration agrees (a node on its own may have bootstrapped
+		// first). Liveness is every waiting node naming the mismatch.
+		return w.mismatchUnreported()
+	}
+
 	want := 1
 	if w.chk.preexisting {
 		want = 0
@@ -125,6 +132,22 @@ func (w *world) livenessProblem() string {
 
 	if len(stuck) > 0 {
 		return "not done by the liveness deadline: " + strings.Join(stuck, "; ")
+	}
+
+	return ""
+}
+
+// mismatchUnreported names a control-plane node that neither finished nor
+// says why it waits.
+func (w *world) mismatchUnreported() string {
+	for _, n := range w.nodes {
+		if !n.cp || (n.daemon != nil && n.daemon.finished) {
+			continue
+		}
+
+		if st := w.statusOf(n); !strings.Contains(st, "quorum mismatch") && !strings.Contains(st, "a cluster exists") {
+			return fmt.Sprintf("%s waits without naming the QUORUM_NODES mismatch: %s", n, st)
+		}
 	}
 
 	return ""

@@ -1,4 +1,4 @@
-package simulator
+package simulation
 
 import (
 	"context"
@@ -128,7 +128,7 @@ func (s *sched) flush() {
 
 	for i := 1; i < len(batch); i++ {
 		if batch[i].key == batch[i-1].key {
-			panic(fmt.Sprintf("simulator: two concurrent requests share the key %q: the order would depend on goroutine scheduling", batch[i].key))
+			panic(fmt.Sprintf("simulation: two concurrent requests share the key %q: the order would depend on goroutine scheduling", batch[i].key))
 		}
 	}
 

@@ -1,4 +1,4 @@
-package simulator
+package simulation
 
 import (
 	"fmt"
@@ -50,7 +50,7 @@ func (c *nodeClock) AfterFunc(d time.Duration, f func()) clockwork.Timer {
 }
 
 func (c *nodeClock) NewTicker(time.Duration) clockwork.Ticker {
-	panic("simulator: the daemon does not use tickers")
+	panic("simulation: the daemon does not use tickers")
 }
 
 // simTimer fires on the virtual time line. Its generation makes a Stop or

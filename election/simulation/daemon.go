@@ -1,4 +1,4 @@
-package simulator
+package simulation
 
 import (
 	"bytes"
@@ -93,6 +93,7 @@ func (w *world) startDaemon(n *tnode) {
 	onStep := func(step fsm.Step) {
 		w.mu.Lock()
 		d.state = step.To
+		w.path(fmt.Sprintf("transition %s -%s-> %s", step.From, step.Event, step.To))
 		w.mu.Unlock()
 	}
 

@@ -1,0 +1,60 @@
+package election
+
+import (
+	"cmp"
+	"slices"
+)
+
+// normalize makes one round's facts consistent before any rule reads them:
+//   - a peer with this node's own boot ID or node name is this node,
+//     answering at another address (a VIP, a load balancer, NAT): never a
+//     peer, or ConfirmLocks would count this node twice;
+//   - one machine reached at several addresses is one candidate;
+//   - a peer whose status of its current boot was read is named the way it
+//     names itself (address, node name, time sync), so that every
+//     observer's ranks and locks agree;
+//   - an absent /var/lib/etcd proves nothing until /var is known to be
+//     mounted: apid answers before EPHEMERAL is mounted, and then lists no
+//     data directory even on a bootstrapped node. A status file written in
+//     the peer's current boot is that proof (the daemon starts only after
+//     the mount).
+func normalize(obs Observation) Observation {
+	obs.Self.Unsynced = !obs.SelfTimeSynced
+	peers := make([]PeerFacts, 0, len(obs.Peers))
+
+	for _, p := range obs.Peers {
+		if p.StatusState == StatusOK && p.Status != nil && p.Status.Incarnation.BootID == p.BootID {
+			p.IP = p.Status.Incarnation.IP
+			p.Node = p.Status.Incarnation.Node
+			p.Unsynced = p.Status.TimeUnsynced
+		}
+
+		if !reverted("w8") && (p.BootID == obs.Self.BootID || (p.Node != "" && p.Node == obs.Self.Node)) {
+			continue
+		}
+
+		if !reverted("w1") && p.Signs.DataDirAbsent && p.Signs.DataDirNonEmpty == No && p.StatusState != StatusOK {
+			p.Signs.DataDirNonEmpty = Unsure
+			p.Signs.Unknown = append(slices.Clip(p.Signs.Unknown), p.IP.String()+": /var/lib/etcd absent, and nothing shows /var is mounted yet")
+		}
+
+		peers = append(peers, p)
+	}
+
+	if !reverted("w8") {
+		// One candidate per machine: prefer the entry with a readable status.
+		slices.SortStableFunc(peers, func(a, b PeerFacts) int {
+			if c := cmp.Compare(a.BootID, b.BootID); c != 0 {
+				return c
+			}
+
+			return cmp.Compare(a.StatusState, b.StatusState)
+		})
+		peers = slices.CompactFunc(peers, func(a, b PeerFacts) bool { return a.BootID == b.BootID })
+		slices.SortStableFunc(peers, func(a, b PeerFacts) int { return a.IP.Compare(b.IP) })
+	}
+
+	obs.Peers = peers
+
+	return obs
+}
