@@ -178,6 +178,10 @@ func step(st Status, obs Observation) (Status, Decision) {
 		st.Phase = PhaseAnnounced
 		st.AnnouncedAt = obs.Now
 
+		if reverted("confirm") {
+			return lead(st, obs) // bootstrap at once, as the seed's protocol did
+		}
+
 		return st, Decision{Kind: Lead, Leader: &self, Reason: released + fmt.Sprintf("ranked first of %d: announced intent %d", len(ranked), st.Intent)}
 	}
 
@@ -237,6 +241,10 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		// Decided but never sent (or only refused as "not now"): still free
 		// to withdraw, and it must if a cluster appeared meanwhile (an
 		// operator's or another tool's bootstrap).
+		if p, why := dataSign(obs.Peers); p != nil && st.Cluster == nil {
+			st.Cluster = &Evidence{Node: p.Incarnation, What: why, At: obs.Now}
+		}
+
 		if p, why := clusterSign(obs.Peers); p != nil {
 			st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent, k)
 			st.Lock, st.Phase, st.Bootstrapping, st.BootstrapBootID = nil, PhaseIdle, 0, ""
@@ -303,7 +311,7 @@ func lead(st Status, obs Observation) (Status, Decision) {
 		blockers = append(blockers, fmt.Sprintf("view stable for %s of %s", max(stable, 0), obs.PreBootstrapDelay))
 	}
 
-	if len(blockers) > 0 {
+	if len(blockers) > 0 && !reverted("confirm") {
 		return st, Decision{Kind: Lead, Leader: &self, Reason: fmt.Sprintf("leading intent %d, blocked: %s", k, joinReasons(blockers))}
 	}
 
@@ -421,7 +429,7 @@ func ConfirmLocks(st Status, obs Observation) error {
 		errs = append(errs, fmt.Errorf("only %d of quorum %d nodes locked to %s", locked, obs.Quorum, mine))
 	}
 
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(errs...); err != nil && !reverted("confirm") {
 		return fmt.Errorf("confirm locks: %w", err)
 	}
 
