@@ -147,6 +147,21 @@
 // runs the extension (a node without status file blocks the bootstrap, it
 // is never ignored). /var/lib/kommodity-autobootstrap survives reboots.
 //
+// # Rules found with the simulator of the shipped code
+//
+// normalize (observe.go) drops this node seen at another address (W8) and
+// merges one machine reached at several addresses; an absent
+// /var/lib/etcd on a peer is unknown until a status of its current boot
+// proves /var is mounted (W1: apid answers before EPHEMERAL is mounted).
+// Rule 1b releases only on such a status (W1). A lock finds its leader by
+// its node name, so a leader back at another address is recognised (W4).
+// Evidence of etcd on a peer is kept in Status.Cluster and ends the
+// election for good (W1). An unlocked node locks to a peer bootstrapping
+// its live intent (W2). A peer with another QUORUM_NODES blocks leading and
+// locking (W7). An unsynced node ranks last and may lock, but never
+// announces (W5). Each rule can be switched off only in negativecontrol
+// builds (revert_on.go), for the simulator's negative controls.
+//
 // Liveness: once the nodes see each other and are up, ranks agree, every
 // lower-ranked leader withdraws (6a), its followers release (1a), everyone
 // locks to the top candidate's intent (5), which bootstraps after
