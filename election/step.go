@@ -16,9 +16,9 @@ const maxReasons = 3
 // do. It is pure: no I/O, no clock, no randomness. The rules are numbered as
 // in doc.go.
 func Step(st Status, obs Observation) (Status, Decision) {
-	obs = normalize(obs)
 	st = Resume(st, obs.Self)
 	obs.Self.Node = st.Incarnation.Node
+	obs = normalize(obs) // after naming self: W8 compares node names too
 	st.UpdatedAt = obs.Now
 	st.Quorum = obs.Quorum
 	st.TimeUnsynced = !obs.SelfTimeSynced
@@ -81,23 +81,12 @@ func step(st Status, obs Observation) (Status, Decision) {
 	// the evidence is kept in the status, because the node that showed it
 	// may drop out of sight (a reboot, a flapping link) before this one
 	// joined, and a new election would then make a second cluster.
-	if p, why := dataSign(obs.Peers); p != nil && st.Cluster == nil {
-		st.Cluster = &Evidence{Node: p.Incarnation, What: why, At: obs.Now}
-	}
-
-	if st.Cluster != nil && !reverted("w1") {
+	if seen := rememberCluster(&st, obs); seen != nil {
 		withdrawOwn(&st, self)
-		inc := st.Cluster.Node
+		inc := seen.Node
 
-		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + "a cluster exists (" + st.Cluster.String() +
+		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + "a cluster exists (" + seen.String() +
 			"): waiting for own etcd to join"}
-	}
-
-	if p, why := dataSign(obs.Peers); p != nil {
-		withdrawOwn(&st, self)
-		inc := p.Incarnation
-
-		return st, Decision{Kind: Follow, Leader: &inc, Reason: released + "a cluster exists: " + why + ": waiting for own etcd to join"}
 	}
 
 	// A peer bootstrapping (or having bootstrapped) its intent k in this
@@ -241,9 +230,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		// Decided but never sent (or only refused as "not now"): still free
 		// to withdraw, and it must if a cluster appeared meanwhile (an
 		// operator's or another tool's bootstrap).
-		if p, why := dataSign(obs.Peers); p != nil && st.Cluster == nil {
-			st.Cluster = &Evidence{Node: p.Incarnation, What: why, At: obs.Now}
-		}
+		rememberCluster(&st, obs)
 
 		if p, why := clusterSign(obs.Peers); p != nil {
 			st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent, k)
@@ -467,6 +454,22 @@ func releaseReason(lock IntentRef, obs Observation) string {
 	return ""
 }
 
+// rememberCluster records the first sign of etcd on a peer in the status
+// and returns what the status remembers (nil: no cluster seen). With rule
+// w1 switched off (negative controls) only the current view counts.
+func rememberCluster(st *Status, obs Observation) *Evidence {
+	if p, why := dataSign(obs.Peers); p != nil && st.Cluster == nil {
+		seen := &Evidence{Node: p.Incarnation, What: why, At: obs.Now}
+		if reverted("w1") {
+			return seen
+		}
+
+		st.Cluster = seen
+	}
+
+	return st.Cluster
+}
+
 // dataSign returns a peer showing that an etcd cluster exists: etcd
 // running, data, members, or a status saying its etcd was healthy.
 func dataSign(peers []PeerFacts) (*PeerFacts, string) {
@@ -526,19 +529,18 @@ func lockReason(st Status) string {
 	return "locked to " + st.Lock.String() + ": "
 }
 
-// clusterSign returns a peer showing that a cluster exists or is being made.
+// clusterSign returns a peer showing that a cluster exists or is being
+// made: a sign of etcd, or a status saying bootstrapping or bootstrapped.
 func clusterSign(peers []PeerFacts) (*PeerFacts, string) {
+	if p, why := dataSign(peers); p != nil {
+		return p, why
+	}
+
 	for i := range peers {
 		p := &peers[i]
-		if p.Signs.Any() {
-			return p, p.IP.String() + ": " + p.Signs.describe()
-		}
-
-		if p.StatusState == StatusOK && p.Status != nil {
-			switch p.Status.Phase {
-			case PhaseBootstrapping, PhaseBootstrapped, PhaseDone:
-				return p, fmt.Sprintf("%s is in phase %s", p.IP, p.Status.Phase)
-			}
+		if p.StatusState == StatusOK && p.Status != nil &&
+			(p.Status.Phase == PhaseBootstrapping || p.Status.Phase == PhaseBootstrapped) {
+			return p, fmt.Sprintf("%s is in phase %s", p.IP, p.Status.Phase)
 		}
 	}
 

@@ -83,7 +83,8 @@ type Settings struct {
 	// EtcdWait bounds one AwaitEtcd wait; when it runs out the state fails
 	// and is retried in place (never re-elected).
 	EtcdWait time.Duration
-	// MinRound keeps a waiting node from polling its peers in a hot loop.
+	// MinRound keeps a waiting node from polling its peers in a hot loop
+	// (MinRoundFor gives the daemon's value).
 	MinRound  time.Duration
 	BreakLock *election.IntentRef
 	// StatusPath is where peers' status files are read through apid.
@@ -182,4 +183,10 @@ func (s *Session) sleep(ctx context.Context, d time.Duration) error {
 	case <-t.Chan():
 		return nil
 	}
+}
+
+// MinRoundFor is the shortest round of the waiting states for a follower
+// check interval: a second, or the interval when it is shorter.
+func MinRoundFor(followerCheckInterval time.Duration) time.Duration {
+	return min(time.Second, followerCheckInterval)
 }

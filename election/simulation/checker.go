@@ -14,7 +14,6 @@ type checker struct {
 	preexisting bool
 	double      bool
 	problem     string
-	failures    int
 }
 
 // existing records a cluster made before the scenario (by hand).
@@ -48,8 +47,7 @@ func (c *checker) violation(w *world, why string) {
 	}
 }
 
-func (c *checker) daemonFailed(w *world, n *tnode, err error) {
-	c.failures++
+func (c *checker) daemonFailed(w *world) {
 	w.path("daemon exited with an error")
 }
 

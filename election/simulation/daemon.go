@@ -64,7 +64,7 @@ func (w *world) startDaemon(n *tnode) {
 			PreBootstrapDelay:     d.cfg.PreBootstrapDelay,
 			FollowerCheckInterval: d.cfg.FollowerCheckInterval,
 			EtcdWait:              d.cfg.EtcdWait,
-			MinRound:              min(time.Second, d.cfg.FollowerCheckInterval),
+			MinRound:              states.MinRoundFor(d.cfg.FollowerCheckInterval),
 			StatusPath:            statusfile.Path,
 		},
 		Marker:      marker{n: n},
@@ -130,7 +130,7 @@ func (w *world) exited(d *daemonRun, err error) {
 	}
 
 	w.tracef(n, "daemon exited with error: %v", err)
-	w.chk.daemonFailed(w, n, err)
+	w.chk.daemonFailed(w)
 	n.daemon = nil
 
 	boots := n.boots

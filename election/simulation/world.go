@@ -3,7 +3,6 @@ package simulation
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -274,23 +273,4 @@ func (w *world) members(id int) []string {
 	}
 
 	return out
-}
-
-func (w *world) describeNodes() string {
-	var parts []string
-
-	for _, n := range w.nodes {
-		kind := "worker"
-
-		switch {
-		case n.foreign:
-			kind = "foreign"
-		case n.cp:
-			kind = fmt.Sprintf("cp(q=%d)", n.quorum)
-		}
-
-		parts = append(parts, n.ip.String()+"="+kind)
-	}
-
-	return strings.Join(parts, " ")
 }

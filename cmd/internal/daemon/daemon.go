@@ -74,7 +74,7 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 			PreBootstrapDelay:     cfg.PreBootstrapDelay,
 			FollowerCheckInterval: cfg.FollowerCheckInterval,
 			EtcdWait:              etcdWait,
-			MinRound:              min(time.Second, cfg.FollowerCheckInterval),
+			MinRound:              states.MinRoundFor(cfg.FollowerCheckInterval),
 			BreakLock:             breakLock,
 			StatusPath:            statusfile.Path, // on every node's host, read through apid
 		},
