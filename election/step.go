@@ -109,8 +109,10 @@ func step(st Status, obs Observation) (Status, Decision) {
 
 	// A peer configured with another QUORUM_NODES: a node with a smaller
 	// value could bootstrap on its own while the others reach theirs, so
-	// nobody leads or takes a lock until the configuration agrees.
-	if why := quorumMismatch(obs); why != "" && !reverted("w7") {
+	// nobody leads or takes a lock until the configuration agrees. It is
+	// remembered, on both sides, because the misconfigured node may later
+	// be cut off and would then find its small quorum alone.
+	if why := rememberMismatch(&st, obs); why != "" {
 		withdrawOwn(&st, self)
 
 		if st.Lock != nil {
@@ -119,7 +121,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 			return st, Decision{Kind: Follow, Leader: &leader, Reason: released + why + "; locked to " + st.Lock.String()}
 		}
 
-		return st, Decision{Kind: Wait, Reason: released + why + ": fix TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1) so that every node has the same value"}
+		return st, Decision{Kind: Wait, Reason: released + why + ": give every node the same TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1)"}
 	}
 
 	// Rule 6 (first half): an announced leader that no longer ranks first
@@ -503,19 +505,40 @@ func bootstrappingPeer(peers []PeerFacts) *PeerFacts {
 	return nil
 }
 
-// quorumMismatch names the first peer whose published QUORUM_NODES differs.
-func quorumMismatch(obs Observation) string {
+// rememberMismatch records a peer whose published QUORUM_NODES differs
+// from this node's, forgets it once that machine publishes the same value,
+// and describes what is remembered ("" when nothing is, or when rule w7 is
+// switched off by a negative control).
+func rememberMismatch(st *Status, obs Observation) string {
+	if reverted("w7") {
+		return ""
+	}
+
 	for _, p := range obs.Peers {
-		if p.StatusState != StatusOK || p.Status == nil || p.Status.Quorum == obs.Quorum {
+		if p.StatusState != StatusOK || p.Status == nil {
 			continue
 		}
 
+		switch {
+		case p.Status.Quorum != obs.Quorum:
+			st.QuorumMismatch = &Mismatch{Node: p.Incarnation, Quorum: p.Status.Quorum, At: obs.Now}
+		case st.QuorumMismatch != nil && sameMachine(p.Incarnation, st.QuorumMismatch.Node):
+			st.QuorumMismatch = nil
+		}
+	}
+
+	if m := st.QuorumMismatch; m != nil && m.Quorum == obs.Quorum {
+		// This node's own value changed to the one it saw.
+		st.QuorumMismatch = nil
+	}
+
+	if m := st.QuorumMismatch; m != nil {
 		theirs := "none (an older extension?)"
-		if p.Status.Quorum != 0 {
-			theirs = fmt.Sprint(p.Status.Quorum)
+		if m.Quorum != 0 {
+			theirs = fmt.Sprint(m.Quorum)
 		}
 
-		return fmt.Sprintf("quorum mismatch: %s has %s, this node %d", p.IP, theirs, obs.Quorum)
+		return fmt.Sprintf("quorum mismatch: %s has %s, this node %d (seen %s)", m.Node.IP, theirs, obs.Quorum, m.At.UTC().Format(time.RFC3339))
 	}
 
 	return ""
@@ -606,7 +629,10 @@ func leaderOf(peers []PeerFacts, leader Incarnation) *PeerFacts {
 			continue
 		}
 
-		if sameMachine(p.Incarnation, leader) && (p.Node != "" || leader.Node == "") {
+		// A peer is named only by a status of its current boot, which also
+		// proves its /var is mounted: an unnamed one is never the leader
+		// (rule w1; switched off, the address decides, as it used to).
+		if sameMachine(p.Incarnation, leader) && (p.Node != "" || leader.Node == "" || reverted("w1")) {
 			return p
 		}
 	}

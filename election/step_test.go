@@ -535,3 +535,78 @@ func TestAfterBootstrapBootstrapAt(t *testing.T) {
 		t.Fatalf("Unknown set BootstrapAt %v", got.BootstrapAt)
 	}
 }
+
+// W7: a peer with another QUORUM_NODES stops leading and locking, on both
+// sides, and the mismatch is remembered after the peer drops out of view,
+// until that machine publishes the same value.
+func TestQuorumMismatchIsRememberedUntilTheConfigAgrees(t *testing.T) {
+	misconfigured := peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0))
+
+	obs := obsFor(cA, 0, misconfigured, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+	obs.Quorum = 2
+	publishQuorum(obs)
+	misconfigured.Status.Quorum = 1
+
+	st, d := Step(NewStatus(cA), obs)
+	if d.Kind != Wait || st.Lock != nil || !strings.Contains(d.Reason, "quorum mismatch: 10.0.0.2 has 1, this node 2") {
+		t.Fatalf("with a mismatch in view: %s %q, lock %v", d.Kind, d.Reason, st.Lock)
+	}
+
+	// The misconfigured node drops out of view: A and C alone would make a
+	// quorum of 2, but the mismatch is remembered.
+	alone := obsFor(cA, time.Minute, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+	alone.Quorum = 2
+	publishQuorum(alone)
+
+	st, d = Step(st, alone)
+	if d.Kind != Wait || st.Lock != nil || !strings.Contains(d.Reason, "quorum mismatch") {
+		t.Fatalf("after the peer left the view: %s %q, lock %v", d.Kind, d.Reason, st.Lock)
+	}
+
+	// Fixed: B publishes 2 again; A announces.
+	fixed := obsFor(cA, 2*time.Minute, peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0)), peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+	fixed.Quorum = 2
+	publishQuorum(fixed)
+
+	st, d = Step(st, fixed)
+	if d.Kind != Lead || st.QuorumMismatch != nil {
+		t.Fatalf("after the configuration agrees: %s %q, mismatch %v", d.Kind, d.Reason, st.QuorumMismatch)
+	}
+}
+
+// W8: this node answering at another address (a VIP) is not a peer, and
+// is not counted as a lock.
+func TestSelfAtAnotherAddressIsNoPeer(t *testing.T) {
+	vip := cand("10.0.0.100", "a1", 0) // same boot id as cA
+	st := announcedA()
+	st.Phase, st.Bootstrapping, st.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+
+	self := peer(vip, func() *Status { s := st; return &s }())
+	obs := obsFor(cA, 0, self)
+	obs.Quorum = 2
+
+	if err := ConfirmLocks(st, obs); err == nil || !strings.Contains(err.Error(), "only 1 of quorum 2") {
+		t.Fatalf("ConfirmLocks counted this node twice: %v", err)
+	}
+}
+
+// W1: a cluster seen on a peer is remembered: when that peer drops out of
+// view, this node still never announces.
+func TestSeenClusterIsRemembered(t *testing.T) {
+	withData := peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0))
+	withData.Signs.DataDirNonEmpty = Yes
+
+	st, d := Step(NewStatus(cA), obsFor(cA, 0, withData, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0))))
+	if d.Kind != Follow || st.Cluster == nil {
+		t.Fatalf("with data on a peer: %s %q, cluster %v", d.Kind, d.Reason, st.Cluster)
+	}
+
+	alone := obsFor(cA, time.Minute, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+	alone.Quorum = 2
+	publishQuorum(alone)
+
+	st, d = Step(st, alone)
+	if d.Kind != Follow || st.Lock != nil || st.Phase == PhaseAnnounced || !strings.Contains(d.Reason, "a cluster exists (10.0.0.2") {
+		t.Fatalf("after the peer left the view: %s %q, phase %s", d.Kind, d.Reason, st.Phase)
+	}
+}

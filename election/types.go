@@ -162,10 +162,20 @@ type Status struct {
 	// Cluster is durable evidence that an etcd cluster exists: once a node
 	// has seen one, it never takes part in an election again, even when the
 	// node that showed it is out of sight.
-	Cluster    *Evidence     `json:"cluster,omitempty"`
-	Candidates []Incarnation `json:"candidates,omitempty"`
-	Reason     string        `json:"reason,omitempty"`
-	UpdatedAt  time.Time     `json:"updatedAt,omitzero"`
+	Cluster *Evidence `json:"cluster,omitempty"`
+	// QuorumMismatch is the last peer seen publishing another QUORUM_NODES;
+	// while it is set this node neither leads nor locks.
+	QuorumMismatch *Mismatch     `json:"quorumMismatch,omitempty"`
+	Candidates     []Incarnation `json:"candidates,omitempty"`
+	Reason         string        `json:"reason,omitempty"`
+	UpdatedAt      time.Time     `json:"updatedAt,omitzero"`
+}
+
+// Mismatch records a peer seen with another QUORUM_NODES.
+type Mismatch struct {
+	Node   Incarnation `json:"node"`
+	Quorum int         `json:"quorum"`
+	At     time.Time   `json:"at"`
 }
 
 // Evidence records where and when a cluster was seen.
@@ -189,6 +199,11 @@ func (s Status) Clone() Status {
 	if s.Cluster != nil {
 		c := *s.Cluster
 		s.Cluster = &c
+	}
+
+	if s.QuorumMismatch != nil {
+		m := *s.QuorumMismatch
+		s.QuorumMismatch = &m
 	}
 
 	s.Candidates = slices.Clone(s.Candidates)

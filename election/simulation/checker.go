@@ -36,6 +36,10 @@ func (c *checker) newCluster(w *world, m *tnode) int {
 		c.violation(w, fmt.Sprintf("cluster %d created by %s: %d clusters (preexisting: %v)", c.nextID, m, c.created, c.preexisting))
 	}
 
+	if w.hooks.clusterCreated != nil {
+		w.hooks.clusterCreated(m)
+	}
+
 	return c.nextID
 }
 

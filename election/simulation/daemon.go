@@ -250,6 +250,10 @@ func (s store) Save(st election.Status) error {
 
 	s.d.node.statusFile = data
 
+	if s.w.hooks.saved != nil {
+		s.w.hooks.saved(s.d, st)
+	}
+
 	return nil
 }
 

@@ -235,7 +235,7 @@ func (w *world) machinedBootstrap(m *tnode) error {
 		return status.Error(codes.FailedPrecondition, "bootstrap is not available yet")
 	case !m.cp:
 		return status.Error(codes.Unimplemented, "bootstrap is only available on control plane nodes")
-	case !m.synced || (w.inChaos() && w.chance(w.p.syncFlap)):
+	case !m.synced || (w.inChaos() && w.chance(w.p.syncFlap)) || w.now < m.refuseSyncUntil:
 		return status.Error(codes.FailedPrecondition, "time is not in sync yet")
 	case m.data != 0:
 		return status.Error(codes.AlreadyExists, "etcd data directory is not empty")

@@ -24,6 +24,8 @@ import (
 // Options select one scenario.
 type Options struct {
 	Seed uint64
+	// Family selects a scripted scenario (see Families); empty is random.
+	Family string
 	// Trace records the model's events and every daemon's log lines.
 	Trace bool
 }
@@ -57,7 +59,11 @@ func run(opts Options) Result {
 	w := &world{sched: newSched(opts.Seed), opts: opts, paths: map[string]int{}}
 
 	w.mu.Lock()
-	w.setup()
+	if opts.Family == "" {
+		w.setup()
+	} else if err := w.setupFamily(opts.Family); err != nil {
+		panic(err)
+	}
 	w.mu.Unlock()
 
 	w.loop(w.horizon(), w.allDone)
@@ -66,7 +72,7 @@ func run(opts Options) Result {
 	defer w.mu.Unlock()
 
 	res := Result{
-		Seed: opts.Seed, Scenario: w.describe(), ClustersCreated: w.chk.created,
+		Seed: opts.Seed, Scenario: opts.Family + " " + w.describe(), ClustersCreated: w.chk.created,
 		DoubleBootstrap: w.chk.double, Problem: w.chk.problem, Paths: w.paths,
 	}
 

@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"maps"
@@ -125,7 +126,7 @@ func (s summary) pathLines() string {
 
 func TestSimulation(t *testing.T) {
 	start := time.Now()
-	results := runSeeds(t, *firstSeed, *seeds, Options{Trace: *showTrace})
+	results := runSeeds(t, *firstSeed, *seeds, Options{Trace: *showTrace, Family: *family})
 	wall := time.Since(start)
 	s := summarise(results)
 
@@ -174,6 +175,33 @@ func TestSimulation(t *testing.T) {
 	}
 }
 
+// TestFamilies runs every scripted scenario with all rules on.
+func TestFamilies(t *testing.T) {
+	for _, family := range Families {
+		t.Run(family, func(t *testing.T) {
+			s := summarise(runSeeds(t, 1, *familySeeds, Options{Family: family}))
+
+			for i, r := range s.failed {
+				if i == 2 {
+					break
+				}
+
+				r.Scenario = family
+				replayFamily(t, r, family)
+			}
+
+			t.Logf("family %s: %d scenarios, %d double bootstraps, %d liveness failures", family, s.runs, s.doubles, s.liveness)
+		})
+	}
+}
+
+func replayFamily(t *testing.T, r Result, family string) {
+	t.Helper()
+
+	again := Run(t, Options{Seed: r.Seed, Family: family, Trace: true})
+	t.Errorf("family %s seed %d FAILED: %s\n%s", family, r.Seed, r.Problem, strings.Join(tail(again.Trace, 300), "\n"))
+}
+
 // TestReplayIsDeterministic: a seed reproduces exactly, trace included.
 func TestReplayIsDeterministic(t *testing.T) {
 	for seed := uint64(1); seed <= 10; seed++ {
@@ -193,13 +221,14 @@ func TestReplayIsDeterministic(t *testing.T) {
 // revertedRules are the negative controls: each names a safety rule
 // (election/revert_*.go, states/revert_*.go) and the fault the simulator
 // must find when that rule is switched off.
-var revertedRules = []struct{ rule, finds string }{
-	{"w4", "liveness"}, // find a lock's leader by address: followers of a leader that moved stay locked
-	{"w5", "liveness"}, // an unsynced node neither locks nor steps aside: nobody bootstraps
-	// Switched off one at a time, these rules showed no fault within 250
-	// seeds, because another layer covers them in this model: "confirm"
-	// (the unsent bootstrap withdraws when a peer bootstraps), "w1", "w2",
-	// "follow", "w7", "w8"; election/step_test.go and states tests pin them.
+var revertedRules = []struct{ rule, family, finds string }{
+	{"confirm", "confirm", "double"}, // bootstrap on announcing, without waiting for locks
+	{"w1", "w1", "double"},           // release a lock in the leader's pre-mount window; forget a seen cluster
+	{"w2", "w2", "liveness"},         // Bootstrap and resend decide on a stale view
+	{"w4", "", "liveness"},           // find a lock's leader by address: followers of a leader that moved stay locked
+	{"w5", "", "liveness"},           // an unsynced node neither locks nor steps aside: nobody bootstraps
+	{"w7", "w7", "double"},           // ignore (and forget) a QUORUM_NODES mismatch
+	{"w8", "w8", "double"},           // count this node at another address as a peer
 }
 
 // TestNegativeControls builds the simulator with each rule switched off
@@ -212,8 +241,8 @@ func TestNegativeControls(t *testing.T) {
 
 	for _, rc := range revertedRules {
 		t.Run(rc.rule, func(t *testing.T) {
-			cmd := exec.CommandContext(t.Context(), "go", "test", "-tags", "negativecontrol", "-count=1",
-				"-run", "^TestRevertedRule$", ".", "-args", "-sim.seeds="+strconv.Itoa(*controlSeeds), "-sim.finds="+rc.finds)
+			cmd := exec.CommandContext(t.Context(), "go", "test", "-v", "-tags", "negativecontrol", "-count=1",
+				"-run", "^TestRevertedRule$", ".", "-args", "-sim.seeds="+strconv.Itoa(*controlSeeds), "-sim.finds="+rc.finds, "-sim.family="+rc.family)
 			cmd.Env = append(os.Environ(), "KOMMODITY_REVERT="+rc.rule)
 
 			out, err := cmd.CombinedOutput()
@@ -231,7 +260,9 @@ func TestNegativeControls(t *testing.T) {
 }
 
 var (
+	familySeeds  = flag.Int("sim.family-seeds", 50, "seeds per scripted scenario family")
 	controlSeeds = flag.Int("sim.control-seeds", 2000, "seeds a negative control may run to find its fault")
+	family       = flag.String("sim.family", "", "TestRevertedRule: the scenario family to run (empty: random)")
 	finds        = flag.String("sim.finds", "", "TestRevertedRule: the fault (double or liveness) the reverted rule must produce")
 )
 
@@ -244,9 +275,9 @@ func TestRevertedRule(t *testing.T) {
 	}
 
 	for seed := uint64(1); seed <= uint64(*seeds); seed++ {
-		r := Run(t, Options{Seed: seed})
+		r := Run(t, Options{Seed: seed, Family: *family})
 		if (*finds == "double" && r.DoubleBootstrap) || (*finds == "liveness" && r.LivenessFailure) {
-			t.Logf("negative control %s: seed %d (%s): %s", rule, seed, r.Scenario, r.Problem)
+			t.Logf("negative control %s: found at seed %d of %s (%s): %s", rule, seed, cmp.Or(*family, "random scenarios"), r.Scenario, r.Problem)
 
 			return
 		}

@@ -63,6 +63,11 @@ type tnode struct {
 
 	daemon *daemonRun
 	runs   int
+
+	// Set by scenario families: a fixed pre-mount window, and machined
+	// answering "time is not in sync yet" until a moment.
+	mountWindow     func() time.Duration
+	refuseSyncUntil time.Duration
 }
 
 type pendingBootstrap struct {

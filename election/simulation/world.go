@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"fmt"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"net/netip"
 	"time"
 )
@@ -23,6 +24,15 @@ type world struct {
 	chk   checker
 	trace []string
 	paths map[string]int
+	hooks hooks
+}
+
+// hooks let a scenario family act at the moment something happens.
+type hooks struct {
+	clusterCreated func(m *tnode)
+	mounted        func(n *tnode)
+	// saved runs in the daemon's goroutine (mu held): it may only register.
+	saved func(d *daemonRun, st election.Status)
 }
 
 // cut is a set of directed links that drop everything for a while.
@@ -141,6 +151,10 @@ func (w *world) boot(n *tnode) {
 		window = w.dur(20*time.Second, 3*time.Minute)
 	}
 
+	if n.mountWindow != nil {
+		window = n.mountWindow()
+	}
+
 	w.at(apidAt+window, func() {
 		if !alive() {
 			return
@@ -148,6 +162,10 @@ func (w *world) boot(n *tnode) {
 
 		n.varMounted = true
 		w.tracef(n, "/var mounted (data=%d, status file=%v)", n.data, n.statusFile != nil)
+
+		if w.hooks.mounted != nil {
+			w.hooks.mounted(n)
+		}
 		w.at(w.dur(0, 3*time.Second), func() {
 			if !alive() {
 				return
@@ -191,7 +209,8 @@ func (w *world) etcdLoop(n *tnode, boots int) {
 					w.at(w.dur(time.Second, w.p.joinMax), func() {
 						n.joining = false
 
-						if n.up && n.boots == boots && n.data == 0 && n.pending == nil {
+						// Joining needs a member of that cluster to answer.
+						if n.up && n.boots == boots && n.data == 0 && n.pending == nil && w.memberReachable(n, cluster) {
 							n.data, n.etcd, n.healthy = cluster, "Running", true
 							w.tracef(n, "etcd joined cluster %d", cluster)
 						}
@@ -204,6 +223,17 @@ func (w *world) etcdLoop(n *tnode, boots int) {
 
 		w.etcdLoop(n, boots)
 	})
+}
+
+// memberReachable: a healthy member of cluster talks with n.
+func (w *world) memberReachable(n *tnode, cluster int) bool {
+	for _, m := range w.nodes {
+		if m != n && m.healthy && m.data == cluster && w.reachable(n, m) && w.reachable(m, n) {
+			return true
+		}
+	}
+
+	return false
 }
 
 // reboot takes the machine down (the in-memory Bootstrap request dies) and

@@ -1,0 +1,156 @@
+package simulation
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+)
+
+// Families are scripted scenarios, one per fault the review of issue 10
+// found: the shape of the fault is fixed, its timings come from the seed.
+// TestSimulation runs each with every rule on (no failure allowed); each
+// negative control runs its family with one rule off and must fail.
+var Families = []string{"w1", "w2", "w7", "w8", "confirm"}
+
+// site is a family's cluster: control-plane nodes booting in rank order
+// (the first oldest), addresses in the same order, no workers, no chaos.
+func (w *world) site(quorum int, bootAt ...time.Duration) {
+	p := &w.p
+	p.nCP, p.quorum = len(bootAt), quorum
+	p.cfg = daemonConfig{
+		Quorum:                quorum,
+		ScanInterval:          w.dur(5*time.Second, 15*time.Second),
+		ScanTimeout:           2 * time.Second,
+		FollowerCheckInterval: w.dur(3*time.Second, 8*time.Second),
+		PreBootstrapDelay:     w.dur(5*time.Second, 15*time.Second),
+		MaxBackoff:            w.dur(10*time.Second, 30*time.Second),
+	}
+	p.fillMax = w.dur(time.Second, 5*time.Second)
+	p.joinMax = w.dur(5*time.Second, 30*time.Second)
+	p.cfg.EtcdWait = 2*p.fillMax + 30*time.Second
+	p.chaosEnd = 10 * time.Minute
+
+	for i, at := range bootAt {
+		n := &tnode{idx: i, cp: true, quorum: quorum, ip: netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i)})}
+		w.nodes = append(w.nodes, n)
+		w.at(at, func() { w.boot(n) })
+	}
+
+	w.aliases = map[netip.Addr]*tnode{}
+	w.latency = map[[2]int]time.Duration{}
+
+	for i := range w.nodes {
+		for j := range w.nodes {
+			w.latency[[2]int{i, j}] = w.dur(200*time.Microsecond, 20*time.Millisecond)
+		}
+	}
+}
+
+// isolate cuts n off from every other node, both ways, for a while.
+func (w *world) isolate(n *tnode, from, to time.Duration) {
+	c := cut{from: from, to: to, links: map[[2]int]bool{}}
+
+	for _, m := range w.nodes {
+		if m != n {
+			c.links[[2]int{n.idx, m.idx}], c.links[[2]int{m.idx, n.idx}] = true, true
+		}
+	}
+
+	w.cuts = append(w.cuts, c)
+	w.at(from-w.now, func() { w.tracef(n, "isolated until %.1fs", to.Seconds()) })
+}
+
+func (w *world) setupFamily(name string) error {
+	switch name {
+	case "w1":
+		// A bootstraps with B and C locked to it and reboots before they
+		// joined; its /var takes minutes to mount, during which apid shows
+		// no status file and no data directory. Soon after the mount A
+		// drops off the network for minutes.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a := w.nodes[0]
+		w.p.joinMax = 5 * time.Minute
+		rebooted := false
+
+		w.hooks.clusterCreated = func(m *tnode) {
+			if m != a || rebooted {
+				return
+			}
+
+			rebooted = true
+			a.mountWindow = func() time.Duration { return w.dur(time.Minute, 2*time.Minute) }
+			w.at(w.dur(time.Second, 3*time.Second), func() { w.reboot(a, "before the followers joined") })
+		}
+		w.hooks.mounted = func(n *tnode) {
+			if n == a && rebooted && len(w.cuts) == 0 {
+				from := w.now + w.p.cfg.FollowerCheckInterval + w.dur(5*time.Second, 15*time.Second)
+				w.isolate(a, from, from+5*time.Minute)
+				w.p.chaosEnd = from + 5*time.Minute
+			}
+		}
+	case "w2":
+		// Quorum 3 of 3. A's Bootstrap is refused ("time is not in sync
+		// yet") for minutes, and B reboots meanwhile: A must see B's new
+		// boot and its resumed lock.
+		w.site(3, 0, 5*time.Second, 10*time.Second)
+		a, b := w.nodes[0], w.nodes[1]
+		started := false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if d.node != a || started || st.Phase != election.PhaseBootstrapping {
+				return
+			}
+
+			started = true
+
+			w.register(d.key("family w2"), func() {
+				a.refuseSyncUntil = w.now + 3*time.Minute
+				w.p.chaosEnd = w.now + 3*time.Minute
+				w.at(w.dur(2*time.Second, 10*time.Second), func() { w.reboot(b, "while the leader's Bootstrap is refused") })
+			})
+		}
+	case "w7":
+		// B runs with QUORUM_NODES missing (1), A and C with 2. A's /var
+		// mounts late; B sees C before it is cut off, alone.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		w.p.mixedQuorum = true
+		a, b := w.nodes[0], w.nodes[1]
+		b.quorum = 1
+		a.mountWindow = func() time.Duration { return w.dur(2*time.Minute, 150*time.Second) }
+		from := w.dur(50*time.Second, 70*time.Second)
+		w.isolate(b, from, from+5*time.Minute)
+		w.p.chaosEnd = from + 5*time.Minute
+	case "w8":
+		// Quorum 3 of 5, split {L, B} | {C, D, E} for minutes, and an
+		// address that forwards to B's apid: L must not count B twice.
+		w.site(3, 0, 5*time.Second, 10*time.Second, 15*time.Second, 20*time.Second)
+		b := w.nodes[1]
+		w.aliases[netip.AddrFrom4([4]byte{198, 18, 0, 200})] = b
+		split := cut{from: 0, to: 4 * time.Minute, links: map[[2]int]bool{}}
+
+		for _, i := range []int{0, 1} {
+			for _, j := range []int{2, 3, 4} {
+				split.links[[2]int{i, j}], split.links[[2]int{j, i}] = true, true
+			}
+		}
+
+		w.cuts = append(w.cuts, split)
+		w.p.chaosEnd = 4 * time.Minute
+	case "confirm":
+		// Quorum 2 of 3, C oldest, then A, then B; A and C cannot talk:
+		// each ranks first in its own view.
+		w.site(2, 5*time.Second, 10*time.Second, 0)
+		a, c := w.nodes[0], w.nodes[2]
+		cutAC := cut{from: 0, to: 4 * time.Minute, links: map[[2]int]bool{
+			{a.idx, c.idx}: true, {c.idx, a.idx}: true,
+		}}
+		w.cuts = append(w.cuts, cutAC)
+		w.p.chaosEnd = 4 * time.Minute
+	default:
+		return fmt.Errorf("unknown scenario family %q", name)
+	}
+
+	return nil
+}
