@@ -12,7 +12,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOBIN       := $(shell go env GOPATH)/bin
 
-.PHONY: all build build-local test test-short lint fmt demo clean image container container-push
+.PHONY: all build build-local test test-short simulate lint fmt demo clean image container container-push
 
 all: build
 
@@ -28,6 +28,12 @@ build-local:
 ## test: every test; root-only ones skip without root unless CI=true
 test:
 	go test -count=1 -timeout 20m ./...
+
+## simulate: the long simulator run (the daemon's own code, 100,000 seeds by default)
+SEEDS ?= 100000
+FIRST ?= 1
+simulate:
+	go test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./election/simulation -sim.seeds=$(SEEDS) -sim.seed=$(FIRST)
 
 ## test-short: quick run for development
 test-short:
