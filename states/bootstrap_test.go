@@ -1,73 +1,95 @@
 package states
 
 import (
-	"context"
-	"net/netip"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"github.com/jonboulle/clockwork"
-	"github.com/rs/zerolog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
-// memNode is an in-memory apid with fixed answers.
-type memNode struct {
-	addr       netip.Addr
-	bootID     string
-	bootTime   time.Time
-	status     []byte
-	dataEmpty  bool
-	etcd       transport.ServiceState
-	bootstraps int
-}
+func TestBootstrap(t *testing.T) {
+	errNotCP := status.Error(codes.Unimplemented, "bootstrap is only available on control plane nodes")
 
-func (n *memNode) Addr() netip.Addr                            { return n.addr }
-func (n *memNode) BootTime(context.Context) (time.Time, error) { return n.bootTime, nil }
-func (n *memNode) BootID(context.Context) (string, error)      { return n.bootID, nil }
-func (n *memNode) MachineType(context.Context) (transport.MachineType, error) {
-	return transport.MachineTypeControlPlane, nil
-}
-func (n *memNode) EtcdService(context.Context) (transport.ServiceState, error) { return n.etcd, nil }
-func (n *memNode) EtcdMembers(context.Context) ([]string, error)               { return nil, nil }
-func (n *memNode) EtcdDataDirEmpty(context.Context) (bool, error)              { return n.dataEmpty, nil }
-func (n *memNode) TimeSynced(context.Context) (bool, error)                    { return true, nil }
-func (n *memNode) Close() error                                                { return nil }
+	for _, tc := range []struct {
+		name      string
+		answer    error                   // Bootstrap's answer
+		arrange   func(*testing.T, *trio) // changes to the trio before the call
+		want      fsm.Event
+		wantErr   error
+		permanent bool
+		wantCalls int // on the leader; no other node is ever asked
+		wantPhase election.Phase
+		wantAt    bool // BootstrapAt set: the request may be under way
+	}{
+		{name: "all locked", want: fsm.BootstrapRequested, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+		{name: "etcd data already there", answer: status.Error(codes.AlreadyExists, "etcd data directory is not empty"),
+			want: fsm.AlreadyBootstrapped, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+		// Refused before anything happened: retried later, and a restart
+		// must not wait ResendAfter for a request that never left.
+		{name: "time not in sync", answer: status.Error(codes.FailedPrecondition, "time is not in sync yet"),
+			wantErr: errRetryBootstrap, wantCalls: 1, wantPhase: election.PhaseBootstrapping},
+		{name: "not a control-plane node", answer: errNotCP, wantErr: errNotCP, permanent: true,
+			wantCalls: 1, wantPhase: election.PhaseBootstrapping, wantAt: true},
+		// The last check: c no longer holds the lock (a wiped status), so
+		// nothing is sent and nothing says it may be under way.
+		{name: "a peer unlocked since the decision", arrange: func(t *testing.T, tr *trio) {
+			tr.c.publish(t, statusOf(tr.c, 3))
+		}, wantErr: errAny, wantPhase: election.PhaseBootstrapping},
+		// Issue W2: b rebooted since the last scan. Only its new boot id
+		// matches the status it publishes now (still locked, as locks
+		// survive reboots), so only a fresh scan confirms its lock.
+		{name: "peer rebooted since the last scan", arrange: func(t *testing.T, tr *trio) {
+			before := lockTo(statusOf(tr.b, 3), tr.s.status)
+			tr.b.bootID, tr.b.bootTime = "b2", time.Now().Add(-time.Minute)
+			tr.b.publish(t, election.Resume(before, tr.b.candidate()))
+			tr.scanner.peers = peersOf(tr.b, tr.c) // s.peers: the view before the reboot
+		}, want: fsm.BootstrapRequested, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := newTrio(t)
+				tr.s.status = decideBootstrap(tr.s.status)
+				tr.self.bootstrapErr = tc.answer
 
-func (n *memNode) Bootstrap(context.Context) error {
-	n.bootstraps++
+				if tc.arrange != nil {
+					tc.arrange(t, tr)
+				}
 
-	return nil
-}
+				var atSend election.Status
 
-func (n *memNode) ReadFile(_ context.Context, path string, _ int64) ([]byte, error) {
-	if path != statusfile.Path || n.status == nil {
-		return nil, transport.ErrNotFound
+				tr.self.onBootstrap = func() { atSend = tr.store.last(t) }
+
+				if err := expectEvent(t, tr.s.bootstrap, tc.want, tc.wantErr, 0); isPermanent(err) != tc.permanent {
+					t.Fatalf("error %v: permanent %v, want %v", err, !tc.permanent, tc.permanent)
+				}
+
+				if n := tr.bootstraps(); n != tc.wantCalls || tr.self.bootstraps != n {
+					t.Fatalf("%d Bootstrap calls (%d on the leader), want %d, on the leader", n, tr.self.bootstraps, tc.wantCalls)
+				}
+
+				if tr.scanner.scans != 1 {
+					t.Fatalf("%d scans, want one fresh scan before the send", tr.scanner.scans)
+				}
+
+				// A crash during the RPC must find "may be under way".
+				if tc.wantCalls > 0 && (atSend.Phase != election.PhaseBootstrapping || atSend.BootstrapAt.IsZero()) {
+					t.Fatalf("status saved before the RPC: phase %s, bootstrapAt %v; want bootstrapping with a send time",
+						atSend.Phase, atSend.BootstrapAt)
+				}
+
+				last := tr.store.last(t)
+				if sentAt := !last.BootstrapAt.IsZero(); last.Phase != tc.wantPhase || last.Bootstrapping != 1 || sentAt != tc.wantAt {
+					t.Fatalf("status after the answer: phase %s, bootstrapping %d, bootstrapAt %v; want phase %s, bootstrapping 1, bootstrapAt set %v",
+						last.Phase, last.Bootstrapping, last.BootstrapAt, tc.wantPhase, tc.wantAt)
+				}
+			})
+		})
 	}
-
-	return n.status, nil
-}
-
-type memScanner struct{ peers []discovery.Peer }
-
-func (s memScanner) Scan(context.Context) (ScanResult, error) {
-	return ScanResult{ControlPlane: s.peers}, nil
-}
-func (s memScanner) NextDelay(int, int) time.Duration { return time.Second }
-func (s memScanner) Close() error                     { return nil }
-
-type memStore struct{ saved []election.Status }
-
-func (m *memStore) Load() (*election.Status, error) { return nil, nil }
-func (m *memStore) Save(st election.Status) error {
-	m.saved = append(m.saved, st)
-
-	return nil
 }
 
 // A leader that decided to bootstrap but finds, on its last fresh scan, a
@@ -75,42 +97,20 @@ func (m *memStore) Save(st election.Status) error {
 // follows in FollowerWait, where the protocol keeps running: AwaitEtcd
 // would wait for its own etcd without ever locking to the new leader.
 func TestBootstrapFollowsWhenAClusterAppearedBeforeTheSend(t *testing.T) {
-	now := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
-	self := &memNode{addr: netip.MustParseAddr("198.18.0.1"), bootID: "a1", bootTime: now.Add(-time.Hour), dataEmpty: true,
-		etcd: transport.ServiceState{Found: true, State: "Preparing"}}
-	peer := &memNode{addr: netip.MustParseAddr("198.18.0.2"), bootID: "b1", bootTime: now.Add(-30 * time.Minute), dataEmpty: false,
-		etcd: transport.ServiceState{Found: true, State: "Running", Healthy: true}}
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTrio(t)
+		tr.s.status = decideBootstrap(tr.s.status)
+		tr.b.dataEmpty, tr.b.etcd = false, etcdHealthy
 
-	me := election.Candidate{Incarnation: election.Incarnation{IP: self.addr, BootID: "a1"}, BootTime: self.bootTime}
-	decided := election.NewStatus(me)
-	decided.Phase, decided.Intent, decided.Bootstrapping, decided.BootstrapBootID = election.PhaseBootstrapping, 1, 1, "a1"
-	decided.Lock = &election.IntentRef{Leader: decided.Incarnation, Number: 1}
-	decided.Quorum = 2
+		expectEvent(t, tr.s.bootstrap, fsm.ElectedFollower, nil, 0)
 
-	store := &memStore{}
-	s := NewSession(Deps{
-		Log: zerolog.Nop(), Clock: clockwork.NewFakeClockAt(now), Store: store,
-		Settings: Settings{Quorum: 2, StatusPath: statusfile.Path, EtcdWait: 5 * time.Minute},
+		if n := tr.bootstraps(); n != 0 {
+			t.Fatalf("Bootstrap sent %d times although a cluster exists", n)
+		}
+
+		last := tr.store.last(t)
+		if last.Phase == election.PhaseBootstrapping || last.Cluster == nil {
+			t.Fatalf("status after the round: phase %s, cluster %v; want the bootstrap withdrawn and the cluster remembered", last.Phase, last.Cluster)
+		}
 	})
-	s.local, s.status = self, decided
-	s.network = Network{LocalIP: self.addr}
-	s.scanner = memScanner{peers: []discovery.Peer{{Addr: peer.addr, Node: peer, BootID: peer.bootID, BootTime: peer.bootTime}}}
-
-	event, err := s.bootstrap(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	if event != fsm.ElectedFollower {
-		t.Fatalf("event %s, want %s", event, fsm.ElectedFollower)
-	}
-
-	if self.bootstraps != 0 {
-		t.Fatalf("Bootstrap sent %d times although a cluster exists", self.bootstraps)
-	}
-
-	last := store.saved[len(store.saved)-1]
-	if last.Phase == election.PhaseBootstrapping || last.Cluster == nil {
-		t.Fatalf("status after the round: phase %s, cluster %v; want the bootstrap withdrawn and the cluster remembered", last.Phase, last.Cluster)
-	}
 }

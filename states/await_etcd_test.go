@@ -1,0 +1,68 @@
+package states
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+)
+
+func TestAwaitEtcd(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		phase     election.Phase // after the send of intent 1, just now
+		etcdUp    bool
+		want      fsm.Event
+		wantErr   error
+		wantWait  time.Duration
+		wantScans int
+		wantPhase election.Phase // of the last saved status; "": nothing saved
+	}{
+		{name: "etcd running and healthy", phase: election.PhaseBootstrapped, etcdUp: true,
+			want: fsm.EtcdReady, wantPhase: election.PhaseDone},
+		// Accepted: the bootstrap may be slow (an image pull), and it is
+		// never repeated or re-elected: the wait is retried in place.
+		{name: "bootstrapped, etcd never ready", phase: election.PhaseBootstrapped,
+			wantErr: errEtcdWait, wantWait: testEtcd},
+		// Outcome unknown and no sign of it after ResendAfter (= EtcdWait):
+		// the Bootstrap state sends it again, behind its lock check.
+		{name: "sent, no sign of it", phase: election.PhaseBootstrapping,
+			want: fsm.DelayElapsed, wantWait: testEtcd, wantScans: 1, wantPhase: election.PhaseBootstrapping},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := newTrio(t)
+				tr.s.status = decideBootstrap(tr.s.status)
+				tr.s.status.Phase, tr.s.status.BootstrapAt, tr.s.status.BootstrapSent = tc.phase, time.Now(), true
+
+				if tc.etcdUp {
+					tr.self.dataEmpty, tr.self.etcd = false, etcdHealthy
+				}
+
+				expectEvent(t, tr.s.awaitEtcd, tc.want, tc.wantErr, tc.wantWait)
+
+				if n := tr.bootstraps(); n != 0 {
+					t.Fatalf("AwaitEtcd sent %d Bootstrap calls itself", n)
+				}
+
+				if tr.scanner.scans != tc.wantScans {
+					t.Fatalf("%d rescans, want %d", tr.scanner.scans, tc.wantScans)
+				}
+
+				if tc.wantPhase == "" {
+					if len(tr.store.saved) != 0 {
+						t.Fatalf("saved %+v, want the status left alone", tr.store.saved)
+					}
+
+					return
+				}
+
+				if st := tr.store.last(t); st.Phase != tc.wantPhase {
+					t.Fatalf("status phase %s, want %s", st.Phase, tc.wantPhase)
+				}
+			})
+		})
+	}
+}

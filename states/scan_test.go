@@ -1,0 +1,64 @@
+package states
+
+import (
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+)
+
+func TestScan(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		peers     int // of b, c found by the scan
+		selfEtcd  bool
+		want      fsm.Event
+		wantWait  time.Duration
+		wantAsked [][2]int // NextDelay questions
+		wantPeers int      // kept for the election
+		wantDone  bool     // one status saved, phase done; else none
+	}{
+		{name: "quorum reached", peers: 2, want: fsm.QuorumReached, wantPeers: 2},
+		// Waits the scanner's delay, asked with the nodes known so far.
+		{name: "quorum missing", peers: 1, want: fsm.QuorumMissing, wantWait: 7 * time.Second,
+			wantAsked: [][2]int{{2, 0}}, wantPeers: 1},
+		// A reboot of a cluster member: nothing to bootstrap, quorum or not.
+		{name: "quorum missing, own etcd healthy", selfEtcd: true, want: fsm.EtcdReady,
+			wantDone: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				now := time.Now()
+				self := newNode(1, "a1", now.Add(-time.Hour))
+				b, c := newNode(2, "b1", now.Add(-time.Hour)), newNode(3, "c1", now.Add(-time.Hour))
+				s, store, scanner := newTestSession(self, 3, []*memNode{b, c}[:tc.peers]...)
+				s.peers, scanner.delay = nil, 7*time.Second
+
+				if tc.selfEtcd {
+					self.etcd = etcdHealthy
+				}
+
+				expectEvent(t, s.scan, tc.want, nil, tc.wantWait)
+
+				if !slices.Equal(scanner.asked, tc.wantAsked) {
+					t.Fatalf("NextDelay asked %v, want %v", scanner.asked, tc.wantAsked)
+				}
+
+				if len(s.peers) != tc.wantPeers {
+					t.Fatalf("%d peers kept for the election, want %d", len(s.peers), tc.wantPeers)
+				}
+
+				if done := len(store.saved) == 1 && store.saved[0].Phase == election.PhaseDone; done != tc.wantDone || (!done && len(store.saved) > 0) {
+					t.Fatalf("saved %+v; want phase done saved: %v", store.saved, tc.wantDone)
+				}
+
+				if self.bootstraps != 0 {
+					t.Fatal("Scan sent a Bootstrap")
+				}
+			})
+		})
+	}
+}
