@@ -21,10 +21,11 @@ func Step(st Status, obs Observation) (Status, Decision) {
 	obs = normalize(obs) // after naming self: W8 compares node names too
 	st.UpdatedAt = obs.Now
 	st.Quorum = obs.Quorum
+	st.LeaderOrder = obs.LeaderOrder.orDefault()
 	st.TimeUnsynced = !obs.SelfTimeSynced
 	st.Candidates = st.Candidates[:0:0]
 
-	for _, c := range Rank(viewOf(obs)) {
+	for _, c := range RankBy(obs.LeaderOrder, viewOf(obs)) {
 		st.Candidates = append(st.Candidates, c.Incarnation)
 	}
 
@@ -121,13 +122,14 @@ func step(st Status, obs Observation) (Status, Decision) {
 			return st, Decision{Kind: Follow, Leader: &leader, Reason: released + why + "; locked to " + st.Lock.String()}
 		}
 
-		return st, Decision{Kind: Wait, Reason: released + why + ": give every node the same TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1)"}
+		return st, Decision{Kind: Wait, Reason: released + why +
+			": give every node the same TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1) and TALOS_AUTO_BOOTSTRAP_LEADER_ORDER (unset means boot-time)"}
 	}
 
 	// Rule 6 (first half): an announced leader that no longer ranks first
 	// withdraws at once; withdrawal is always safe before Bootstrap.
 	if st.Phase == PhaseAnnounced {
-		if top := Rank(viewOf(obs))[0]; !top.Incarnation.Is(self) {
+		if top := RankBy(obs.LeaderOrder, viewOf(obs))[0]; !top.Incarnation.Is(self) {
 			k := st.Intent
 			withdrawOwn(&st, self)
 			released += fmt.Sprintf("withdrew intent %d: %s ranks first; ", k, top.Incarnation)
@@ -156,7 +158,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 
 	// Rule 5: the first-ranked candidate announces; others lock to the
 	// highest-ranked live intent in view.
-	ranked := Rank(viewOf(obs))
+	ranked := RankBy(obs.LeaderOrder, viewOf(obs))
 	if ranked[0].Incarnation.Is(self) {
 		if !obs.SelfTimeSynced {
 			// Bootstrap needs synced time, and the clock step at the first
@@ -170,7 +172,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		st.AnnouncedAt = obs.Now
 
 		if reverted("confirm") {
-			return lead(st, obs) // bootstrap at once, as the seed's protocol did
+			return lead(st, obs) // bootstrap at once, as the original design did
 		}
 
 		return st, Decision{Kind: Lead, Leader: &self, Reason: released + fmt.Sprintf("ranked first of %d: announced intent %d", len(ranked), st.Intent)}
@@ -505,14 +507,17 @@ func bootstrappingPeer(peers []PeerFacts) *PeerFacts {
 	return nil
 }
 
-// rememberMismatch records a peer whose published QUORUM_NODES differs
-// from this node's, forgets it once that machine publishes the same value,
-// and describes what is remembered ("" when nothing is, or when rule w7 is
-// switched off by a negative control).
+// rememberMismatch records a peer whose published QUORUM_NODES or
+// LEADER_ORDER differs from this node's, forgets it once that machine
+// publishes the same values, and describes what is remembered ("" when
+// nothing is, or when rule w7 is switched off by a negative control).
 func rememberMismatch(st *Status, obs Observation) string {
 	if reverted("w7") {
 		return ""
 	}
+
+	mine := obs.LeaderOrder.orDefault()
+	agrees := func(quorum int, order LeaderOrder) bool { return quorum == obs.Quorum && order.orDefault() == mine }
 
 	for _, p := range obs.Peers {
 		if p.StatusState != StatusOK || p.Status == nil {
@@ -520,28 +525,37 @@ func rememberMismatch(st *Status, obs Observation) string {
 		}
 
 		switch {
-		case p.Status.Quorum != obs.Quorum:
-			st.QuorumMismatch = &Mismatch{Node: p.Incarnation, Quorum: p.Status.Quorum, At: obs.Now}
+		case !agrees(p.Status.Quorum, p.Status.LeaderOrder):
+			st.QuorumMismatch = &Mismatch{Node: p.Incarnation, Quorum: p.Status.Quorum, LeaderOrder: p.Status.LeaderOrder.orDefault(), At: obs.Now}
 		case st.QuorumMismatch != nil && sameMachine(p.Incarnation, st.QuorumMismatch.Node):
 			st.QuorumMismatch = nil
 		}
 	}
 
-	if m := st.QuorumMismatch; m != nil && m.Quorum == obs.Quorum {
-		// This node's own value changed to the one it saw.
-		st.QuorumMismatch = nil
+	m := st.QuorumMismatch
+	if m == nil {
+		return ""
 	}
 
-	if m := st.QuorumMismatch; m != nil {
+	if agrees(m.Quorum, m.LeaderOrder) {
+		// This node's own values changed to the ones it saw.
+		st.QuorumMismatch = nil
+
+		return ""
+	}
+
+	seen := m.At.UTC().Format(time.RFC3339)
+
+	if m.Quorum != obs.Quorum {
 		theirs := "none (an older extension?)"
 		if m.Quorum != 0 {
 			theirs = fmt.Sprint(m.Quorum)
 		}
 
-		return fmt.Sprintf("quorum mismatch: %s has %s, this node %d (seen %s)", m.Node.IP, theirs, obs.Quorum, m.At.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("quorum mismatch: %s has %s, this node %d (seen %s)", m.Node.IP, theirs, obs.Quorum, seen)
 	}
 
-	return ""
+	return fmt.Sprintf("leader order mismatch: %s has %s, this node %s (seen %s)", m.Node.IP, m.LeaderOrder.orDefault(), mine, seen)
 }
 
 func lockReason(st Status) string {

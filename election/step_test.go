@@ -610,3 +610,42 @@ func TestSeenClusterIsRemembered(t *testing.T) {
 		t.Fatalf("after the peer left the view: %s %q, phase %s", d.Kind, d.Reason, st.Phase)
 	}
 }
+
+// LEADER_ORDER=address ranks as the Cluster API provider sorts InternalIPs
+// (sort.Strings), whatever the boot times and time sync.
+func TestRankByAddress(t *testing.T) {
+	nine, ten, two := cand("10.0.0.9", "x9", -100), cand("10.0.0.10", "x10", 50), cand("10.0.0.2", "x2", 0)
+	ten.Unsynced = true
+
+	got := RankBy(OrderAddress, []Candidate{nine, two, ten})
+	if got[0].IP != ten.IP || got[1].IP != two.IP || got[2].IP != nine.IP {
+		t.Fatalf("address order: %v %v %v", got[0].IP, got[1].IP, got[2].IP)
+	}
+
+	if got := RankBy(OrderBootTime, []Candidate{ten, nine}); got[0].IP != nine.IP {
+		t.Fatalf("boot-time order put %v first", got[0].IP)
+	}
+
+	if _, err := ParseLeaderOrder("oldest"); err == nil {
+		t.Fatal("ParseLeaderOrder accepted an unknown order")
+	}
+}
+
+// A peer with another LEADER_ORDER blocks like a QUORUM_NODES mismatch; an
+// older status without one means boot-time.
+func TestLeaderOrderMismatch(t *testing.T) {
+	other := peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0))
+	obs := obsFor(cA, 0, other, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+	other.Status.LeaderOrder = OrderAddress
+
+	st, d := Step(NewStatus(cA), obs)
+	if d.Kind != Wait || st.Lock != nil || !strings.Contains(d.Reason, "leader order mismatch: 10.0.0.2 has address, this node boot-time") {
+		t.Fatalf("%s %q", d.Kind, d.Reason)
+	}
+
+	other.Status.LeaderOrder = ""
+
+	if _, d = Step(st, obs); d.Kind != Lead {
+		t.Fatalf("an unset order is boot-time: %s %q", d.Kind, d.Reason)
+	}
+}

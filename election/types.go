@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -70,14 +71,60 @@ type Candidate struct {
 	Unsynced bool
 }
 
+// LeaderOrder is TALOS_AUTO_BOOTSTRAP_LEADER_ORDER: how candidates rank.
+type LeaderOrder string
+
+// Leader orders.
+const (
+	// OrderBootTime: oldest boot first, then numeric IP (the default).
+	OrderBootTime LeaderOrder = "boot-time"
+	// OrderAddress: the lowest address in plain string order, as the Talos
+	// Cluster API control-plane provider picks the node it bootstraps
+	// (sort.Strings: "10.0.0.10" before "10.0.0.9"), so that both pick the
+	// same node.
+	OrderAddress LeaderOrder = "address"
+)
+
+// ParseLeaderOrder checks a LEADER_ORDER value.
+func ParseLeaderOrder(s string) (LeaderOrder, error) {
+	switch o := LeaderOrder(s); o {
+	case OrderBootTime, OrderAddress:
+		return o, nil
+	}
+
+	return "", fmt.Errorf("must be %s or %s", OrderBootTime, OrderAddress)
+}
+
+// orDefault: an empty order (a status of an older version) is boot-time.
+func (o LeaderOrder) orDefault() LeaderOrder { return cmp.Or(o, OrderBootTime) }
+
 // Rank orders candidates: oldest boot time first, ties broken by numeric IP
 // order (netip.Addr.Compare, so 10.0.0.9 ranks before 10.0.0.10). It returns
 // a sorted copy and leaves its argument alone.
-func Rank(c []Candidate) []Candidate {
+func Rank(c []Candidate) []Candidate { return RankBy(OrderBootTime, c) }
+
+// RankBy orders candidates by order.
+func RankBy(order LeaderOrder, c []Candidate) []Candidate {
 	out := slices.Clone(c)
-	slices.SortStableFunc(out, compareCandidates)
+
+	if order.orDefault() == OrderAddress {
+		slices.SortStableFunc(out, compareByAddress)
+	} else {
+		slices.SortStableFunc(out, compareCandidates)
+	}
 
 	return out
+}
+
+// compareByAddress ignores time sync: the provider bootstraps the lowest
+// address whatever its clock, so the daemon waits for that node too rather
+// than pick another one.
+func compareByAddress(a, b Candidate) int {
+	if c := strings.Compare(a.IP.String(), b.IP.String()); c != 0 {
+		return c
+	}
+
+	return cmp.Compare(a.BootID, b.BootID)
 }
 
 func compareCandidates(a, b Candidate) int {
@@ -157,6 +204,9 @@ type Status struct {
 	// Quorum is this node's QUORUM_NODES: a peer with another value is a
 	// misconfiguration that neither leads nor locks (see Step).
 	Quorum int `json:"quorum,omitempty"`
+	// LeaderOrder is this node's LEADER_ORDER (empty: boot-time), checked
+	// like Quorum.
+	LeaderOrder LeaderOrder `json:"leaderOrder,omitempty"`
 	// TimeUnsynced: this node's time is not synced (it ranks last).
 	TimeUnsynced bool `json:"timeUnsynced,omitempty"`
 	// Cluster is durable evidence that an etcd cluster exists: once a node
@@ -173,9 +223,10 @@ type Status struct {
 
 // Mismatch records a peer seen with another QUORUM_NODES.
 type Mismatch struct {
-	Node   Incarnation `json:"node"`
-	Quorum int         `json:"quorum"`
-	At     time.Time   `json:"at"`
+	Node        Incarnation `json:"node"`
+	Quorum      int         `json:"quorum"`
+	LeaderOrder LeaderOrder `json:"leaderOrder,omitempty"`
+	At          time.Time   `json:"at"`
 }
 
 // Evidence records where and when a cluster was seen.
@@ -380,6 +431,8 @@ type Observation struct {
 	Peers []PeerFacts
 	// Quorum is QUORUM_NODES; it counts self.
 	Quorum int
+	// LeaderOrder is LEADER_ORDER (empty: boot-time).
+	LeaderOrder LeaderOrder
 	// ViewStableSince comes from ViewTracker.
 	ViewStableSince time.Time
 	// PreBootstrapDelay is PRE_BOOTSTRAP_DELAY; ConfirmWait is

@@ -1,6 +1,7 @@
 package states
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,6 +96,7 @@ func (s *Session) connect(ctx context.Context) (fsm.Event, error) {
 	// Published from the first write: a peer reading this file before our
 	// first round must not see a QUORUM_NODES mismatch.
 	s.status.Quorum = s.Settings.Quorum
+	s.status.LeaderOrder = cmp.Or(s.Settings.LeaderOrder, election.OrderBootTime)
 
 	if err := s.persist(s.status); err != nil {
 		return "", err

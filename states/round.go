@@ -58,6 +58,7 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 		SelfTimeSynced:    synced,
 		Peers:             make([]election.PeerFacts, len(s.peers)),
 		Quorum:            s.Settings.Quorum,
+		LeaderOrder:       s.Settings.LeaderOrder,
 		PreBootstrapDelay: s.Settings.PreBootstrapDelay,
 		ConfirmWait:       s.Settings.FollowerCheckInterval,
 		BreakLock:         s.Settings.BreakLock,
@@ -156,7 +157,8 @@ func signsOf(ctx context.Context, node transport.Node) (election.Signs, transpor
 	return transport.EtcdSigns(svc, svcErr, empty, dataErr, members, membersErr), svc
 }
 
-// memberListTimeout is the seed's "short timeout on bootstrap status checks".
+// memberListTimeout is the original design's "short timeout on bootstrap
+// status checks".
 const memberListTimeout = 5 * time.Second
 
 var errMembersNotAsked = errors.New("not asked: etcd does not run and has no data")

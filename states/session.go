@@ -78,6 +78,7 @@ type StatusStore interface {
 // Settings are the protocol's timings and limits.
 type Settings struct {
 	Quorum                int
+	LeaderOrder           election.LeaderOrder
 	PreBootstrapDelay     time.Duration
 	FollowerCheckInterval time.Duration
 	// EtcdWait bounds one AwaitEtcd wait; when it runs out the state fails

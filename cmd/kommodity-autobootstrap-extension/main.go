@@ -27,7 +27,7 @@ func main() {
 }
 
 func run() int {
-	// The seed's log format: {"level":"info","msg":"..."}.
+	// The original design's log format: {"level":"info","msg":"..."}.
 	zerolog.MessageFieldName = "msg"
 	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
 	log.Info().Str("version", version).Msg("starting kommodity-autobootstrap-extension")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 )
 
 // checker keeps what the verdict needs: every etcd cluster ever created,
@@ -96,6 +98,13 @@ func (w *world) livenessProblem() string {
 		return w.chk.problem
 	}
 
+	if n := w.addressLeaderNeverSyncs(); n != nil {
+		// With LEADER_ORDER=address the lowest address leads whatever its
+		// clock, as the Cluster API provider would pick it: a node that
+		// never syncs time can never bootstrap, and nobody else may.
+		return w.stallUnexplained(n)
+	}
+
 	if w.p.mixedQuorum {
 		// QUORUM_NODES differs: nobody may lead or lock until the
 		// configuration agrees (a node on its own may have bootstrapped
@@ -147,8 +156,47 @@ func (w *world) mismatchUnreported() string {
 			continue
 		}
 
-		if st := w.statusOf(n); !strings.Contains(st, "quorum mismatch") && !strings.Contains(st, "a cluster exists") {
+		if st := w.statusOf(n); !strings.Contains(st, "mismatch: ") && !strings.Contains(st, "a cluster exists") {
 			return fmt.Sprintf("%s waits without naming the QUORUM_NODES mismatch: %s", n, st)
+		}
+	}
+
+	return ""
+}
+
+// addressLeaderNeverSyncs is the control-plane node with the lowest
+// address in string order, when the order is address and it never syncs.
+func (w *world) addressLeaderNeverSyncs() *tnode {
+	if w.p.cfg.LeaderOrder != election.OrderAddress {
+		return nil
+	}
+
+	var first *tnode
+
+	for _, n := range w.nodes {
+		if n.cp && (first == nil || n.ip.String() < first.ip.String()) {
+			first = n
+		}
+	}
+
+	if first != nil && first.neverSync {
+		return first
+	}
+
+	return nil
+}
+
+// stallUnexplained names a waiting node whose status does not point at the
+// leader that cannot act (or at a cluster).
+func (w *world) stallUnexplained(leader *tnode) string {
+	for _, n := range w.nodes {
+		if !n.cp || (n.daemon != nil && n.daemon.finished) {
+			continue
+		}
+
+		st := w.statusOf(n)
+		if !strings.Contains(st, leader.ip.String()) && !strings.Contains(st, "time sync") && !strings.Contains(st, "a cluster exists") && !strings.Contains(st, "mismatch: ") {
+			return fmt.Sprintf("%s waits without naming %s, the leader that never syncs time: %s", n, leader, st)
 		}
 	}
 

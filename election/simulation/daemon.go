@@ -23,6 +23,7 @@ import (
 // daemonConfig is one node's ExtensionServiceConfig, as the daemon reads it.
 type daemonConfig struct {
 	Quorum                int
+	LeaderOrder           election.LeaderOrder
 	ScanInterval          time.Duration
 	ScanTimeout           time.Duration
 	FollowerCheckInterval time.Duration
@@ -61,6 +62,7 @@ func (w *world) startDaemon(n *tnode) {
 		Clock: &nodeClock{s: w.sched, d: d},
 		Settings: states.Settings{
 			Quorum:                d.cfg.Quorum,
+			LeaderOrder:           d.cfg.LeaderOrder,
 			PreBootstrapDelay:     d.cfg.PreBootstrapDelay,
 			FollowerCheckInterval: d.cfg.FollowerCheckInterval,
 			EtcdWait:              d.cfg.EtcdWait,

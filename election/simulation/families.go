@@ -12,7 +12,7 @@ import (
 // found: the shape of the fault is fixed, its timings come from the seed.
 // TestSimulation runs each with every rule on (no failure allowed); each
 // negative control runs its family with one rule off and must fail.
-var Families = []string{"w1", "w2", "w7", "w8", "confirm"}
+var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -148,6 +148,31 @@ func (w *world) setupFamily(name string) error {
 		}}
 		w.cuts = append(w.cuts, cutAC)
 		w.p.chaosEnd = 4 * time.Minute
+	case "capi-address", "capi-boot-time":
+		// The Cluster API provider bootstraps too (QUORUM_NODES = replicas,
+		// as deploy/examples/capi-taloscontrolplane.yaml says), with
+		// addresses whose string and numeric orders differ and boot times
+		// that do not follow either.
+		n := 1 + w.rng.IntN(5)
+		boots := make([]time.Duration, n)
+
+		for i := range boots {
+			boots[i] = w.dur(0, 60*time.Second)
+		}
+
+		w.site(n, boots...)
+
+		hosts := w.rng.Perm(250)
+		for i, m := range w.nodes {
+			m.ip = netip.AddrFrom4([4]byte{198, 18, 0, byte(2 + hosts[i])})
+			m.offset = []time.Duration{0, 30 * time.Second, -45 * time.Second}[w.rng.IntN(3)]
+		}
+
+		w.p.cfg.LeaderOrder = election.LeaderOrder(name[len("capi-"):])
+		w.p.fillMax = w.dur(time.Second, 40*time.Second)
+		w.p.cfg.EtcdWait = 2*w.p.fillMax + 30*time.Second
+		w.p.chaosEnd = 2 * time.Minute
+		w.capiLoop()
 	default:
 		return fmt.Errorf("unknown scenario family %q", name)
 	}

@@ -229,7 +229,9 @@ func (a *apiNode) Bootstrap(ctx context.Context) error {
 	return err
 }
 
-func (w *world) machinedBootstrap(m *tnode) error {
+func (w *world) machinedBootstrap(m *tnode) error { return w.machinedBootstrapBy(m, "daemon") }
+
+func (w *world) machinedBootstrapBy(m *tnode, by string) error {
 	switch {
 	case !m.services:
 		return status.Error(codes.FailedPrecondition, "bootstrap is not available yet")
@@ -241,7 +243,7 @@ func (w *world) machinedBootstrap(m *tnode) error {
 		return status.Error(codes.AlreadyExists, "etcd data directory is not empty")
 	}
 
-	w.accept(m, "daemon")
+	w.accept(m, by)
 
 	return nil
 }

@@ -2,6 +2,8 @@ package simulation
 
 import (
 	"fmt"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"net/netip"
 	"time"
 )
@@ -47,6 +49,7 @@ func (w *world) setup() {
 	// Longer than any data directory takes to fill here, as the daemon's
 	// 5 minutes are longer than an etcd image pull.
 	p.cfg.EtcdWait = 2*p.fillMax + 30*time.Second
+	p.cfg.LeaderOrder = []election.LeaderOrder{election.OrderBootTime, election.OrderAddress}[w.rng.IntN(2)]
 	p.chaosEnd = w.dur(60*time.Second, 400*time.Second)
 	p.loss = []float64{0, 0.02, 0.1, 0.3}[w.rng.IntN(4)]
 	p.replyLoss = []float64{0, 0.3, 0.7}[w.rng.IntN(3)]
@@ -227,8 +230,8 @@ func (w *world) configOf(n *tnode) daemonConfig {
 func (w *world) describe() string {
 	p := w.p
 
-	return fmt.Sprintf("cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s",
-		p.nCP, p.nWorkers, p.quorum, p.mixedQuorum, p.cfg.ScanInterval.Round(time.Millisecond), p.cfg.FollowerCheckInterval.Round(time.Millisecond),
+	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s",
+		p.cfg.LeaderOrder, p.nCP, p.nWorkers, p.quorum, p.mixedQuorum, p.cfg.ScanInterval.Round(time.Millisecond), p.cfg.FollowerCheckInterval.Round(time.Millisecond),
 		p.cfg.PreBootstrapDelay.Round(time.Millisecond), p.chaosEnd.Round(time.Second), p.loss, p.replyLoss, p.crashRate,
 		p.slowMount, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second))
 }

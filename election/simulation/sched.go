@@ -17,7 +17,8 @@ import (
 // blocked again (synctest.Wait), then orders what they asked for (RPCs,
 // timers) by a key that does not depend on goroutine scheduling, and only
 // then draws randomness for it. The daemon's code runs unchanged; the
-// interleavings come from the seed alone.
+// interleavings come from the seed (the number a scenario is drawn from)
+// alone.
 
 // sched is the virtual time line shared by the Talos model and the daemons.
 type sched struct {

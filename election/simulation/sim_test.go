@@ -285,3 +285,17 @@ func TestRevertedRule(t *testing.T) {
 
 	t.Fatalf("rule %s reverted: no seed of %d showed %q", rule, *seeds, *finds)
 }
+
+// TestClusterAPIWithBootTimeMakesTwoClusters is why LEADER_ORDER exists:
+// next to the Cluster API provider, the default boot-time order picks
+// another node than the provider within these seeds, and two clusters
+// follow; with address (TestFamilies, capi-address) both pick one node.
+func TestClusterAPIWithBootTimeMakesTwoClusters(t *testing.T) {
+	s := summarise(runSeeds(t, 1, 200, Options{Family: "capi-boot-time"}))
+
+	t.Logf("Cluster API provider and LEADER_ORDER=boot-time: %d of %d scenarios made two clusters", s.doubles, s.runs)
+
+	if s.doubles == 0 {
+		t.Fatal("no double bootstrap with the boot-time order next to the Cluster API provider: the model of the provider is blind")
+	}
+}

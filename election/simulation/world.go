@@ -25,6 +25,8 @@ type world struct {
 	trace []string
 	paths map[string]int
 	hooks hooks
+	// capiDone: the Cluster API provider considers the cluster bootstrapped.
+	capiDone bool
 }
 
 // hooks let a scenario family act at the moment something happens.

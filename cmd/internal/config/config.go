@@ -18,6 +18,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
@@ -32,6 +33,7 @@ type Config struct {
 	ScanInterval          time.Duration
 	FollowerCheckInterval time.Duration
 	QuorumNodes           int
+	LeaderOrder           election.LeaderOrder
 	PreBootstrapDelay     time.Duration
 	MaxBackoff            time.Duration
 	ScanTimeout           time.Duration
@@ -64,13 +66,14 @@ type Config struct {
 	APIDPort int
 }
 
-// Defaults are the seed's defaults, plus ours for the variables it lacks.
+// Defaults are the original design's defaults (its README), plus ours for the variables it lacks.
 func Defaults() Config {
 	return Config{
 		LogLevel:              zerolog.InfoLevel,
 		ScanInterval:          30 * time.Second,
 		FollowerCheckInterval: 15 * time.Second,
 		QuorumNodes:           1,
+		LeaderOrder:           election.OrderBootTime,
 		PreBootstrapDelay:     10 * time.Second,
 		MaxBackoff:            2 * time.Minute,
 		ScanTimeout:           discovery.DefaultScanTimeout,
@@ -169,6 +172,16 @@ var settings = []setting{
 	{Prefix + "SCAN_INTERVAL", duration(100*time.Millisecond, func(c *Config) *time.Duration { return &c.ScanInterval })},
 	{Prefix + "FOLLOWER_CHECK_INTERVAL", duration(100*time.Millisecond, func(c *Config) *time.Duration { return &c.FollowerCheckInterval })},
 	{Prefix + "QUORUM_NODES", integer(1, 99, func(c *Config) *int { return &c.QuorumNodes })},
+	{Prefix + "LEADER_ORDER", func(cfg *Config, value string) error {
+		order, err := election.ParseLeaderOrder(value)
+		if err != nil {
+			return err
+		}
+
+		cfg.LeaderOrder = order
+
+		return nil
+	}},
 	{Prefix + "PRE_BOOTSTRAP_DELAY", duration(0, func(c *Config) *time.Duration { return &c.PreBootstrapDelay })},
 	{Prefix + "MAX_BACKOFF", duration(100*time.Millisecond, func(c *Config) *time.Duration { return &c.MaxBackoff })},
 	{Prefix + "SCAN_TIMEOUT", duration(10*time.Millisecond, func(c *Config) *time.Duration { return &c.ScanTimeout })},

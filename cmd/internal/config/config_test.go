@@ -9,7 +9,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-func TestDefaultsAreTheSeeds(t *testing.T) {
+func TestDefaultsAreTheOriginalDesigns(t *testing.T) {
 	cfg, warnings, err := Load(nil)
 	if err != nil || len(warnings) != 0 {
 		t.Fatalf("Load(nil) = %v, %v", warnings, err)
@@ -18,8 +18,9 @@ func TestDefaultsAreTheSeeds(t *testing.T) {
 	if cfg.LogLevel != zerolog.InfoLevel || cfg.ScanInterval != 30*time.Second ||
 		cfg.FollowerCheckInterval != 15*time.Second || cfg.QuorumNodes != 1 ||
 		cfg.PreBootstrapDelay != 10*time.Second || cfg.MaxBackoff != 2*time.Minute ||
-		cfg.ScanTimeout != 2*time.Second || cfg.MaxScanHosts != 65536 || cfg.APIDPort != 50000 {
-		t.Fatalf("defaults differ from the seed: %+v", cfg)
+		cfg.ScanTimeout != 2*time.Second || cfg.MaxScanHosts != 65536 || cfg.APIDPort != 50000 ||
+		cfg.LeaderOrder != "boot-time" {
+		t.Fatalf("defaults differ from the original design: %+v", cfg)
 	}
 }
 
@@ -27,6 +28,7 @@ func TestValuesParse(t *testing.T) {
 	cfg, _, err := Load([]string{
 		"LOG_LEVEL=DEBUG",
 		"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=3",
+		"TALOS_AUTO_BOOTSTRAP_LEADER_ORDER=address",
 		"TALOS_AUTO_BOOTSTRAP_PRE_BOOTSTRAP_DELAY=20s",
 		"TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.6, 10.0.0.5",
 		"TALOS_AUTO_BOOTSTRAP_BREAK_LOCK=10.0.0.5/6f2c1c3e-5a1b-4c7d-9e0f-123456789abc/2",
@@ -36,7 +38,7 @@ func TestValuesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if cfg.LogLevel != zerolog.DebugLevel || cfg.QuorumNodes != 3 || cfg.PreBootstrapDelay != 20*time.Second {
+	if cfg.LogLevel != zerolog.DebugLevel || cfg.QuorumNodes != 3 || cfg.PreBootstrapDelay != 20*time.Second || cfg.LeaderOrder != "address" {
 		t.Fatalf("cfg = %+v", cfg)
 	}
 
@@ -53,6 +55,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 	cases := []struct{ env, variable string }{
 		{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=three", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES"},
 		{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=0", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES"},
+		{"TALOS_AUTO_BOOTSTRAP_LEADER_ORDER=oldest", "TALOS_AUTO_BOOTSTRAP_LEADER_ORDER"},
+		{"TALOS_AUTO_BOOTSTRAP_LEADER_ORDER=", "TALOS_AUTO_BOOTSTRAP_LEADER_ORDER"},
 		{"TALOS_AUTO_BOOTSTRAP_SCAN_INTERVAL=30", "TALOS_AUTO_BOOTSTRAP_SCAN_INTERVAL"},
 		{"TALOS_AUTO_BOOTSTRAP_MAX_BACKOFF=-1s", "TALOS_AUTO_BOOTSTRAP_MAX_BACKOFF"},
 		{"TALOS_AUTO_BOOTSTRAP_SCAN_CONCURRENCY=100000", "TALOS_AUTO_BOOTSTRAP_SCAN_CONCURRENCY"},

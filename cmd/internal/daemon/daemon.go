@@ -71,6 +71,7 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 		Clock: clock,
 		Settings: states.Settings{
 			Quorum:                cfg.QuorumNodes,
+			LeaderOrder:           cfg.LeaderOrder,
 			PreBootstrapDelay:     cfg.PreBootstrapDelay,
 			FollowerCheckInterval: cfg.FollowerCheckInterval,
 			EtcdWait:              etcdWait,
