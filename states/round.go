@@ -2,19 +2,13 @@ package states
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
-
-// statusLimit caps a peer's status file: a peer answering a huge file is
-// garbage, not a status.
-const statusLimit = 256 << 10
 
 // observe gathers the facts of one protocol round: this node's incarnation
 // and etcd signs, and for every control-plane peer of the last scan its
@@ -46,7 +40,7 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 		synced = true
 	}
 
-	selfSigns, selfEtcd := signsOf(ctx, s.local)
+	selfSigns, selfEtcd := transport.ProbeEtcdSigns(ctx, s.local)
 
 	self.Node = s.status.Incarnation.Node
 
@@ -99,69 +93,17 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 		},
 	}
 
-	facts.Signs, _ = signsOf(ctx, peer.Node)
+	facts.Signs, _ = transport.ProbeEtcdSigns(ctx, peer.Node)
 
-	data, err := peer.Node.ReadFile(ctx, s.Settings.StatusPath, statusLimit)
+	st, state, err := transport.ReadStatus(ctx, peer.Node, s.Settings.StatusPath, peer.BootID)
+	facts.Status, facts.StatusState = st, state
 
-	switch {
-	case errors.Is(err, transport.ErrNotFound):
-		facts.StatusState = election.StatusMissing
-	case err != nil:
-		facts.StatusState = election.StatusUnreadable
+	if err != nil {
 		facts.StatusErr = err.Error()
-	default:
-		st, err := election.ParseStatus(data)
-		if err != nil {
-			facts.StatusState = election.StatusUnreadable
-			facts.StatusErr = fmt.Sprintf("%s on %s: %v", s.Settings.StatusPath, peer.Node.Addr(), err)
-
-			break
-		}
-
-		if st.Incarnation.BootID != peer.BootID {
-			// Written in an earlier boot: a status speaks only for the
-			// incarnation that wrote it.
-			facts.StatusState = election.StatusStale
-
-			break
-		}
-
-		facts.Status = st
-		facts.StatusState = election.StatusOK
 	}
 
 	return facts
 }
-
-// signsOf asks a node for signs of an existing etcd cluster. Errors are
-// classified by transport.EtcdSigns: only Talos's known "no etcd here yet"
-// answers count as "no"; anything else is "unknown", never "not bootstrapped".
-func signsOf(ctx context.Context, node transport.Node) (election.Signs, transport.ServiceState) {
-	svc, svcErr := node.EtcdService(ctx)
-	empty, dataErr := node.EtcdDataDirEmpty(ctx)
-
-	// Before bootstrap Talos's EtcdMemberList only retries localhost:2379
-	// until the deadline; when ServiceList says etcd does not run and the
-	// data directory is empty, the answer carries nothing and would cost a
-	// full deadline every round.
-	signs := transport.EtcdSigns(svc, svcErr, empty, dataErr, nil, errMembersNotAsked)
-	if signs.EtcdRunning == election.No && signs.DataDirNonEmpty == election.No {
-		return signs, svc
-	}
-
-	mctx, cancel := context.WithTimeout(ctx, memberListTimeout)
-	defer cancel()
-
-	members, membersErr := node.EtcdMembers(mctx)
-
-	return transport.EtcdSigns(svc, svcErr, empty, dataErr, members, membersErr), svc
-}
-
-// memberListTimeout is the original design's "short timeout on bootstrap
-// status checks".
-const memberListTimeout = 5 * time.Second
-
-var errMembersNotAsked = errors.New("not asked: etcd does not run and has no data")
 
 // decide runs one round: observe, Step, persist the new status BEFORE any
 // action, so that a crash never loses a lock or an intent.
