@@ -1,14 +1,17 @@
 // Command demo runs a simulated Talos cluster on this machine: one fake apid
 // per node on its own loopback address (Linux routes all of 127.0.0.0/8 to
 // lo), serving certificates of a freshly generated cluster CA, and one real
-// daemon process per node. It prints the daemons' interleaved JSON logs and
-// ends with a summary; it exits non-zero unless exactly one etcd cluster was
+// daemon process per node. It prints one timeline per node (its states, the
+// announce, lock and Bootstrap moments), writes the same as an SVG of
+// swimlanes, and ends with a summary; -v prints the daemons' interleaved JSON
+// logs as well. It exits non-zero unless exactly one etcd cluster was
 // bootstrapped and every daemon exited 0.
 package main
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -43,6 +47,8 @@ type options struct {
 	timeout    time.Duration
 	keep       bool
 	maxStagger time.Duration
+	verbose    bool
+	svg        string
 }
 
 func main() {
@@ -57,6 +63,8 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up after this long")
 	flag.DurationVar(&o.maxStagger, "stagger", 4*time.Second, "nodes boot at random times within this window")
 	flag.BoolVar(&o.keep, "keep", false, "keep the demo's temporary directory")
+	flag.BoolVar(&o.verbose, "v", false, "print every daemon's JSON log lines as they come")
+	flag.StringVar(&o.svg, "svg", "_out/demo-timeline.svg", "write the timeline as SVG swimlanes here (empty: do not)")
 	flag.Parse()
 
 	if o.quorum == 0 {
@@ -107,7 +115,7 @@ func run(o options) error {
 	}
 
 	rng := rand.New(rand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15))
-	out := &printer{w: os.Stdout}
+	out := &printer{w: os.Stdout, verbose: o.verbose}
 
 	out.say("generating a cluster with machinery (secrets bundle, machine configs, talosconfig)")
 
@@ -122,6 +130,7 @@ func run(o options) error {
 	nodes := plan(o, rng, dir)
 	cidr := netip.MustParsePrefix("127.0.10.0/27")
 	begin := time.Now()
+	out.begin = begin
 
 	var wg sync.WaitGroup
 
@@ -166,9 +175,65 @@ func run(o options) error {
 		}()
 	}
 
+	if !o.verbose {
+		out.say("daemons running; their timelines follow when all are done (-v prints their JSON logs)")
+	}
+
 	wg.Wait()
 
-	return summary(out, nodes, registry, pki, begin)
+	if err := timelines(o, out, nodes); err != nil {
+		return err
+	}
+
+	if err := summary(out, nodes, registry, pki, begin); err != nil {
+		return err
+	}
+
+	return showStatus(ctx, o, nodes, talosconfig)
+}
+
+// timelines prints every node's timeline and writes the SVG.
+func timelines(o options, out *printer, nodes []*demoNode) error {
+	names := make([]string, 0, len(nodes))
+	titles := map[string]string{}
+
+	for _, n := range nodes {
+		names = append(names, n.name)
+		titles[n.name] = n.ip.String()
+	}
+
+	tl := buildTimeline(names, titles, out.events)
+
+	out.say("---- timeline (seconds since the demo started; ▲ announce, ● lock, ★ Bootstrap) ----")
+	out.raw(tl.text())
+
+	if o.svg == "" {
+		return nil
+	}
+
+	workers := len(nodes) - o.nodes
+	title := fmt.Sprintf("kommodity-autobootstrap demo: %d control-plane + %d worker nodes, quorum %d, seed %d",
+		o.nodes, workers, o.quorum, o.seed)
+
+	if err := os.MkdirAll(filepath.Dir(o.svg), 0o755); err != nil {
+		return err
+	}
+
+	if err := os.WriteFile(o.svg, []byte(tl.svg(title)), 0o644); err != nil { //nolint:gosec // a picture for people
+		return err
+	}
+
+	out.say("timeline picture written to " + o.svg)
+
+	return nil
+}
+
+// showStatus is where the demo will end by running the daemon binary's
+// status subcommand (issue 11, item 2) against the simulated cluster, with a
+// talosconfig of the demo's CA. That subcommand has not landed yet, so this
+// hook does nothing.
+func showStatus(_ context.Context, _ options, _ []*demoNode, _ []byte) error {
+	return nil
 }
 
 // plan draws the nodes: random boot times (with a chance of a tie) and a
@@ -360,10 +425,14 @@ func summary(out *printer, nodes []*demoNode, registry *fakeapid.Registry, pki *
 	return nil
 }
 
-// printer serialises lines from several daemons.
+// printer serialises lines from several daemons and collects their
+// timeline events, timed when they are read.
 type printer struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu      sync.Mutex
+	w       io.Writer
+	verbose bool
+	begin   time.Time
+	events  []event
 }
 
 func (p *printer) say(line string) {
@@ -373,13 +442,57 @@ func (p *printer) say(line string) {
 	fmt.Fprintln(p.w, "demo | "+line)
 }
 
+func (p *printer) raw(text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	fmt.Fprint(p.w, text)
+}
+
+// copy reads a daemon's log: every line with -v, otherwise only warnings and
+// errors, shortened.
 func (p *printer) copy(name string, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
+		line := sc.Text()
+		e, isEvent := parseLine(name, time.Since(p.begin), line)
+
 		p.mu.Lock()
-		fmt.Fprintf(p.w, "%-4s | %s\n", name, sc.Text())
+
+		if isEvent {
+			p.events = append(p.events, e)
+		}
+
+		switch short := problem(line); {
+		case p.verbose:
+			fmt.Fprintf(p.w, "%-4s | %s\n", name, line)
+		case short != "":
+			fmt.Fprintf(p.w, "%-4s | %s\n", name, short)
+		}
+
 		p.mu.Unlock()
 	}
+}
+
+// problem shortens a warning or error log line to "level: msg: error";
+// other lines give "".
+func problem(line string) string {
+	var l struct {
+		Level string `json:"level"`
+		Msg   string `json:"msg"`
+		Error string `json:"error"`
+	}
+
+	if json.Unmarshal([]byte(line), &l) != nil {
+		return line // not a log line: it may be the only word of a crash
+	}
+
+	switch l.Level {
+	case "warn", "error", "fatal", "panic":
+		return strings.TrimSuffix(l.Level+": "+l.Msg+": "+l.Error, ": ")
+	}
+
+	return ""
 }
 
 // bootID draws a random UUID, as the kernel's boot_id is.
