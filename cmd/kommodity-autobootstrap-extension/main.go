@@ -1,6 +1,9 @@
 // Command kommodity-autobootstrap-extension is the daemon Talos runs as the
 // ext-kommodity-autobootstrap service on every node.
 //
+// `kommodity-autobootstrap-extension status` is the operator's view from a
+// workstation instead: see statusCommand.
+//
 // Exit codes: 0 when this node is part of a healthy etcd cluster (or is a
 // worker); 2 for an invalid configuration; 1 for any other failure. Talos's
 // restart policy untilSuccess restarts it after a non-zero exit.
@@ -23,6 +26,14 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "status" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		code := statusCommand(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+
+		stop()
+		os.Exit(code)
+	}
+
 	os.Exit(run())
 }
 
