@@ -3,9 +3,10 @@
 // lo), serving certificates of a freshly generated cluster CA, and one real
 // daemon process per node. It prints one timeline per node (its states, the
 // announce, lock and Bootstrap moments), writes the same as an SVG of
-// swimlanes, and ends with a summary; -v prints the daemons' interleaved JSON
-// logs as well. It exits non-zero unless exactly one etcd cluster was
-// bootstrapped and every daemon exited 0.
+// swimlanes, and ends with a summary and the status subcommand's report on
+// the simulated cluster; -v prints the daemons' interleaved JSON logs as
+// well. It exits non-zero unless exactly one etcd cluster was bootstrapped,
+// every daemon exited 0 and the status command exited 0.
 package main
 
 import (
@@ -189,7 +190,7 @@ func run(o options) error {
 		return err
 	}
 
-	return showStatus(ctx, o, nodes, talosconfig)
+	return showStatus(ctx, o, out, dir, nodes, talosconfig)
 }
 
 // timelines prints every node's timeline and writes the SVG.
@@ -228,11 +229,40 @@ func timelines(o options, out *printer, nodes []*demoNode) error {
 	return nil
 }
 
-// showStatus is where the demo will end by running the daemon binary's
-// status subcommand (issue 11, item 2) against the simulated cluster, with a
-// talosconfig of the demo's CA. That subcommand has not landed yet, so this
-// hook does nothing.
-func showStatus(_ context.Context, _ options, _ []*demoNode, _ []byte) error {
+// showStatus ends the demo as an operator would look at a cluster from a
+// workstation: the daemon binary's status subcommand, with a talosconfig of
+// the demo's cluster CA (the one the daemons use, an os:admin certificate),
+// reads every control-plane node through its fake apid, which still serves
+// after the daemons exited.
+func showStatus(ctx context.Context, o options, out *printer, dir string, nodes []*demoNode, talosconfig []byte) error {
+	path := filepath.Join(dir, "talosconfig")
+	if err := os.WriteFile(path, talosconfig, 0o600); err != nil {
+		return err
+	}
+
+	var ips []string
+
+	for _, n := range nodes {
+		if n.controlPlane {
+			ips = append(ips, n.ip.String())
+		}
+	}
+
+	args := []string{"status", "--talosconfig", path, "--nodes", strings.Join(ips, ","), "--port", fmt.Sprint(o.port)}
+	out.say("---- " + filepath.Base(o.binary) + " " + strings.Join(args, " ") + " ----")
+
+	var report strings.Builder
+
+	cmd := exec.CommandContext(ctx, o.binary, args...)
+	cmd.Stdout, cmd.Stderr = &report, &report
+	err := cmd.Run()
+
+	out.raw(report.String())
+
+	if err != nil {
+		return fmt.Errorf("status command: %w", err)
+	}
+
 	return nil
 }
 
