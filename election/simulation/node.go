@@ -74,7 +74,7 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 			}
 
 			w.at(serverDelay+w.delay(m, self), func() {
-				if w.reachable(m, self) && !(method == "Bootstrap" && w.inChaos() && w.chance(w.p.replyLoss)) {
+				if w.reachable(self, m) && !(method == "Bootstrap" && w.inChaos() && w.chance(w.p.replyLoss)) {
 					w.answer(c, v, err)
 				}
 			})

@@ -76,7 +76,7 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 				a := probeAnswer{ok: true, foreign: m.foreign, cp: m.cp, bootID: m.bootID, bootTime: time.Unix(m.bootTimeUnix(), 0)}
 
 				w.at(w.delay(m, self), func() {
-					if w.reachable(m, self) && !c.answered {
+					if w.reachable(self, m) && !c.answered {
 						answers[addr] = a
 					}
 				})

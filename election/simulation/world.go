@@ -75,7 +75,9 @@ func (w *world) nodeAt(addr netip.Addr) *tnode {
 	return nil
 }
 
-// reachable: packets from a get to b now (directed).
+// reachable: a can open connections to b now. Cuts are directed, as a
+// stateful firewall is: the answer on a connection a opened comes back even
+// when b could not reach a by itself. etcd needs both directions.
 func (w *world) reachable(a, b *tnode) bool {
 	if !a.up || !b.up {
 		return false
