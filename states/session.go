@@ -191,3 +191,9 @@ func (s *Session) sleep(ctx context.Context, d time.Duration) error {
 func MinRoundFor(followerCheckInterval time.Duration) time.Duration {
 	return min(time.Second, followerCheckInterval)
 }
+
+// DefaultEtcdWait bounds one wait for etcd after a bootstrap; when it runs
+// out the wait is retried in place with backoff (etcd's image may still be
+// pulling), and an own Bootstrap that may have been lost is sent again only
+// after it (see election.Observation.ResendAfter).
+const DefaultEtcdWait = 5 * time.Minute

@@ -28,6 +28,7 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/statusreport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
@@ -38,10 +39,10 @@ const (
 	statusBlocked = 3
 )
 
-// resendAfter is the daemon's EtcdWait (cmd/internal/daemon): how long a
-// sent Bootstrap is given to show etcd data. It only shapes the wording of
-// a bootstrapping node's next step.
-const resendAfter = 5 * time.Minute
+// resendAfter is the daemon's EtcdWait: how long a sent Bootstrap is given
+// to show etcd data. It only shapes the wording of a bootstrapping node's
+// next step.
+const resendAfter = states.DefaultEtcdWait
 
 const statusUsage = `Usage: kommodity-autobootstrap-extension status [--talosconfig FILE] [--nodes IP,IP,...] [-o text|json]
 

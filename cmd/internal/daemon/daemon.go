@@ -27,10 +27,6 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
-// etcdWait bounds one wait for etcd after a bootstrap; when it runs out the
-// wait is retried in place with backoff (etcd's image may still be pulling).
-const etcdWait = 5 * time.Minute
-
 // Run runs the daemon until this node is part of a healthy etcd cluster (or
 // found to be a worker), a permanent error, or ctx ends.
 func Run(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
@@ -74,7 +70,7 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 			LeaderOrder:           cfg.LeaderOrder,
 			PreBootstrapDelay:     cfg.PreBootstrapDelay,
 			FollowerCheckInterval: cfg.FollowerCheckInterval,
-			EtcdWait:              etcdWait,
+			EtcdWait:              states.DefaultEtcdWait,
 			MinRound:              states.MinRoundFor(cfg.FollowerCheckInterval),
 			BreakLock:             breakLock,
 			StatusPath:            statusfile.Path, // on every node's host, read through apid
