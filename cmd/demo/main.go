@@ -186,11 +186,20 @@ func run(o options) error {
 		return err
 	}
 
-	if err := summary(out, nodes, registry, pki, begin); err != nil {
-		return err
+	// The status command runs whatever the outcome: when the demo did not
+	// end with one bootstrap it is what explains why. Its own context, as
+	// the demo's may have run out.
+	sumErr := summary(out, nodes, registry, pki, begin)
+
+	statusCtx, cancelStatus := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelStatus()
+
+	statusErr := showStatus(statusCtx, o, out, dir, nodes, talosconfig)
+	if sumErr != nil {
+		return sumErr
 	}
 
-	return showStatus(ctx, o, out, dir, nodes, talosconfig)
+	return statusErr
 }
 
 // timelines prints every node's timeline and writes the SVG.
