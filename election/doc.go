@@ -84,10 +84,10 @@
 // highest-ranked live intent in view (announced, locked to itself, not
 // withdrawn), or wait for the top candidate to announce.
 //
-// 6b. A leader still ranking first begins the bootstrap only when: it
-// announced at least ConfirmWait (FOLLOWER_CHECK_INTERVAL) ago, so followers
-// had a chance to lock; the view has been stable, and it has been announced,
-// for PRE_BOOTSTRAP_DELAY; every peer in view has a readable status of its
+// 6b. A leader still ranking first begins the bootstrap only when: the
+// view has been stable, and it has been announced, for PRE_BOOTSTRAP_DELAY
+// (followers lock within that time; there is no separate wait for them,
+// since a peer that has not locked blocks anyway); every peer in view has a readable status of its
 // current boot locked to exactly (self, k); no node (self included) has an
 // Unknown cluster check; the view holds at least Quorum nodes. Any blocker is
 // named in the Reason (a node without status file: every control-plane node

@@ -289,10 +289,6 @@ func lead(st Status, obs Observation) (Status, Decision) {
 		}
 	}
 
-	if waited := obs.Now.Sub(st.AnnouncedAt); waited < obs.ConfirmWait {
-		blockers = append(blockers, fmt.Sprintf("announced %s ago, confirming after %s", waited, obs.ConfirmWait))
-	}
-
 	stableFrom := obs.ViewStableSince
 	if st.AnnouncedAt.After(stableFrom) {
 		stableFrom = st.AnnouncedAt

@@ -52,7 +52,7 @@ func obsFor(self Candidate, now time.Duration, peers ...PeerFacts) Observation {
 	return Observation{
 		Now: t0.Add(time.Hour + now), Self: self, SelfSigns: noSigns(), SelfTimeSynced: true,
 		Peers: peers, Quorum: 3, ViewStableSince: t0.Add(time.Hour - time.Minute),
-		PreBootstrapDelay: 20 * time.Second, ConfirmWait: 15 * time.Second,
+		PreBootstrapDelay: 20 * time.Second,
 	}
 }
 
@@ -322,9 +322,9 @@ func TestStepRules(t *testing.T) {
 			}(), reasonHas: "view stable",
 		},
 		{
-			name: "6 confirm wait not over", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
+			name: "6 announced too recently: the delay counts from the announcement", kind: Lead, phase: PhaseAnnounced, lock: ref(cA, 3), withdrawn: 2,
 			st:  func() Status { s := announcedA(); s.AnnouncedAt = t0.Add(time.Hour - 5*time.Second); return s }(),
-			obs: obsFor(cA, 0, lockedToA3(cB), lockedToA3(cC)), reasonHas: "confirming after",
+			obs: obsFor(cA, 0, lockedToA3(cB), lockedToA3(cC)), reasonHas: "view stable for 5s of 20s",
 		},
 		{
 			name: "6 withdrawal when a higher-ranked node appears, then lock to its intent", kind: Follow, phase: PhaseLocked, withdrawn: 3,

@@ -435,9 +435,8 @@ type Observation struct {
 	LeaderOrder LeaderOrder
 	// ViewStableSince comes from ViewTracker.
 	ViewStableSince time.Time
-	// PreBootstrapDelay is PRE_BOOTSTRAP_DELAY; ConfirmWait is
-	// FOLLOWER_CHECK_INTERVAL, the longest a follower may take to lock.
-	PreBootstrapDelay, ConfirmWait time.Duration
+	// PreBootstrapDelay is PRE_BOOTSTRAP_DELAY.
+	PreBootstrapDelay time.Duration
 	// BreakLock is the operator escape hatch: nil normally.
 	BreakLock *IntentRef
 	// ResendAfter is how long an own Bootstrap that may have been accepted

@@ -26,7 +26,7 @@ func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
 	// A fresh scan: a peer that rebooted since the last one (a retry after
 	// "time is not in sync yet" can take minutes) is known only by its new
 	// boot id, and its lock would never be confirmed on a stale view.
-	round := s.rescanAndDecide
+	round := s.refreshAndDecide
 	if reverted("w2") {
 		round = s.decide
 	}

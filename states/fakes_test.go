@@ -140,6 +140,8 @@ func (s *memScanner) Scan(context.Context) (ScanResult, error) {
 	return ScanResult{ControlPlane: append([]discovery.Peer(nil), s.peers...)}, nil
 }
 
+func (s *memScanner) Refresh(ctx context.Context) (ScanResult, error) { return s.Scan(ctx) }
+
 func (s *memScanner) NextDelay(known, attempt int) time.Duration {
 	s.asked = append(s.asked, [2]int{known, attempt})
 
@@ -215,8 +217,8 @@ func (d *memDialer) Dial(_ context.Context, addr netip.AddrPort) (transport.Node
 	return d.node, nil
 }
 
-// Timings of the test sessions: the poll of the waiting states is
-// FollowerCheckInterval/3 = 3 s, a round of Elect's not-yet is 1 s.
+// Timings of the test sessions: MinRound is 1 s (a round of Elect's
+// not-yet, and of the leader's LeaderDelay), FollowerWait waits 9 s.
 const (
 	testDelay   = 30 * time.Second
 	testFollow  = 9 * time.Second

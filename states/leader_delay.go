@@ -50,8 +50,10 @@ func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
 	}
 }
 
-// pollInterval paces the waiting states: often enough to see a change within
-// a fraction of the follower interval, never a hot loop.
+// pollInterval paces the leader while an election is under way: every
+// MinRound (and the sweep's SCAN_TIMEOUT), so that it sees the last lock and
+// the end of PRE_BOOTSTRAP_DELAY within a few seconds. It lasts only while
+// this node leads; followers wait FOLLOWER_CHECK_INTERVAL.
 func (s *Session) pollInterval() time.Duration {
-	return max(s.Settings.MinRound, s.Settings.FollowerCheckInterval/3)
+	return s.Settings.MinRound
 }

@@ -11,7 +11,7 @@ import (
 )
 
 func TestLeaderDelay(t *testing.T) {
-	const poll = testFollow / 3 // LeaderDelay's round
+	const poll = testMinWait // LeaderDelay's round: MinRound while leading
 
 	for _, tc := range []struct {
 		name             string

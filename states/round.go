@@ -54,7 +54,6 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 		Quorum:            s.Settings.Quorum,
 		LeaderOrder:       s.Settings.LeaderOrder,
 		PreBootstrapDelay: s.Settings.PreBootstrapDelay,
-		ConfirmWait:       s.Settings.FollowerCheckInterval,
 		BreakLock:         s.Settings.BreakLock,
 		ResendAfter:       s.Settings.EtcdWait,
 	}
@@ -136,6 +135,32 @@ func (s *Session) rescanAndDecide(ctx context.Context) (election.Observation, el
 	result, err := s.scanner.Scan(ctx)
 	if err != nil {
 		return election.Observation{}, election.Decision{}, fmt.Errorf("rescan: %w", err)
+	}
+
+	s.peers = result.ControlPlane
+
+	return s.decide(ctx)
+}
+
+// refreshAndDecide is the round of the states that act on a decided
+// bootstrap (Bootstrap, and the resend in AwaitEtcd): the known peers are
+// probed again, so that a peer that rebooted is seen with its new boot id
+// and its resumed lock counts; no sweep, which would wait out every silent
+// address for SCAN_TIMEOUT just before the send.
+//
+// A peer that discovery dropped (it was down for several probes, or came
+// back at another address) is found only by a sweep: when the refresh
+// knows fewer peers than the last round, or too few for a quorum, the round
+// sweeps after all, or a retried Bootstrap would wait for that peer's lock
+// for ever.
+func (s *Session) refreshAndDecide(ctx context.Context) (election.Observation, election.Decision, error) {
+	result, err := s.scanner.Refresh(ctx)
+	if err != nil {
+		return election.Observation{}, election.Decision{}, fmt.Errorf("refresh peers: %w", err)
+	}
+
+	if len(result.ControlPlane) < len(s.peers) || 1+len(result.ControlPlane) < s.Settings.Quorum {
+		return s.rescanAndDecide(ctx)
 	}
 
 	s.peers = result.ControlPlane

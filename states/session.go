@@ -62,6 +62,10 @@ type ScanResult struct {
 // rounds and forgets a peer only after several failed probes.
 type Scanner interface {
 	Scan(ctx context.Context) (ScanResult, error)
+	// Refresh re-probes only the known peers: fresh boot ids and boot
+	// times within a round trip, without waiting out the silent addresses
+	// of a sweep.
+	Refresh(ctx context.Context) (ScanResult, error)
 	// NextDelay is how long to wait before the next round while quorum is
 	// missing (fast at first, backing off to SCAN_INTERVAL).
 	NextDelay(knownControlPlane, attempt int) time.Duration

@@ -133,7 +133,6 @@ func statusCommand(ctx context.Context, args []string, getenv func(string) strin
 	report := statusreport.Build(facts, statusreport.Settings{
 		Now:               time.Now(),
 		PreBootstrapDelay: defaults.PreBootstrapDelay,
-		ConfirmWait:       defaults.FollowerCheckInterval,
 		ResendAfter:       resendAfter,
 	})
 

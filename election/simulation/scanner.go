@@ -3,6 +3,7 @@ package simulation
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -46,22 +47,40 @@ func (s *scanner) NextDelay(known, attempt int) time.Duration {
 func (s *scanner) Close() error { return nil }
 
 func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
+	return s.sweep(ctx, "scan", func() []netip.Addr { return s.w.rangeAddrs() })
+}
+
+// Refresh re-probes the known peers only, as discovery.Scanner.Scan with no
+// targets does: it ends when they all answered, or at SCAN_TIMEOUT.
+func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
+	return s.sweep(ctx, "refresh", func() []netip.Addr {
+		return slices.SortedFunc(maps.Keys(s.known), netip.Addr.Compare)
+	})
+}
+
+// sweep probes addrs (computed by the scheduler when the request starts).
+// A sweep of the range waits out SCAN_TIMEOUT, as silent addresses make the
+// real one do; a refresh ends with its last answer.
+func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.Addr) (states.ScanResult, error) {
 	w := s.w
 
 	w.mu.Lock()
 	s.scans++
-	key := fmt.Sprintf("scan|%06d", s.scans)
+	key := fmt.Sprintf("%s|%06d", kind, s.scans)
 	w.mu.Unlock()
 
 	v, err := w.park(ctx, s.d, key, func(c *call) {
 		self := s.d.node
-		addrs := w.rangeAddrs()
-		answers := make(map[netip.Addr]probeAnswer, len(addrs))
+		targets := addrs()
+		answers := make(map[netip.Addr]probeAnswer, len(targets))
+		expected := 0
 
-		for _, addr := range addrs {
+		for _, addr := range targets {
 			if addr == self.ip {
 				continue
 			}
+
+			expected++
 
 			m := w.nodeAt(addr)
 			if m == nil || w.lost() {
@@ -76,8 +95,14 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 				a := probeAnswer{ok: true, foreign: m.foreign, cp: m.cp, bootID: m.bootID, bootTime: time.Unix(m.bootTimeUnix(), 0)}
 
 				w.at(w.delay(m, self), func() {
-					if w.reachable(self, m) && !c.answered {
-						answers[addr] = a
+					if !w.reachable(self, m) || c.answered {
+						return
+					}
+
+					answers[addr] = a
+
+					if kind == "refresh" && len(answers) == expected {
+						w.answer(c, answers, nil)
 					}
 				})
 			})

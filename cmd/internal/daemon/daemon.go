@@ -290,7 +290,15 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 		}
 	}
 
-	res, err := s.scanner.Scan(ctx, s.targets)
+	return s.sweep(ctx, s.targets)
+}
+
+func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
+	return s.sweep(ctx, nil) // nil targets: the known peers only
+}
+
+func (s *scanner) sweep(ctx context.Context, targets iter.Seq[netip.Addr]) (states.ScanResult, error) {
+	res, err := s.scanner.Scan(ctx, targets)
 	if err != nil {
 		return states.ScanResult{}, err
 	}

@@ -89,9 +89,9 @@ func (f Facts) ip() netip.Addr {
 // Settings are the daemons' timings the verdict assumes (they are not
 // published in the status file) and the time of the report.
 type Settings struct {
-	Now                            time.Time
-	PreBootstrapDelay, ConfirmWait time.Duration
-	ResendAfter                    time.Duration
+	Now               time.Time
+	PreBootstrapDelay time.Duration
+	ResendAfter       time.Duration
 }
 
 // Row is one node in the table.
@@ -212,7 +212,6 @@ func observation(nodes []Facts, i int, set Settings) election.Observation {
 		LeaderOrder:       st.LeaderOrder,
 		ViewStableSince:   set.Now,
 		PreBootstrapDelay: set.PreBootstrapDelay,
-		ConfirmWait:       set.ConfirmWait,
 		ResendAfter:       set.ResendAfter,
 	}
 

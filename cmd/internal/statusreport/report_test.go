@@ -15,7 +15,7 @@ import (
 
 var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-var settings = statusreport.Settings{Now: now, PreBootstrapDelay: 10 * time.Second, ConfirmWait: 15 * time.Second, ResendAfter: 5 * time.Minute}
+var settings = statusreport.Settings{Now: now, PreBootstrapDelay: 10 * time.Second, ResendAfter: 5 * time.Minute}
 
 // inc is node n's incarnation: 10.0.0.n, boot id of that number; node n
 // booted n minutes before the first (so 1 ranks first by boot time).
