@@ -322,20 +322,9 @@ func testLateNode(t *testing.T, art artifacts) {
 
 	time.Sleep(lateDelay)
 
-	if cs := w.clusters(); len(cs) != 0 {
-		w.dump()
-		t.Fatalf("bootstrapped before the third node arrived: %+v", cs)
-	}
+	expectNothingBeforeLate(t, w, early, runs)
 
-	for i, p := range runs {
-		if p.exited() {
-			t.Fatalf("%s exited (%d) while waiting for quorum", p.name, p.exitCode)
-		}
-
-		if calls := early[i].bootstrapCalls(); len(calls) != 0 {
-			t.Fatalf("%s got Bootstrap calls before the third node arrived: %v", early[i].spec.name, calls)
-		}
-
+	for _, p := range runs {
 		if !hasMessage(t, p, "waiting for quorum") {
 			t.Errorf("%s: no \"waiting for quorum\" while alone with one peer", p.name)
 		}
@@ -359,6 +348,27 @@ func testLateNode(t *testing.T, art artifacts) {
 	expectNoMountLeftovers(t, nodes...)
 	figures(t, "late-node", lateRun.started, &got, runs...)
 	w.dumpIfFailed(t)
+}
+
+// expectNothingBeforeLate checks that the early nodes, waiting for a late
+// one, are still running and that nothing was bootstrapped.
+func expectNothingBeforeLate(t *testing.T, w *world, early []*node, runs []*proc) {
+	t.Helper()
+
+	if cs := w.clusters(); len(cs) != 0 {
+		w.dump()
+		t.Fatalf("bootstrapped before the third node arrived: %+v", cs)
+	}
+
+	for i, p := range runs {
+		if p.exited() {
+			t.Fatalf("%s exited (%d) while waiting for quorum", p.name, p.exitCode)
+		}
+
+		if calls := early[i].bootstrapCalls(); len(calls) != 0 {
+			t.Fatalf("%s got Bootstrap calls before the third node arrived: %v", early[i].spec.name, calls)
+		}
+	}
 }
 
 // testForeignNode: a control-plane node of another cluster (its own CA and
