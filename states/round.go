@@ -142,6 +142,18 @@ func (s *Session) rescanAndDecide(ctx context.Context) (election.Observation, el
 	return s.decide(ctx)
 }
 
+// machines counts the distinct boot ids among peers: an address that
+// forwards to a peer (a VIP) is not another candidate.
+func machines(peers []discovery.Peer) int {
+	seen := map[string]bool{}
+
+	for _, p := range peers {
+		seen[p.BootID] = true
+	}
+
+	return len(seen)
+}
+
 // refreshAndDecide is the round of the states that act on a decided
 // bootstrap (Bootstrap, and the resend in AwaitEtcd): the known peers are
 // probed again, so that a peer that rebooted is seen with its new boot id
@@ -159,7 +171,7 @@ func (s *Session) refreshAndDecide(ctx context.Context) (election.Observation, e
 		return election.Observation{}, election.Decision{}, fmt.Errorf("refresh peers: %w", err)
 	}
 
-	if len(result.ControlPlane) < len(s.peers) || 1+len(result.ControlPlane) < s.Settings.Quorum {
+	if len(result.ControlPlane) < len(s.peers) || 1+machines(result.ControlPlane) < s.Settings.Quorum {
 		return s.rescanAndDecide(ctx)
 	}
 

@@ -38,6 +38,12 @@ func runSeeds(t *testing.T, first uint64, count int, opts Options) []Result {
 				o := opts
 				o.Seed = first + uint64(i)
 				results[i] = Run(t, o)
+
+				if r := results[i]; r.DoubleBootstrap || r.LivenessFailure {
+					// At once, so that a long run names every failing seed
+					// even when it is stopped before its summary.
+					fmt.Fprintf(os.Stderr, "FAILED seed %d (%s): %s\n", r.Seed, r.Scenario, r.Problem)
+				}
 			}
 		})
 	}
