@@ -38,6 +38,11 @@ func main() {
 }
 
 func run() int {
+	// Signals first: a SIGTERM that arrives while the configuration is read
+	// must end the run as "stopped", not kill the process mid-write.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
 	// The original design's log format: {"level":"info","msg":"..."}.
 	zerolog.MessageFieldName = "msg"
 	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
@@ -62,9 +67,6 @@ func run() int {
 	for _, name := range unknown {
 		log.Warn().Str("variable", name).Msg("unknown variable ignored (a typo?)")
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 
 	if err := daemon.Run(ctx, cfg, log); err != nil {
 		if ctx.Err() != nil {
