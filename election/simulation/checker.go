@@ -68,6 +68,17 @@ func (w *world) otherMember(n *tnode) bool {
 	return false
 }
 
+// rejoining: a reset node has not joined etcd again yet.
+func (w *world) rejoining() bool {
+	for _, m := range w.nodes {
+		if m.wasReset && m.data == 0 {
+			return true
+		}
+	}
+
+	return false
+}
+
 func (w *world) allDone() bool {
 	if w.inChaos() {
 		return false
@@ -164,8 +175,10 @@ func (w *world) mismatchUnreported() string {
 	return ""
 }
 
-// addressLeaderNeverSyncs is the control-plane node with the lowest
-// address in string order, when the order is address and it never syncs.
+// addressLeaderNeverSyncs is a control-plane node that never syncs time
+// and leads under LEADER_ORDER=address: the lowest address of all, or the
+// lowest of those in view when it announced (a lower one arrived later and
+// found the locks taken).
 func (w *world) addressLeaderNeverSyncs() *tnode {
 	if w.p.cfg.LeaderOrder != election.OrderAddress {
 		return nil
@@ -181,6 +194,16 @@ func (w *world) addressLeaderNeverSyncs() *tnode {
 
 	if first != nil && first.neverSync {
 		return first
+	}
+
+	for _, n := range w.nodes {
+		if !n.cp || !n.neverSync || n.statusFile == nil {
+			continue
+		}
+
+		if st, err := election.ParseStatus(n.statusFile); err == nil && (st.Phase == election.PhaseAnnounced || st.Phase == election.PhaseBootstrapping) {
+			return n
+		}
 	}
 
 	return nil

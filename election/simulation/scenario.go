@@ -74,8 +74,10 @@ func (w *world) setup() {
 		w.nodes = append(w.nodes, n)
 	}
 
+	mixed := -1
 	if p.mixedQuorum {
-		w.nodes[w.rng.IntN(p.nCP)].quorum = 1
+		mixed = w.rng.IntN(p.nCP)
+		w.nodes[mixed].quorum = 1
 	}
 
 	if p.neverSync {
@@ -98,12 +100,19 @@ func (w *world) setup() {
 
 	if p.preBootstrapped {
 		// A cluster made earlier (by hand): recognisable only if every
-		// quorum holds a member, so more than nCP-quorum members.
+		// quorum holds a member, so more than nCP-quorum members, and the
+		// node with QUORUM_NODES=1 is one.
 		members := p.nCP - p.quorum + 1 + w.rng.IntN(p.quorum)
 		id := w.chk.existing()
 
 		for _, i := range w.rng.Perm(p.nCP)[:members] {
 			w.nodes[i].data = id
+		}
+
+		if mixed >= 0 {
+			// QUORUM_NODES=1 makes the node its own quorum: a cluster it
+			// cannot see is recognisable to it only in its own data.
+			w.nodes[mixed].data = id
 		}
 	}
 
@@ -195,10 +204,10 @@ func (w *world) chaos() {
 
 		if p.resets && w.chance(0.3) {
 			// An operator resets EPHEMERAL of a node that is done (it had
-			// joined): it comes back empty and must rejoin, never found a
-			// cluster of its own.
+			// joined), one node at a time as the README asks: it comes
+			// back empty and must rejoin, never found a cluster of its own.
 			w.at(w.dur(0, p.chaosEnd), func() {
-				if n.up && n.daemon != nil && n.daemon.finished && n.healthy && w.otherMember(n) {
+				if n.up && n.daemon != nil && n.daemon.finished && n.healthy && w.otherMember(n) && !w.rejoining() {
 					w.resetEphemeral(n)
 				}
 			})

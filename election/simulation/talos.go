@@ -53,7 +53,8 @@ type tnode struct {
 
 	// Disk: /var survives reboots, a reset of EPHEMERAL wipes it.
 	statusFile []byte
-	data       int // /var/lib/etcd: 0 empty, else the cluster ID
+	data       int  // /var/lib/etcd: 0 empty, else the cluster ID
+	wasReset   bool // EPHEMERAL was reset at least once
 
 	etcd      string // etcd service state, "" when absent
 	healthy   bool

@@ -281,7 +281,7 @@ func (w *world) resetEphemeral(n *tnode) {
 	w.tracef(n, "reset EPHEMERAL (data=%d)", n.data)
 	w.path("EPHEMERAL reset")
 	w.kill(n)
-	n.statusFile, n.data = nil, 0
+	n.statusFile, n.data, n.wasReset = nil, 0, true
 	n.pending, n.etcd, n.healthy = nil, "", false
 	n.up = false
 	w.at(w.dur(5*time.Second, 30*time.Second), func() { w.boot(n) })
