@@ -1,19 +1,25 @@
-// Package discovery finds the other nodes of this Talos cluster on the local
-// network.
+// Package discovery finds the other nodes of this Talos cluster.
 //
-// DetectNetwork picks the interface, address, prefix and gateway from
-// <proc>/net/route and the interface list; NewTargets turns that (or
-// TALOS_AUTO_BOOTSTRAP_SCAN_CIDR, or the static TALOS_AUTO_BOOTSTRAP_PEERS)
-// into a lazy sequence of addresses, refusing ranges above
-// TALOS_AUTO_BOOTSTRAP_MAX_SCAN_HOSTS. A Scanner probes them: TCP to apid,
-// then a TLS handshake that presents the os:admin certificate and accepts
-// only a server certificate that chains to the cluster's machine CA. That
-// check is what keeps other clusters and maintenance-mode nodes (a
-// self-signed CA) out of the election. Verified nodes are asked for their
-// boot time (SystemStat), boot ID and machine type, all within one
-// SCAN_TIMEOUT per address, and their connections are kept for the next
-// round. The local node is probed through the same path (ProbeSelf), so
-// every node compares the same SystemStat number.
+// Addresses come from sources (TALOS_AUTO_BOOTSTRAP_DISCOVERY): Talos
+// cluster discovery read through the local apid (Members: its Affiliates
+// and Members, IPv4 and IPv6, on any subnet), a sweep of the local network
+// (DetectNetwork picks the interface, address, prefix and gateway from
+// <proc>/net/route, else <proc>/net/ipv6_route, and the interface list;
+// NewTargets turns that or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR into a lazy
+// sequence of addresses, refusing ranges above
+// TALOS_AUTO_BOOTSTRAP_MAX_SCAN_HOSTS, so an IPv6 /64 is never swept), and
+// the static TALOS_AUTO_BOOTSTRAP_PEERS. Combined probes them all in one
+// round with one Scanner: TCP to apid, then a TLS handshake that presents
+// the os:admin certificate and accepts only a server certificate that
+// chains to the cluster's machine CA. That check is what keeps other
+// clusters, maintenance-mode nodes (a self-signed CA) and stale discovery
+// entries out of the election: a source only names addresses. Verified
+// nodes are asked for their boot time (SystemStat), boot ID and machine
+// type, all within one SCAN_TIMEOUT per address, and their connections are
+// kept for the next round; a node answering at several addresses is one
+// peer, named by its lowest address (IPv4 before IPv6). The local node is
+// probed through the same path (ProbeSelf), so every node compares the same
+// SystemStat number.
 //
 // # Concurrency default: 256
 //

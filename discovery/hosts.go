@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -18,38 +20,56 @@ const DefaultMaxScanHosts = 65536
 // than the configured maximum.
 var ErrRangeTooLarge = errors.New("scan range too large")
 
-// UsableHosts is the number of addresses Hosts yields for an IPv4 prefix:
+// UsableHosts is the number of addresses Hosts yields for a prefix. IPv4:
 // all but the network and broadcast addresses for /30 and wider, both for
-// a /31 (RFC 3021 point-to-point), none for a /32.
+// a /31 (RFC 3021 point-to-point), none for a /32. IPv6 has no broadcast:
+// all but the all-zeros Subnet-Router anycast address (RFC 4291 2.6.1) for
+// /126 and wider, both for a /127 (RFC 6164 point-to-point), none for a
+// /128. A count that does not fit is math.MaxUint64, more than any limit;
+// that is exact for a /64 (2^64-1 hosts) and saturated for shorter ones.
 func UsableHosts(p netip.Prefix) uint64 {
-	switch n := 32 - p.Bits(); {
+	if !p.IsValid() {
+		return 0
+	}
+	if p.Addr().Is4() {
+		switch n := 32 - p.Bits(); {
+		case n <= 0:
+			return 0
+		case n == 1:
+			return 2
+		default:
+			return 1<<n - 2
+		}
+	}
+	switch n := 128 - p.Bits(); {
 	case n <= 0:
 		return 0
 	case n == 1:
 		return 2
+	case n >= 64:
+		return math.MaxUint64
 	default:
-		return 1<<n - 2
+		return 1<<n - 1
 	}
 }
 
-// Hosts returns the usable host addresses of an IPv4 prefix, lazily: a /16
-// costs no more memory than a /30. maxHosts <= 0 means DefaultMaxScanHosts.
+// Hosts returns the usable host addresses of a prefix, lazily: a /16 costs
+// no more memory than a /30. maxHosts <= 0 means DefaultMaxScanHosts. Only
+// small IPv6 ranges (a /112 holds 65535 hosts) pass the limit: a /64 is
+// refused, whatever the limit.
 func Hosts(p netip.Prefix, maxHosts int) (iter.Seq[netip.Addr], error) {
 	if !p.IsValid() {
 		return nil, fmt.Errorf("invalid scan range")
-	}
-	if !p.Addr().Is4() {
-		return nil, fmt.Errorf("scan range %s is not IPv4: sweeping IPv6 is not possible, set TALOS_AUTO_BOOTSTRAP_PEERS", p)
 	}
 	if maxHosts <= 0 {
 		maxHosts = DefaultMaxScanHosts
 	}
 	p = p.Masked()
-	if n := UsableHosts(p); n > uint64(maxHosts) {
-		return nil, fmt.Errorf("%w: %s has %d hosts, more than TALOS_AUTO_BOOTSTRAP_MAX_SCAN_HOSTS=%d; "+
-			"set TALOS_AUTO_BOOTSTRAP_SCAN_CIDR to a smaller range, TALOS_AUTO_BOOTSTRAP_PEERS to the "+
-			"control-plane addresses, or raise TALOS_AUTO_BOOTSTRAP_MAX_SCAN_HOSTS",
-			ErrRangeTooLarge, p, n, maxHosts)
+	if err := checkRange(p, maxHosts); err != nil {
+		return nil, err
+	}
+	if !p.Addr().Is4() {
+		return hosts6(p), nil
 	}
 	b := p.Addr().As4()
 	first := uint64(binary.BigEndian.Uint32(b[:]))
@@ -70,6 +90,49 @@ func Hosts(p netip.Prefix, maxHosts int) (iter.Seq[netip.Addr], error) {
 	}, nil
 }
 
+// tooLargeAdvice names what replaces a sweep that is too large.
+const tooLargeAdvice = "set TALOS_AUTO_BOOTSTRAP_DISCOVERY to include members (Talos cluster discovery), " +
+	"TALOS_AUTO_BOOTSTRAP_PEERS to the control-plane addresses, or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR to a smaller range"
+
+// checkRange refuses a masked prefix with more hosts than maxHosts.
+func checkRange(p netip.Prefix, maxHosts int) error {
+	n := UsableHosts(p)
+	if n <= uint64(maxHosts) {
+		return nil
+	}
+	if p.Addr().Is4() {
+		return fmt.Errorf("%w: %s has %d hosts, more than TALOS_AUTO_BOOTSTRAP_MAX_SCAN_HOSTS=%d; %s; "+
+			"or raise TALOS_AUTO_BOOTSTRAP_MAX_SCAN_HOSTS", ErrRangeTooLarge, p, n, maxHosts, tooLargeAdvice)
+	}
+	// Raising the limit is no advice for IPv6: at 256 probes in flight and a
+	// 2 s timeout, a /96 (2^32 hosts) would take about a year.
+	count := strconv.FormatUint(n, 10)
+	if hostBits := 128 - p.Bits(); hostBits >= 64 {
+		count = fmt.Sprintf("2^%d-1", hostBits)
+	}
+	return fmt.Errorf("%w: %s has %s hosts, more than TALOS_AUTO_BOOTSTRAP_MAX_SCAN_HOSTS=%d; %s",
+		ErrRangeTooLarge, p, count, maxHosts, tooLargeAdvice)
+}
+
+// hosts6 yields the usable hosts of a masked IPv6 prefix that passed
+// checkRange, so that their count fits in a uint64.
+func hosts6(p netip.Prefix) iter.Seq[netip.Addr] {
+	n := UsableHosts(p)
+	first := p.Addr()
+	if p.Bits() < 127 {
+		first = first.Next() // past the Subnet-Router anycast address
+	}
+	return func(yield func(netip.Addr) bool) {
+		a := first
+		for i := uint64(0); i < n; i++ {
+			if !yield(a) {
+				return
+			}
+			a = a.Next()
+		}
+	}
+}
+
 // ParsePeers parses TALOS_AUTO_BOOTSTRAP_PEERS: addresses separated by
 // commas or white space. Duplicates are dropped, order is kept; an empty
 // value is an empty list.
@@ -84,7 +147,17 @@ func ParsePeers(s string) ([]netip.Addr, error) {
 			return nil, fmt.Errorf("TALOS_AUTO_BOOTSTRAP_PEERS: %q is not an IP address: %w", f, err)
 		}
 		a = a.Unmap()
-		if a.Zone() != "" || !(a.IsGlobalUnicast() || a.IsLoopback()) {
+		switch {
+		case a.Zone() != "":
+			// A zone names one of this node's interfaces: meaningless in a
+			// list every node is given.
+			return nil, fmt.Errorf("TALOS_AUTO_BOOTSTRAP_PEERS: %q has a zone: list the peer's global or ULA address", f)
+		case a.IsLinkLocalUnicast():
+			// Dialling one needs a zone, and the node's own address is
+			// never chosen from link-local ones, so it could not match.
+			return nil, fmt.Errorf("TALOS_AUTO_BOOTSTRAP_PEERS: %q is link-local: list an address the peer is reachable at "+
+				"without a zone (global, private IPv4 or ULA)", f)
+		case !(a.IsGlobalUnicast() || a.IsLoopback()):
 			return nil, fmt.Errorf("TALOS_AUTO_BOOTSTRAP_PEERS: %q is not a unicast host address", f)
 		}
 		if !slices.Contains(out, a) {
@@ -113,7 +186,7 @@ type Targets struct {
 }
 
 // NewTargets resolves what to scan: the static peer list, else ScanCIDR,
-// else the detected network. Count 0 (a /32 network) means there is no
+// else the detected network. Count 0 (a /32 or /128 network) means there is no
 // neighbour to find; the caller should advise setting
 // TALOS_AUTO_BOOTSTRAP_PEERS or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR.
 func NewTargets(n Network, opts TargetOptions) (Targets, error) {

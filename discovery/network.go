@@ -71,7 +71,8 @@ func (SystemInterfaces) Interfaces() ([]Interface, error) {
 
 // NetworkOptions are the detection inputs. Zero values mean "detect".
 type NetworkOptions struct {
-	// ProcDir holds net/route; DefaultProcDir when empty.
+	// ProcDir holds net/route and net/ipv6_route; DefaultProcDir when
+	// empty.
 	ProcDir string
 	// Interface forces the interface (TALOS_AUTO_BOOTSTRAP_INTERFACE).
 	Interface string
@@ -79,10 +80,13 @@ type NetworkOptions struct {
 	Interfaces InterfaceLister
 }
 
-// DetectNetwork finds the interface the node talks to its peers on: the one
+// DetectNetwork finds the interface the node talks to its peers on. IPv4
+// comes first, exactly as before IPv6 was known here: the interface
 // carrying the default route (lowest metric first), else the first up,
-// non-loopback interface with a global IPv4 address; opts.Interface
-// overrides the choice.
+// non-loopback interface with a global IPv4 address. Only when that gives
+// nothing does IPv6 get the same two chances, from <proc>/net/ipv6_route
+// and global (ULA included, link-local never) IPv6 addresses.
+// opts.Interface overrides the choice of interface, not of family.
 func DetectNetwork(opts NetworkOptions) (Network, error) {
 	procDir := cmp.Or(opts.ProcDir, DefaultProcDir)
 	lister := opts.Interfaces
@@ -93,34 +97,107 @@ func DetectNetwork(opts NetworkOptions) (Network, error) {
 	if err != nil {
 		return Network{}, fmt.Errorf("detect network: %w", err)
 	}
-	routes, err := ReadRoutes(procDir)
-	if err != nil {
-		return Network{}, fmt.Errorf("detect network: %w", err)
+	routes, routesErr := ReadRoutes(procDir)
+	if routesErr != nil && hasAddr(ifaces, opts.Interface, usable4) {
+		// Without the IPv4 table an IPv4 default route cannot be told from
+		// a side network, and guessing could change the choice; only a node
+		// with no IPv4 address to choose can do without it.
+		return Network{}, fmt.Errorf("detect network: %w", routesErr)
 	}
-	return chooseNetwork(routes, ifaces, opts.Interface)
+	n, err := chooseNetwork(routes, func() ([]Route6, error) { return ReadRoutes6(procDir) }, ifaces, opts.Interface)
+	if err != nil && routesErr != nil {
+		// The missing IPv4 table is likely the cause (a wrong ProcDir).
+		return Network{}, fmt.Errorf("detect network: %w; %w", routesErr, err)
+	}
+	return n, err
 }
 
-func chooseNetwork(routes []Route, ifaces []Interface, forced string) (Network, error) {
+// hasAddr tells whether the forced interface, or any interface when none is
+// forced, has an address that usable accepts.
+func hasAddr(ifaces []Interface, forced string, usable func(netip.Addr) bool) bool {
+	for _, it := range ifaces {
+		if forced != "" && it.Name != forced {
+			continue
+		}
+		for _, p := range it.Addrs {
+			if usable(p.Addr().Unmap()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// usable4 and usable6 are the addresses that can name the node to its
+// peers. Link-local addresses are left out: they need a zone to be dialled
+// and are not what a peer list or a certificate carries. IsGlobalUnicast
+// counts private IPv4 and ULA (fc00::/7) as global, as it should here.
+func usable4(a netip.Addr) bool { return a.Is4() && a.IsGlobalUnicast() }
+
+func usable6(a netip.Addr) bool { return a.Is6() && !a.Is4In6() && a.IsGlobalUnicast() }
+
+// defaultRoute is what the choice needs of a default route of either
+// family.
+type defaultRoute struct {
+	iface   string
+	gateway netip.Addr // invalid when the route has no RTF_GATEWAY
+	metric  uint32
+}
+
+// sortDefaults orders default routes as the kernel prefers them: lowest
+// metric first, the table's order among equals.
+func sortDefaults(d []defaultRoute) []defaultRoute {
+	slices.SortStableFunc(d, func(a, b defaultRoute) int { return cmp.Compare(a.metric, b.metric) })
+	return d
+}
+
+// asDefault is the route as a default route, if it is one.
+func (r Route) asDefault() (defaultRoute, bool) {
+	return defaultRoute{iface: r.Interface, gateway: gatewayIf(r.Flags&RouteFlagGateway != 0, r.Gateway), metric: r.Metric}, r.IsDefault()
+}
+
+func (r Route6) asDefault() (defaultRoute, bool) {
+	return defaultRoute{iface: r.Interface, gateway: gatewayIf(r.Flags&RouteFlagGateway != 0, r.Gateway), metric: r.Metric}, r.IsDefault()
+}
+
+func gatewayIf(flagged bool, gw netip.Addr) netip.Addr {
+	if !flagged {
+		return netip.Addr{}
+	}
+	return gw
+}
+
+// defaults are the default routes of one family, in the kernel's order.
+func defaults[R interface{ asDefault() (defaultRoute, bool) }](routes []R) []defaultRoute {
+	var d []defaultRoute
+	for _, r := range routes {
+		if dr, ok := r.asDefault(); ok {
+			d = append(d, dr)
+		}
+	}
+	return sortDefaults(d)
+}
+
+// gatewayOf is the next hop of the preferred default route through the
+// interface, invalid when there is none.
+func gatewayOf(defaults []defaultRoute, name string) netip.Addr {
+	for _, r := range defaults {
+		if r.iface == name && r.gateway.IsValid() {
+			return r.gateway
+		}
+	}
+	return netip.Addr{}
+}
+
+// chooseNetwork makes the choice DetectNetwork describes. routes6 is called
+// only once IPv4 has no answer, so that on a node with IPv4 the IPv6 table,
+// whatever it holds, cannot change the result or fail it.
+func chooseNetwork(routes []Route, routes6 func() ([]Route6, error), ifaces []Interface, forced string) (Network, error) {
 	byName := make(map[string]Interface, len(ifaces))
 	for _, it := range ifaces {
 		byName[it.Name] = it
 	}
-	defaults := make([]Route, 0, 2)
-	for _, r := range routes {
-		if r.IsDefault() {
-			defaults = append(defaults, r)
-		}
-	}
-	// Lowest metric wins, as in the kernel's own choice.
-	slices.SortStableFunc(defaults, func(a, b Route) int { return cmp.Compare(a.Metric, b.Metric) })
-	gatewayOf := func(name string) netip.Addr {
-		for _, r := range defaults {
-			if r.Interface == name && r.Flags&RouteFlagGateway != 0 {
-				return r.Gateway
-			}
-		}
-		return netip.Addr{}
-	}
+	v4 := defaults(routes)
 
 	if forced != "" {
 		it, ok := byName[forced]
@@ -130,22 +207,47 @@ func chooseNetwork(routes []Route, ifaces []Interface, forced string) (Network, 
 		if it.Flags&net.FlagUp == 0 {
 			return Network{}, fmt.Errorf("interface %q (TALOS_AUTO_BOOTSTRAP_INTERFACE) is down", forced)
 		}
-		gw := gatewayOf(forced)
-		addr, ok := pickAddr(it, gw)
-		if !ok {
-			return Network{}, fmt.Errorf("interface %q (TALOS_AUTO_BOOTSTRAP_INTERFACE) has no global IPv4 address", forced)
+		gw := gatewayOf(v4, forced)
+		if addr, ok := pickAddr(it, gw, usable4); ok {
+			return newNetwork(forced, addr, gw), nil
 		}
+		if !hasAddr([]Interface{it}, "", usable6) {
+			return Network{}, fmt.Errorf("interface %q (TALOS_AUTO_BOOTSTRAP_INTERFACE) has no global IPv4 or IPv6 address", forced)
+		}
+		r6, err := routes6()
+		if err != nil {
+			return Network{}, fmt.Errorf("interface %q (TALOS_AUTO_BOOTSTRAP_INTERFACE) has only IPv6: %w", forced, err)
+		}
+		gw = gatewayOf(defaults(r6), forced)
+		addr, _ := pickAddr(it, gw, usable6)
 		return newNetwork(forced, addr, gw), nil
 	}
 
+	if n, ok := chooseFamily(v4, ifaces, byName, usable4); ok {
+		return n, nil
+	}
+	r6, err := routes6()
+	if err != nil {
+		return Network{}, fmt.Errorf("no usable IPv4 network, so IPv6 is needed: %w", err)
+	}
+	if n, ok := chooseFamily(defaults(r6), ifaces, byName, usable6); ok {
+		return n, nil
+	}
+	return Network{}, fmt.Errorf("no default route and no up, non-loopback interface with a global IPv4 or IPv6 address; set TALOS_AUTO_BOOTSTRAP_INTERFACE")
+}
+
+// chooseFamily is the choice within one address family: the default-route
+// interface, else the first up, non-loopback interface with an address.
+func chooseFamily(defaults []defaultRoute, ifaces []Interface, byName map[string]Interface, usable func(netip.Addr) bool) (Network, bool) {
 	for _, r := range defaults {
-		it, ok := byName[r.Interface]
+		// lo's unreachable IPv6 default lacks RTF_UP: IsDefault left it out.
+		it, ok := byName[r.iface]
 		if !ok || it.Flags&net.FlagUp == 0 {
 			continue
 		}
-		gw := gatewayOf(r.Interface)
-		if addr, ok := pickAddr(it, gw); ok {
-			return newNetwork(it.Name, addr, gw), nil
+		gw := gatewayOf(defaults, r.iface)
+		if addr, ok := pickAddr(it, gw, usable); ok {
+			return newNetwork(it.Name, addr, gw), true
 		}
 	}
 
@@ -159,31 +261,33 @@ func chooseNetwork(routes []Route, ifaces []Interface, forced string) (Network, 
 			if needRunning && it.Flags&net.FlagRunning == 0 {
 				continue
 			}
-			if addr, ok := pickAddr(it, netip.Addr{}); ok {
-				return newNetwork(it.Name, addr, netip.Addr{}), nil
+			if addr, ok := pickAddr(it, netip.Addr{}, usable); ok {
+				return newNetwork(it.Name, addr, netip.Addr{}), true
 			}
 		}
 	}
-	return Network{}, fmt.Errorf("no default route and no up, non-loopback interface with a global IPv4 address; set TALOS_AUTO_BOOTSTRAP_INTERFACE")
+	return Network{}, false
 }
 
 func newNetwork(name string, addr netip.Prefix, gw netip.Addr) Network {
 	return Network{Interface: name, LocalIP: addr.Addr(), Prefix: addr.Masked(), Gateway: gw}
 }
 
-// pickAddr chooses the interface address that names the node on its
-// network: the one whose subnet holds the gateway, else the widest subnet.
-// Width matters because Talos adds a control-plane VIP to the same
-// interface as a /32, and a /32 has no neighbours to scan.
-func pickAddr(it Interface, gw netip.Addr) (netip.Prefix, bool) {
+// pickAddr chooses the interface address, among those usable accepts, that
+// names the node on its network: the one whose subnet holds the gateway,
+// else the widest subnet. Width matters because Talos adds a control-plane
+// VIP to the same interface as a /32 (a /128 for IPv6), and such a prefix
+// has no neighbours to scan. An IPv6 gateway is usually link-local and so
+// in no subnet: width decides.
+func pickAddr(it Interface, gw netip.Addr, usable func(netip.Addr) bool) (netip.Prefix, bool) {
 	var best netip.Prefix
 	found := false
 	for _, p := range it.Addrs {
 		a := p.Addr().Unmap()
-		if !a.Is4() || !a.IsGlobalUnicast() {
+		if !usable(a) {
 			continue
 		}
-		p = netip.PrefixFrom(a, p.Bits())
+		p = netip.PrefixFrom(a.WithZone(""), p.Bits())
 		switch {
 		case !found:
 			best, found = p, true

@@ -29,6 +29,9 @@ type Peer struct {
 	BootTime    time.Time // SystemStat BootTime (kernel btime)
 	BootID      string    // /proc/sys/kernel/random/boot_id
 	MachineType transport.MachineType
+	// Aliases are the other addresses the same boot answered at (a second
+	// interface, IPv6 next to IPv4): one node, one candidate.
+	Aliases []netip.Addr
 	// Node is the open connection, owned by the Scanner that found it: do
 	// not close it. It stays open until the scanner drops the peer (after
 	// MissThreshold failed re-probes) or is closed.

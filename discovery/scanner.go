@@ -259,23 +259,38 @@ func (s *Scanner) update(ctx context.Context, outcomes []outcome) {
 }
 
 // report lists the known peers: self excluded, one address per boot ID (a
-// node with two addresses in the range must count once towards quorum; the
-// lowest address names it, so every observer picks the same one).
+// node with two addresses must count once towards quorum; the lowest
+// address names it, IPv4 before IPv6, so every observer picks the same
+// one, and the others are its Aliases).
 func (s *Scanner) report(res *Result) {
 	var selfID string
 	if s.self != nil {
 		selfID = s.self.BootID
 	}
-	seen := make(map[string]bool, len(s.known))
+	type slot struct {
+		workers bool
+		i       int
+	}
+	seen := make(map[string]slot, len(s.known))
 	for _, addr := range slices.SortedFunc(maps.Keys(s.known), netip.Addr.Compare) {
 		p := *s.known[addr]
-		if s.exclude[addr] || p.BootID == selfID || seen[p.BootID] {
+		if s.exclude[addr] || p.BootID == selfID {
 			continue
 		}
-		seen[p.BootID] = true
+		if at, ok := seen[p.BootID]; ok {
+			list := res.ControlPlane
+			if at.workers {
+				list = res.Workers
+			}
+			list[at.i].Aliases = append(list[at.i].Aliases, addr)
+			continue
+		}
+		p.Aliases = nil
 		if p.MachineType.IsControlPlane() {
+			seen[p.BootID] = slot{i: len(res.ControlPlane)}
 			res.ControlPlane = append(res.ControlPlane, p)
 		} else {
+			seen[p.BootID] = slot{workers: true, i: len(res.Workers)}
 			res.Workers = append(res.Workers, p)
 		}
 	}

@@ -142,6 +142,11 @@ func (s *memScanner) Scan(context.Context) (ScanResult, error) {
 
 func (s *memScanner) Refresh(ctx context.Context) (ScanResult, error) { return s.Scan(ctx) }
 
+// Pause sleeps d of the bubble's virtual time.
+func (s *memScanner) Pause(ctx context.Context, d time.Duration) error {
+	return Sleep(ctx, clockwork.NewRealClock(), d)
+}
+
 func (s *memScanner) NextDelay(known, attempt int) time.Duration {
 	s.asked = append(s.asked, [2]int{known, attempt})
 

@@ -3,6 +3,10 @@ package states
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/rs/zerolog"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
@@ -34,12 +38,22 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 	}
 
 	s.peers = result.ControlPlane
-	s.Log.Info().
+	ev := s.Log.Info().
 		Int("peers_found", len(result.ControlPlane)).
 		Int("workers", result.Workers).
 		Int("foreign", result.Foreign).
-		Int("probed", result.Probed).
-		Msg("peer discovery complete")
+		Int("probed", result.Probed)
+
+	if result.BySource != nil {
+		by := zerolog.Dict()
+		for _, name := range slices.Sorted(maps.Keys(result.BySource)) {
+			by.Int(name, result.BySource[name])
+		}
+
+		ev = ev.Dict("by_source", by)
+	}
+
+	ev.Msg("peer discovery complete")
 
 	known := 1 + len(result.ControlPlane)
 	if known >= s.Settings.Quorum {
@@ -69,7 +83,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 		Dur("next_scan_in", delay).
 		Msg("waiting for quorum")
 
-	if err := s.sleep(ctx, delay); err != nil {
+	if err := s.scanner.Pause(ctx, delay); err != nil {
 		return "", err
 	}
 

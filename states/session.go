@@ -56,6 +56,9 @@ type ScanResult struct {
 	Workers      int
 	Foreign      int
 	Probed       int
+	// BySource counts the peers each discovery source named (members,
+	// scan, peers); nil when there is one source.
+	BySource map[string]int
 }
 
 // Scanner discovers peers. It keeps connections to known peers between
@@ -69,6 +72,10 @@ type Scanner interface {
 	// NextDelay is how long to wait before the next round while quorum is
 	// missing (fast at first, backing off to SCAN_INTERVAL).
 	NextDelay(knownControlPlane, attempt int) time.Duration
+	// Pause waits up to d before the next round. It may end early, when
+	// discovery learns of an address not probed yet (a new member of
+	// Talos cluster discovery).
+	Pause(ctx context.Context, d time.Duration) error
 	Close() error
 }
 
@@ -175,11 +182,16 @@ func (s *Session) Close() {
 
 // sleep waits d on the session clock, or until ctx ends.
 func (s *Session) sleep(ctx context.Context, d time.Duration) error {
+	return Sleep(ctx, s.Clock, d)
+}
+
+// Sleep waits d on clock, or until ctx ends.
+func Sleep(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
 
-	t := s.Clock.NewTimer(d)
+	t := clock.NewTimer(d)
 	defer t.Stop()
 
 	select {

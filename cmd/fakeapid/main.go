@@ -97,7 +97,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logger.Info().Str("node", node.IP.String()).Strs("listen", addrs).Str("hostname", node.Hostname).
 		Str("machineType", string(node.MachineType)).Str("talosVersion", node.TalosVersion).
 		Str("bootID", node.BootID).Int64("bootTime", node.BootTime.Unix()).
-		Str("filesRoot", node.FilesRoot).Msg("listening")
+		Str("filesRoot", node.FilesRoot).Str("nodeID", node.NodeID).
+		Strs("discoveryAddrs", addrStrings(node.DiscoveryAddrs)).Bool("discoveryDisabled", node.DiscoveryDisabled).
+		Msg("listening")
 
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
@@ -112,6 +114,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}
 	}
+}
+
+func addrStrings(addrs []netip.Addr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+
+	return out
 }
 
 func genCA(args []string) error {
@@ -140,7 +151,7 @@ func parseFlags(args []string) (options, error) {
 	var (
 		o                                         options
 		ip, listen, machineType, bootTime, faults string
-		memberListError                           string
+		memberListError, discoveryAddrs           string
 	)
 
 	fs := flag.NewFlagSet("fakeapid", flag.ContinueOnError)
@@ -167,6 +178,9 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.node.HealthyDelay, "healthy-delay", 0, "etcd turns healthy this long after its data dir fills")
 	fs.DurationVar(&o.node.JoinDelay, "join-delay", 0, "join an existing cluster this long after its founder is healthy")
 	fs.BoolVar(&o.node.COSIUnimplemented, "cosi-unimplemented", false, "answer COSI with Unimplemented")
+	fs.BoolVar(&o.node.DiscoveryDisabled, "discovery-disabled", false, "the machine config disables cluster discovery: DiscoveryConfigs says so, Affiliates and Members are empty")
+	fs.StringVar(&discoveryAddrs, "discovery-addrs", "", "comma-separated addresses advertised in cluster discovery, e.g. 198.18.0.2,fd00:198:18::2 (default: the node IP and the non-loopback listen addresses)")
+	fs.DurationVar(&o.node.DiscoveryTTL, "discovery-ttl", 0, "keep stopped nodes in the Affiliates and Members this node lists this long (Talos: about 30m)")
 	fs.StringVar(&memberListError, "etcd-member-list-error", "", "CODE:message answered by EtcdMemberList while etcd does not run (default: hang until the caller's deadline)")
 
 	if err := fs.Parse(args); err != nil {
@@ -205,6 +219,17 @@ func parseFlags(args []string) (options, error) {
 			}
 
 			o.node.BootstrapFaults = append(o.node.BootstrapFaults, fault)
+		}
+	}
+
+	if discoveryAddrs != "" {
+		for _, a := range strings.Split(discoveryAddrs, ",") {
+			addr, err := netip.ParseAddr(strings.TrimSpace(a))
+			if err != nil {
+				return o, fmt.Errorf("--discovery-addrs: %w", err)
+			}
+
+			o.node.DiscoveryAddrs = append(o.node.DiscoveryAddrs, addr)
 		}
 	}
 

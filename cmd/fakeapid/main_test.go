@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ type logLine struct {
 	Code    string   `json:"code"`
 	Node    string   `json:"node"`
 	BootID  string   `json:"bootID"`
+
+	DiscoveryAddrs []string `json:"discoveryAddrs"`
 }
 
 func TestServeAndLog(t *testing.T) {
@@ -54,6 +57,7 @@ func TestServeAndLog(t *testing.T) {
 			"--registry-dir", filepath.Join(dir, "registry"),
 			"--boot-id", bootID, "--boot-time", "1700000000",
 			"--time-sync-wait", "10ms",
+			"--discovery-addrs", "127.0.30.1,fd00:198:18::30",
 		}, stdout)
 
 		stdout.Close() //nolint:errcheck
@@ -93,8 +97,9 @@ func TestServeAndLog(t *testing.T) {
 	}
 
 	first := next()
-	if first.Message != "listening" || len(first.Listen) != 1 || first.BootID != bootID {
-		t.Fatalf("first line = %+v, want listening with the boot id", first)
+	if first.Message != "listening" || len(first.Listen) != 1 || first.BootID != bootID ||
+		!slices.Equal(first.DiscoveryAddrs, []string{"127.0.30.1", "fd00:198:18::30"}) {
+		t.Fatalf("first line = %+v, want listening with the boot id and discovery addresses", first)
 	}
 
 	id, err := pki.AdminIdentity(time.Now().Add(-time.Minute), time.Hour)
@@ -149,6 +154,7 @@ func TestFlagErrors(t *testing.T) {
 		{name: "bad boot time", args: append(base, "--boot-time", "yesterday"), want: "--boot-time"},
 		{name: "bad member list error", args: append(base, "--etcd-member-list-error", "Sad:x"), want: "Sad"},
 		{name: "stray argument", args: append(base, "extra"), want: "extra"},
+		{name: "bad discovery address", args: append(base, "--discovery-addrs", "198.18.0.2,fd00::zz"), want: "--discovery-addrs"},
 	}
 
 	for _, tt := range tests {
@@ -168,5 +174,30 @@ func TestFlagErrors(t *testing.T) {
 
 	if o.node.IP.String() != "198.18.0.2" || len(o.node.BootstrapFaults) != 2 || o.node.EtcdMemberListError == nil {
 		t.Errorf("options = %+v", o)
+	}
+}
+
+func TestDiscoveryFlags(t *testing.T) {
+	base := []string{"--listen", "198.18.0.5:50000", "--ca-cert", "c", "--ca-key", "k"}
+
+	o, err := parseFlags(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// defaults: discovery on, addresses from the node (filled in by Start)
+	if o.node.DiscoveryDisabled || o.node.DiscoveryAddrs != nil || o.node.DiscoveryTTL != 0 {
+		t.Errorf("defaults = %+v", o.node)
+	}
+
+	o, err = parseFlags(append(base, "--discovery-disabled", "--discovery-ttl", "30m",
+		"--discovery-addrs", "198.18.0.5, fd00:198:18::5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	want := []netip.Addr{netip.MustParseAddr("198.18.0.5"), netip.MustParseAddr("fd00:198:18::5")}
+	if !o.node.DiscoveryDisabled || o.node.DiscoveryTTL != 30*time.Minute || !slices.Equal(o.node.DiscoveryAddrs, want) {
+		t.Errorf("node = disabled %v, ttl %v, addrs %v; want true, 30m, %v", o.node.DiscoveryDisabled, o.node.DiscoveryTTL, o.node.DiscoveryAddrs, want)
 	}
 }

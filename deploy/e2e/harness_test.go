@@ -283,6 +283,7 @@ type topology struct {
 	registry string
 
 	mu       sync.Mutex
+	segments map[segment]bool
 	procs    []*proc
 	loops    []string
 	netns    []string
@@ -297,7 +298,7 @@ type topology struct {
 func newTopology(t *testing.T, art artifacts) *topology {
 	t.Helper()
 
-	tp := &topology{t: t, art: art, tag: "kab" + randomHex(t, 3), dir: t.TempDir()}
+	tp := &topology{t: t, art: art, tag: "kab" + randomHex(t, 3), dir: t.TempDir(), segments: map[segment]bool{0: true}}
 	tp.registry = filepath.Join(tp.dir, "registry")
 	t.Cleanup(tp.close)
 
@@ -307,6 +308,85 @@ func newTopology(t *testing.T, art artifacts) *topology {
 	tp.ip("-n", tp.bridgeNS, "link", "set", "br0", "up")
 
 	return tp
+}
+
+// segment is a network a node's eth0 sits on, each its own bridge in the
+// bridge namespace: 0 is 198.18.0.0/24 (br0), 1 and up are further IPv4
+// subnets 198.18.<n>.0/24, and segmentIPv6 is an IPv6-only segment in a
+// ULA prefix. The bridge namespace routes between its segments, the
+// router of a control plane spread over subnets; nothing leaves it.
+type segment int
+
+const segmentIPv6 segment = -1
+
+// ula is the IPv6-only segment's prefix (inside the namespaces only).
+const ula = "fd00:198:18::"
+
+func (sg segment) gateway() string {
+	if sg == segmentIPv6 {
+		return ula + "1"
+	}
+
+	return fmt.Sprintf("198.18.%d.1", sg)
+}
+
+func (sg segment) bridge() string {
+	if sg == segmentIPv6 {
+		return "br6"
+	}
+
+	return fmt.Sprintf("br%d", sg)
+}
+
+// hostAddr is the idx-th node's address on the segment.
+func (sg segment) hostAddr(idx int) netip.Addr {
+	if sg == segmentIPv6 {
+		return netip.MustParseAddr(fmt.Sprintf("%s%x", ula, 10+idx))
+	}
+
+	return netip.AddrFrom4([4]byte{198, 18, byte(sg), byte(10 + idx)})
+}
+
+func (sg segment) bits() int {
+	if sg == segmentIPv6 {
+		return 64
+	}
+
+	return 24
+}
+
+// addSegment creates the segment's bridge and turns on routing between the
+// segments.
+func (tp *topology) addSegment(sg segment) {
+	tp.t.Helper()
+
+	tp.mu.Lock()
+	exists := tp.segments[sg]
+	tp.segments[sg] = true
+	tp.mu.Unlock()
+
+	if exists {
+		return
+	}
+
+	br := sg.bridge()
+	tp.ip("-n", tp.bridgeNS, "link", "add", br, "type", "bridge")
+
+	args := []string{"-n", tp.bridgeNS}
+	if sg == segmentIPv6 {
+		args = append(args, "-6")
+	}
+
+	tp.ip(append(args, "addr", "add", fmt.Sprintf("%s/%d", sg.gateway(), sg.bits()), "dev", br, "nodad")...)
+	tp.ip("-n", tp.bridgeNS, "link", "set", br, "up")
+
+	// /proc/sys/net is the namespace's own: forwarding stays inside.
+	for _, knob := range []string{"ipv4/ip_forward", "ipv6/conf/all/forwarding"} {
+		if out, err := exec.Command(tp.art.tools["ip"], "netns", "exec", tp.bridgeNS, tp.art.tools["sh"], "-c",
+			"echo 1 > /proc/sys/net/"+knob).CombinedOutput(); err != nil {
+			tp.t.Fatalf("enable %s in %s: %v\n%s", knob, tp.bridgeNS, err, out)
+		}
+	}
 }
 
 func (tp *topology) ip(args ...string) {
@@ -421,6 +501,8 @@ type nodeSpec struct {
 	// the daemon's read-only mount meets EBUSY and must share the superblock.
 	holdState bool
 	fakeArgs  []string
+	// segment is the network of the node's eth0 (default 198.18.0.0/24).
+	segment segment
 	// lostReplies: how many first Bootstrap calls fakeArgs make lost-reply.
 	lostReplies int
 }
@@ -449,23 +531,31 @@ func (tp *topology) addNode(spec nodeSpec) *node {
 	idx := tp.nextIdx
 	tp.mu.Unlock()
 
+	tp.addSegment(spec.segment)
+
 	n := &node{
 		tp:     tp,
 		spec:   spec,
-		ip:     netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + idx)}),
+		ip:     spec.segment.hostAddr(idx),
 		dir:    filepath.Join(tp.dir, spec.name),
 		bootID: randomUUID(tp.t),
 	}
 	n.host = filepath.Join(n.dir, "host")
 	n.ns = tp.addNetns(spec.name)
 
+	family := "-4"
+	if spec.segment == segmentIPv6 {
+		family = "-6"
+	}
+
 	veth := fmt.Sprintf("v%d", idx)
 	tp.ip("-n", tp.bridgeNS, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", n.ns)
-	tp.ip("-n", tp.bridgeNS, "link", "set", veth, "master", "br0")
+	tp.ip("-n", tp.bridgeNS, "link", "set", veth, "master", spec.segment.bridge())
 	tp.ip("-n", tp.bridgeNS, "link", "set", veth, "up")
-	tp.ip("-n", n.ns, "addr", "add", n.ip.String()+"/24", "dev", "eth0")
+	// nodad: the address is usable at once, not tentative for a second.
+	tp.ip("-n", n.ns, family, "addr", "add", fmt.Sprintf("%s/%d", n.ip, spec.segment.bits()), "dev", "eth0", "nodad")
 	tp.ip("-n", n.ns, "link", "set", "eth0", "up")
-	tp.ip("-n", n.ns, "route", "add", "default", "via", "198.18.0.1", "dev", "eth0")
+	tp.ip("-n", n.ns, family, "route", "add", "default", "via", spec.segment.gateway(), "dev", "eth0")
 
 	for _, d := range []string{
 		"host/var/lib/kommodity-autobootstrap", "secrets", "run", "mnt", "hold",
@@ -574,7 +664,7 @@ func (n *node) startAPID() {
 
 	args := []string{
 		n.tp.art.tools["ip"], "netns", "exec", n.ns, n.tp.art.fakeapid,
-		"--listen", n.ip.String() + ":50000,127.0.0.1:50000",
+		"--listen", netip.AddrPortFrom(n.ip, 50000).String() + ",127.0.0.1:50000",
 		"--ip", n.ip.String(),
 		"--ca-cert", n.spec.cluster.caCert, "--ca-key", n.spec.cluster.caKey,
 		"--machine-type", machineType,

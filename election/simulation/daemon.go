@@ -57,9 +57,10 @@ func (w *world) startDaemon(n *tnode) {
 	d.cancel = cancel
 	w.tracef(n, "daemon start (run %d)", d.gen)
 
+	clock := &nodeClock{s: w.sched, d: d}
 	deps := states.Deps{
 		Log:   w.logger(d),
-		Clock: &nodeClock{s: w.sched, d: d},
+		Clock: clock,
 		Settings: states.Settings{
 			Quorum:                d.cfg.Quorum,
 			LeaderOrder:           d.cfg.LeaderOrder,
@@ -77,7 +78,7 @@ func (w *world) startDaemon(n *tnode) {
 		},
 		APIDPort: apidPort,
 		NewScanner: func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error) {
-			return &scanner{w: w, d: d, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}}, nil
+			return &scanner{w: w, d: d, clock: clock, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}}, nil
 		},
 		Store: store{w: w, d: d},
 	}

@@ -22,6 +22,7 @@ import (
 type scanner struct {
 	w     *world
 	d     *daemonRun
+	clock *nodeClock
 	nodes map[netip.Addr]*apiNode
 	known map[netip.Addr]*knownPeer
 	scans int
@@ -42,6 +43,11 @@ var _ states.Scanner = (*scanner)(nil)
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {
 	return discovery.NextScanDelay(known, s.d.cfg.Quorum, attempt, s.d.cfg.ScanInterval)
+}
+
+// Pause sleeps: the simulated network has no discovery members to watch.
+func (s *scanner) Pause(ctx context.Context, d time.Duration) error {
+	return states.Sleep(ctx, s.clock, d)
 }
 
 func (s *scanner) Close() error { return nil }

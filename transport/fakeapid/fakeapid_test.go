@@ -307,16 +307,7 @@ func TestFileRegistrySharedByTwoServers(t *testing.T) {
 
 	dir := t.TempDir()
 
-	open := func() *fakeapid.Registry {
-		r, err := fakeapid.OpenRegistry(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		t.Cleanup(func() { r.Close() }) //nolint:errcheck
-
-		return r
-	}
+	open := fileRegistries(t, dir)
 
 	timing := fakeapid.Node{DataFillDelay: 20 * time.Millisecond, HealthyDelay: 20 * time.Millisecond, JoinDelay: 20 * time.Millisecond}
 	a := start(t, open(), "127.0.21.1", timing)
@@ -430,5 +421,20 @@ func TestStartValidation(t *testing.T) {
 				t.Fatal("Start accepted bad input")
 			}
 		})
+	}
+}
+
+// fileRegistries opens registries on dir, each standing for one fake
+// process sharing the file.
+func fileRegistries(t *testing.T, dir string) func() *fakeapid.Registry {
+	return func() *fakeapid.Registry {
+		r, err := fakeapid.OpenRegistry(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		t.Cleanup(func() { r.Close() }) //nolint:errcheck
+
+		return r
 	}
 }

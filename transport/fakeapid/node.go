@@ -109,6 +109,24 @@ type Node struct {
 
 	// COSIUnimplemented: the COSI State service is not served (Unimplemented).
 	COSIUnimplemented bool
+
+	// NodeID is the node's discovery identity (Talos's cluster.Identity
+	// NodeID, base62 of 32 random bytes, which names its Affiliate);
+	// default: derived from the CA and IP, so every process agrees on it.
+	NodeID string
+	// DiscoveryAddrs are the addresses the node advertises in cluster
+	// discovery (its Affiliate and Member). Default: IP plus every
+	// listen address that is neither loopback nor unspecified.
+	DiscoveryAddrs []netip.Addr
+	// DiscoveryDisabled: the machine config turns cluster discovery off.
+	// DiscoveryConfigs says DiscoveryEnabled=false, the node lists no
+	// Affiliates or Members, and other nodes do not list it.
+	DiscoveryDisabled bool
+	// DiscoveryTTL: the Affiliates and Members this node lists keep a
+	// stopped (Closed) node this long, as Talos keeps a vanished node's
+	// entry until the discovery service expires it (~30 minutes). Zero
+	// leaves stopped nodes out at once.
+	DiscoveryTTL time.Duration
 	// EtcdMemberListError is answered by EtcdMemberList while the local etcd
 	// does not run. Default: like Talos, the call hangs until the caller's
 	// deadline (the etcd client keeps retrying localhost:2379).
@@ -150,6 +168,16 @@ func (n *Node) setDefaults(start time.Time) error {
 
 	if n.TimeSyncWait == 0 {
 		n.TimeSyncWait = TalosTimeSyncWait
+	}
+
+	for _, a := range n.DiscoveryAddrs {
+		if !a.IsValid() {
+			return fmt.Errorf("fake node %s: invalid discovery address in %v", n.IP, n.DiscoveryAddrs)
+		}
+	}
+
+	if n.DiscoveryTTL < 0 {
+		return fmt.Errorf("fake node %s: negative discovery TTL %s", n.IP, n.DiscoveryTTL)
 	}
 
 	return nil

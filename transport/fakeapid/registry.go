@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,7 +51,9 @@ type Member struct {
 	Since time.Time `json:"since"`
 }
 
-// nodeRecord is what the registry knows of a node to compute its etcd state.
+// nodeRecord is what the registry knows of a node to compute its etcd state
+// and what other nodes of its CA list of it in cluster discovery. Every node
+// is recorded, workers too.
 type nodeRecord struct {
 	IP            string        `json:"ip"`
 	Name          string        `json:"name"`
@@ -60,6 +63,16 @@ type nodeRecord struct {
 	JoinDelay     time.Duration `json:"joinDelay"`
 	DataFillDelay time.Duration `json:"dataFillDelay"`
 	HealthyDelay  time.Duration `json:"healthyDelay"`
+
+	// Discovery: what the node publishes as its Affiliate. Files written
+	// before these fields existed read as zero; affiliate() fills in.
+	NodeID            string       `json:"nodeID,omitempty"`
+	MachineType       string       `json:"machineType,omitempty"`
+	TalosVersion      string       `json:"talosVersion,omitempty"`
+	Addrs             []netip.Addr `json:"addrs,omitempty"`
+	DiscoveryDisabled bool         `json:"discoveryDisabled,omitempty"`
+	// StoppedAt: the node's Server was closed (zero while it runs).
+	StoppedAt time.Time `json:"stoppedAt,omitzero"`
 }
 
 type registryState struct {
@@ -196,6 +209,38 @@ func (st *registryState) register(n nodeRecord) {
 	}
 
 	st.Nodes = append(st.Nodes, n)
+}
+
+// stop marks the node started at startedAt as stopped at; a newer node on
+// the same IP (a restart) keeps running.
+func (st *registryState) stop(ip, ca string, startedAt, at time.Time) {
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		if n.IP == ip && n.CA == ca && n.StartedAt.Equal(startedAt) && n.StoppedAt.IsZero() {
+			n.StoppedAt = at
+		}
+	}
+}
+
+// discoverable are the nodes of CA ca that a node's discovery lists at now:
+// those that publish themselves (discovery enabled) and run, or stopped
+// less than ttl ago (the stale entry of a vanished node).
+func (st *registryState) discoverable(ca string, now time.Time, ttl time.Duration) []nodeRecord {
+	var out []nodeRecord
+
+	for _, n := range st.Nodes {
+		if n.CA != ca || n.DiscoveryDisabled {
+			continue
+		}
+
+		if !n.StoppedAt.IsZero() && (ttl <= 0 || !now.Before(n.StoppedAt.Add(ttl))) {
+			continue
+		}
+
+		out = append(out, n)
+	}
+
+	return out
 }
 
 func (st *registryState) node(ip, ca string) (nodeRecord, bool) {

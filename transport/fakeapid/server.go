@@ -88,6 +88,10 @@ func Start(cfg Config, node Node) (*Server, error) {
 		return nil, err
 	}
 
+	if node.NodeID == "" {
+		node.NodeID = derivedNodeID(cfg.PKI.Fingerprint(), node.IP)
+	}
+
 	s := &Server{
 		node:      node,
 		pki:       cfg.PKI,
@@ -117,6 +121,8 @@ func Start(cfg Config, node Node) (*Server, error) {
 
 		return nil, err
 	}
+
+	s.node.DiscoveryAddrs = discoveryAddrs(s.node, s.addrs)
 
 	if err := s.registry.update(func(st *registryState) error {
 		st.register(s.record())
@@ -155,6 +161,12 @@ func (s *Server) record() nodeRecord {
 		JoinDelay:     s.node.JoinDelay,
 		DataFillDelay: s.node.DataFillDelay,
 		HealthyDelay:  s.node.HealthyDelay,
+
+		NodeID:            s.node.NodeID,
+		MachineType:       string(s.node.MachineType),
+		TalosVersion:      s.node.TalosVersion,
+		Addrs:             slices.Clone(s.node.DiscoveryAddrs),
+		DiscoveryDisabled: s.node.DiscoveryDisabled,
 	}
 }
 
@@ -286,12 +298,21 @@ func (s *Server) CallCount(method string) int {
 	return n
 }
 
-// Close stops serving at once (open calls are cut) and removes a temporary
-// files root.
+// Close stops serving at once (open calls are cut), removes a temporary
+// files root and marks the node stopped in the registry, so that other
+// nodes' discovery drops it (or keeps it for their DiscoveryTTL).
 func (s *Server) Close() error {
 	s.cancel()
 	s.grpc.Stop()
 	s.removeTempRoot()
+
+	if err := s.registry.update(func(st *registryState) error {
+		st.stop(s.node.IP.String(), s.pki.Fingerprint(), s.started, time.Now())
+
+		return nil
+	}); err != nil {
+		return fmt.Errorf("mark fake node %s stopped: %w", s.node.IP, err)
+	}
 
 	return nil
 }
@@ -426,17 +447,10 @@ var errNotAuthorized = status.Error(codes.PermissionDenied, "not authorized")
 // authorize mirrors apid's authz.Injector (roles from the client
 // certificate's Subject.O, role.Parse) and machined's authz.Authorizer.
 func authorize(ctx context.Context, method string) (role.Set, error) {
-	p, ok := peer.FromContext(ctx)
+	roles, ok := peerRoles(ctx)
 	if !ok {
-		return role.MakeSet(), errNotAuthorized
+		return roles, errNotAuthorized
 	}
-
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.PeerCertificates) == 0 {
-		return role.MakeSet(), errNotAuthorized
-	}
-
-	roles, _ := role.Parse(info.State.PeerCertificates[0].Subject.Organization)
 
 	allowed, found := rules[method]
 	if !found {
@@ -448,6 +462,24 @@ func authorize(ctx context.Context, method string) (role.Set, error) {
 	}
 
 	return roles, nil
+}
+
+// peerRoles are the roles of the client certificate (apid's authz.Injector);
+// false without a verified client certificate.
+func peerRoles(ctx context.Context) (role.Set, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return role.MakeSet(), false
+	}
+
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return role.MakeSet(), false
+	}
+
+	roles, _ := role.Parse(info.State.PeerCertificates[0].Subject.Organization)
+
+	return roles, true
 }
 
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

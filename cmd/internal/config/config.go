@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,11 @@ type Config struct {
 	ScanConcurrency       int
 	MaxScanHosts          int
 	DetectGrace           time.Duration
+
+	// Discovery lists the sources (TALOS_AUTO_BOOTSTRAP_DISCOVERY); nil
+	// means the default: members when the node's config enables Talos
+	// cluster discovery, plus PEERS when set, else the sweep.
+	Discovery []discovery.SourceName
 
 	// Discovery overrides.
 	Interface string
@@ -197,10 +203,20 @@ var settings = []setting{
 
 		return nil
 	}},
+	{Prefix + "DISCOVERY", func(cfg *Config, value string) error {
+		sources, err := discovery.ParseSources(value)
+		if err != nil {
+			return err
+		}
+
+		cfg.Discovery = sources
+
+		return nil
+	}},
 	{Prefix + "SCAN_CIDR", func(cfg *Config, value string) error {
 		p, err := netip.ParsePrefix(value)
-		if err != nil || !p.Addr().Is4() {
-			return errors.New("not an IPv4 CIDR (example: 10.0.0.0/24)")
+		if err != nil || p.Addr().Zone() != "" {
+			return errors.New("not a CIDR (examples: 10.0.0.0/24, fd00:10::/120)")
 		}
 
 		cfg.ScanCIDR = p.Masked()
@@ -345,7 +361,50 @@ func Load(environ []string) (Config, []string, error) {
 			Reason: "set either PEERS or SCAN_CIDR, not both"}
 	}
 
+	if err := checkSources(cfg, env[Prefix+"DISCOVERY"]); err != nil {
+		return cfg, warnings, err
+	}
+
 	return cfg, warnings, nil
+}
+
+// checkSources refuses a DISCOVERY list that leaves PEERS or SCAN_CIDR
+// unused, or names peers without PEERS: a setting that silently does
+// nothing is a misread configuration.
+func checkSources(cfg Config, value string) error {
+	if cfg.Discovery == nil {
+		return nil
+	}
+
+	invalid := func(reason string) error {
+		return &InvalidError{Variable: Prefix + "DISCOVERY", Value: value, Reason: reason}
+	}
+
+	has := func(s discovery.SourceName) bool { return slices.Contains(cfg.Discovery, s) }
+
+	switch {
+	case has(discovery.SourcePeers) && cfg.Peers == nil:
+		return invalid("lists peers, but " + Prefix + "PEERS is not set")
+	case !has(discovery.SourcePeers) && cfg.Peers != nil:
+		return invalid("does not list peers, so " + Prefix + "PEERS would be ignored")
+	case !has(discovery.SourceScan) && cfg.ScanCIDR.IsValid():
+		return invalid("does not list scan, so " + Prefix + "SCAN_CIDR would be ignored")
+	}
+
+	return nil
+}
+
+// Sources is the effective source list: Discovery, or the default.
+func (c Config) Sources() []discovery.SourceName {
+	if c.Discovery != nil {
+		return c.Discovery
+	}
+
+	if c.Peers != nil {
+		return []discovery.SourceName{discovery.SourceMembers, discovery.SourcePeers}
+	}
+
+	return []discovery.SourceName{discovery.SourceMembers, discovery.SourceScan}
 }
 
 // FromEnvironment is Load(os.Environ()).

@@ -67,6 +67,11 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT=1ms", "TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT"},
 		{"TALOS_AUTO_BOOTSTRAP_FOLLOWER_CHECK_INTERVAL=0s", "TALOS_AUTO_BOOTSTRAP_FOLLOWER_CHECK_INTERVAL"},
 		{"LOG_LEVEL=verbose", "LOG_LEVEL"},
+		{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=members,dns", "TALOS_AUTO_BOOTSTRAP_DISCOVERY"},
+		{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=", "TALOS_AUTO_BOOTSTRAP_DISCOVERY"},
+		// peers listed without PEERS
+		{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=members,peers", "TALOS_AUTO_BOOTSTRAP_DISCOVERY"},
+		{"TALOS_AUTO_BOOTSTRAP_SCAN_CIDR=fe80::/120%eth0", "TALOS_AUTO_BOOTSTRAP_SCAN_CIDR"},
 	}
 
 	for _, c := range cases {
@@ -95,6 +100,47 @@ func TestShortIntervalsAlone(t *testing.T) {
 	} {
 		if _, _, err := Load([]string{env}); err != nil {
 			t.Errorf("%s: %v", env, err)
+		}
+	}
+}
+
+func TestDiscoverySources(t *testing.T) {
+	for _, tc := range []struct {
+		env     []string
+		want    string
+		wantErr string
+	}{
+		{env: nil, want: "members,scan"},
+		{env: []string{"TALOS_AUTO_BOOTSTRAP_PEERS=fd00::5,10.0.0.6"}, want: "members,peers"},
+		{env: []string{"TALOS_AUTO_BOOTSTRAP_SCAN_CIDR=fd00:10::/120"}, want: "members,scan"},
+		{env: []string{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=scan"}, want: "scan"},
+		{env: []string{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=peers, members", "TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.5"}, want: "peers,members"},
+		{env: []string{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=scan,peers", "TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.5"}, want: "scan,peers"},
+		{env: []string{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=members", "TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.5"}, wantErr: "PEERS would be ignored"},
+		{env: []string{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=members", "TALOS_AUTO_BOOTSTRAP_SCAN_CIDR=10.0.0.0/24"}, wantErr: "SCAN_CIDR would be ignored"},
+	} {
+		cfg, _, err := Load(tc.env)
+		if tc.wantErr != "" {
+			if err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "TALOS_AUTO_BOOTSTRAP_DISCOVERY") {
+				t.Errorf("%v: err %v, want an InvalidError naming DISCOVERY: %q", tc.env, err, tc.wantErr)
+			}
+
+			continue
+		}
+
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+
+			continue
+		}
+
+		var names []string
+		for _, s := range cfg.Sources() {
+			names = append(names, string(s))
+		}
+
+		if got := strings.Join(names, ","); got != tc.want {
+			t.Errorf("%v: sources %s, want %s", tc.env, got, tc.want)
 		}
 	}
 }

@@ -5,8 +5,8 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"iter"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -88,7 +88,7 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 		},
 		APIDPort: cfg.APIDPort,
 		NewScanner: func(id transport.Identity, dialer transport.Dialer, network states.Network) (states.Scanner, error) {
-			return newScanner(cfg, log, id, dialer, network)
+			return newScanner(cfg, log, clock, id, dialer, network)
 		},
 		Store: statusfile.Store{Dir: cfg.StatusDir},
 	}
@@ -128,15 +128,11 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 		}
 	}
 
-	targets, err := discovery.NewTargets(found, f.targetOptions())
-	if err != nil {
-		// Only the configuration can fix a range that is too large.
-		variable, value := config.Prefix+"SCAN_CIDR", f.cfg.ScanCIDR.String()
-		if !f.cfg.ScanCIDR.IsValid() {
-			variable, value = config.Prefix+"MAX_SCAN_HOSTS", fmt.Sprintf("%d (detected network %s)", f.cfg.MaxScanHosts, found.Prefix)
-		}
-
-		return states.Network{}, backoff.Permanent(&config.InvalidError{Variable: variable, Value: value, Reason: err.Error()})
+	sweep, sweepErr := f.sweep(found)
+	if sweepErr != nil && slices.Equal(f.cfg.Sources(), []discovery.SourceName{discovery.SourceScan}) {
+		// The sweep is the only source: only the configuration can fix a
+		// range that is too large.
+		return states.Network{}, sweepErr
 	}
 
 	return states.Network{
@@ -144,8 +140,52 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 		LocalIP:   found.LocalIP,
 		CIDR:      found.Prefix,
 		Gateway:   found.Gateway,
-		Range:     describeTargets(targets, f.cfg.Peers),
+		Range:     f.describe(sweep, sweepErr),
 	}, nil
+}
+
+// sweep is the range the scan source covers, when it is one of the sources.
+func (f networkFinder) sweep(found discovery.Network) (discovery.Targets, error) {
+	if !slices.Contains(f.cfg.Sources(), discovery.SourceScan) {
+		return discovery.Targets{}, nil
+	}
+
+	t, err := discovery.NewTargets(found, discovery.TargetOptions{ScanCIDR: f.cfg.ScanCIDR, MaxScanHosts: f.cfg.MaxScanHosts})
+	if err != nil {
+		variable, value := config.Prefix+"SCAN_CIDR", f.cfg.ScanCIDR.String()
+		if !f.cfg.ScanCIDR.IsValid() {
+			variable, value = config.Prefix+"MAX_SCAN_HOSTS", fmt.Sprintf("%d (detected network %s)", f.cfg.MaxScanHosts, found.Prefix)
+		}
+
+		return t, backoff.Permanent(&config.InvalidError{Variable: variable, Value: value, Reason: err.Error()})
+	}
+
+	return t, nil
+}
+
+// describe names what discovery covers, for the logs: "members+10.0.0.0/24".
+func (f networkFinder) describe(sweep discovery.Targets, sweepErr error) string {
+	var parts []string
+
+	for _, src := range f.cfg.Sources() {
+		switch src {
+		case discovery.SourceMembers:
+			parts = append(parts, "members")
+		case discovery.SourcePeers:
+			list := make([]string, len(f.cfg.Peers))
+			for i, p := range f.cfg.Peers {
+				list[i] = p.String()
+			}
+
+			parts = append(parts, "peers "+strings.Join(list, ","))
+		case discovery.SourceScan:
+			if sweepErr == nil {
+				parts = append(parts, sweep.Range.String())
+			}
+		}
+	}
+
+	return strings.Join(parts, "+")
 }
 
 // addressPeersReach makes the node's identity the address its peers find
@@ -185,7 +225,7 @@ func (f networkFinder) addressPeersReach(found discovery.Network) (discovery.Net
 			}
 
 			for _, p := range ifc.Addrs {
-				if p.Addr().Is4() && !p.Addr().IsLoopback() && match(p) {
+				if !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() && match(p) {
 					return discovery.Network{Interface: ifc.Name, LocalIP: p.Addr(), Prefix: p.Masked(), Gateway: found.Gateway}, nil
 				}
 			}
@@ -203,46 +243,20 @@ func (f networkFinder) addressPeersReach(found discovery.Network) (discovery.Net
 	return found, nil
 }
 
-func (f networkFinder) targetOptions() discovery.TargetOptions {
-	return discovery.TargetOptions{Peers: f.cfg.Peers, ScanCIDR: f.cfg.ScanCIDR, MaxScanHosts: f.cfg.MaxScanHosts}
-}
-
-func describeTargets(t discovery.Targets, peers []netip.Addr) string {
-	if len(peers) > 0 {
-		list := make([]string, len(peers))
-		for i, p := range peers {
-			list[i] = p.String()
-		}
-
-		return "peers " + strings.Join(list, ",")
-	}
-
-	return t.Range.String()
-}
-
-// scanner adapts discovery.Scanner to the states' view of a round.
+// scanner adapts discovery's combined sources to the states' view of a
+// round.
 type scanner struct {
 	cfg       config.Config
 	log       zerolog.Logger
-	scanner   *discovery.Scanner
-	targets   iter.Seq[netip.Addr]
+	combined  *discovery.Combined
 	self      netip.Addr
 	selfKnown bool
+	local     *localMembers
 }
 
-func newScanner(cfg config.Config, log zerolog.Logger, id transport.Identity, dialer transport.Dialer, network states.Network) (*scanner, error) {
-	targets, err := discovery.NewTargets(
-		discovery.Network{Interface: network.Interface, LocalIP: network.LocalIP, Prefix: network.CIDR, Gateway: network.Gateway},
-		networkFinder{cfg: cfg}.targetOptions(),
-	)
-	if err != nil {
-		return nil, err
-	}
-
-	if targets.Count == 0 {
-		log.Warn().Str("cidr", network.CIDR.String()).
-			Msg("the local network has no neighbours to scan: set TALOS_AUTO_BOOTSTRAP_PEERS or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR")
-	}
+func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id transport.Identity, dialer transport.Dialer, network states.Network) (*scanner, error) {
+	finder := networkFinder{cfg: cfg}
+	found := discovery.Network{Interface: network.Interface, LocalIP: network.LocalIP, Prefix: network.CIDR, Gateway: network.Gateway}
 
 	s, err := discovery.NewScanner(discovery.ScannerOptions{
 		Identity:    id,
@@ -257,7 +271,75 @@ func newScanner(cfg config.Config, log zerolog.Logger, id transport.Identity, di
 		return nil, fmt.Errorf("new scanner: %w", err)
 	}
 
-	return &scanner{cfg: cfg, log: log, scanner: s, targets: targets.Addrs, self: network.LocalIP}, nil
+	out := &scanner{cfg: cfg, log: log, self: network.LocalIP}
+
+	var sources []discovery.Source
+
+	for _, name := range cfg.Sources() {
+		switch name {
+		case discovery.SourceMembers:
+			out.local = &localMembers{dialer: dialer, addr: netip.AddrPortFrom(network.LocalIP, uint16(cfg.APIDPort))}
+			sources = append(sources, discovery.Members{Lister: out.local})
+		case discovery.SourcePeers:
+			sources = append(sources, discovery.Fixed{SourceName: name, List: discovery.Targets{Addrs: slices.Values(cfg.Peers), Count: uint64(len(cfg.Peers))}})
+		case discovery.SourceScan:
+			sweep, err := finder.sweep(found)
+			if err != nil {
+				// Another source covers the network (a routed or IPv6
+				// segment is not swept): say what would.
+				log.Warn().Err(err).Str("cidr", network.CIDR.String()).
+					Msg("the local network is not swept, too large; discovery relies on the other sources: members (Talos cluster discovery), " +
+						config.Prefix + "PEERS or a narrower " + config.Prefix + "SCAN_CIDR")
+
+				continue
+			}
+
+			if sweep.Count == 0 {
+				log.Warn().Str("cidr", network.CIDR.String()).
+					Msg("the local network has no neighbours to scan: set TALOS_AUTO_BOOTSTRAP_PEERS or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR, or enable Talos cluster discovery")
+			}
+
+			sources = append(sources, discovery.Fixed{SourceName: name, List: sweep})
+		}
+	}
+
+	out.combined = discovery.NewCombined(s, sources, cfg.ScanTimeout, clock, log)
+
+	return out, nil
+}
+
+// localMembers reads cluster discovery through the local apid, dialled on
+// first use and kept.
+type localMembers struct {
+	dialer transport.Dialer
+	addr   netip.AddrPort
+	node   transport.Node
+}
+
+func (l *localMembers) ClusterMembers(ctx context.Context) ([]transport.Member, error) {
+	if l.node == nil {
+		node, err := l.dialer.Dial(ctx, l.addr)
+		if err != nil {
+			return nil, fmt.Errorf("dial local apid %s: %w", l.addr, err)
+		}
+
+		l.node = node
+	}
+
+	lister, ok := l.node.(transport.MemberLister)
+	if !ok {
+		return nil, fmt.Errorf("local apid %s: %w", l.addr, transport.ErrUnsupported)
+	}
+
+	return lister.ClusterMembers(ctx)
+}
+
+func (l *localMembers) Close() error {
+	if l == nil || l.node == nil {
+		return nil
+	}
+
+	return l.node.Close()
 }
 
 // localAddrs are every address of this host: none of them is a peer, even
@@ -282,35 +364,43 @@ func localAddrs(local netip.Addr) []netip.Addr {
 func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 	if !s.selfKnown {
 		// Knowing our own boot id lets discovery drop this node when it
-		// answers at another address of the range.
-		if _, err := s.scanner.ProbeSelf(ctx, s.self); err != nil {
+		// answers at another address (a VIP, its IPv6 address in members).
+		if _, err := s.combined.ProbeSelf(ctx, s.self); err != nil {
 			s.log.Debug().Err(err).Msg("probe self")
 		} else {
 			s.selfKnown = true
 		}
 	}
 
-	return s.sweep(ctx, s.targets)
+	round, err := s.combined.Scan(ctx)
+
+	return s.result(round, err)
 }
 
 func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
-	return s.sweep(ctx, nil) // nil targets: the known peers only
+	return s.result(s.combined.Refresh(ctx))
 }
 
-func (s *scanner) sweep(ctx context.Context, targets iter.Seq[netip.Addr]) (states.ScanResult, error) {
-	res, err := s.scanner.Scan(ctx, targets)
+func (s *scanner) result(round discovery.Round, err error) (states.ScanResult, error) {
 	if err != nil {
 		return states.ScanResult{}, err
 	}
 
-	return states.ScanResult{ControlPlane: res.ControlPlane, Workers: len(res.Workers), Foreign: res.Foreign, Probed: res.Probed}, nil
+	by := make(map[string]int, len(s.cfg.Sources()))
+	for _, name := range s.cfg.Sources() {
+		by[string(name)] = round.BySource[name]
+	}
+
+	return states.ScanResult{ControlPlane: round.ControlPlane, Workers: len(round.Workers), Foreign: round.Foreign, Probed: round.Probed, BySource: by}, nil
 }
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {
 	return discovery.NextScanDelay(known, s.cfg.QuorumNodes, attempt, s.cfg.ScanInterval)
 }
 
-func (s *scanner) Close() error { return s.scanner.Close() }
+func (s *scanner) Pause(ctx context.Context, d time.Duration) error { return s.combined.Pause(ctx, d) }
+
+func (s *scanner) Close() error { return errors.Join(s.combined.Close(), s.local.Close()) }
 
 // RunWithClockAndSteps is RunWithClock reporting every transition to onStep
 // (the FSM tests assert the exact path each daemon walks).

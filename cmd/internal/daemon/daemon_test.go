@@ -970,4 +970,5 @@ var allowed = map[string]bool{
 	machine.MachineService_ServiceList_FullMethodName:    true,
 	machine.MachineService_EtcdMemberList_FullMethodName: true,
 	"/cosi.resource.State/Get":                           true,
+	"/cosi.resource.State/List":                          true, // cluster discovery members
 }

@@ -1,0 +1,357 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/rs/zerolog"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
+)
+
+// SourceName names a discovery source in TALOS_AUTO_BOOTSTRAP_DISCOVERY.
+type SourceName string
+
+// The sources. Whatever names an address, the peer behind it counts only
+// after the same probe: its apid certificate chains to the cluster CA, and
+// its boot id, boot time and role come from its own apid.
+const (
+	// SourceMembers is Talos cluster discovery (COSI Affiliates and Members
+	// read through the local apid): routed subnets and IPv6 included.
+	SourceMembers SourceName = "members"
+	// SourceScan sweeps the local network or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR.
+	SourceScan SourceName = "scan"
+	// SourcePeers is the static TALOS_AUTO_BOOTSTRAP_PEERS list.
+	SourcePeers SourceName = "peers"
+)
+
+// ParseSources parses a comma-separated list of source names (white space
+// allowed, duplicates dropped, order kept).
+func ParseSources(s string) ([]SourceName, error) {
+	var out []SourceName
+
+	for f := range strings.SplitSeq(s, ",") {
+		name := SourceName(strings.ToLower(strings.TrimSpace(f)))
+
+		switch name {
+		case SourceMembers, SourceScan, SourcePeers:
+		case "":
+			continue
+		default:
+			return nil, fmt.Errorf("unknown source %q (want members, scan or peers)", f)
+		}
+
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+
+	if len(out) == 0 {
+		return nil, errors.New("no source (want a list of members, scan and peers)")
+	}
+
+	return out, nil
+}
+
+// Source names the addresses one round probes.
+type Source interface {
+	Name() SourceName
+	// Targets lists this round's addresses. A finite list has a Count and
+	// no Range; a sweep has its Range, and is generated lazily.
+	Targets(ctx context.Context) (Targets, error)
+}
+
+// Fixed is a source whose targets never change: a sweep or PEERS.
+type Fixed struct {
+	SourceName SourceName
+	List       Targets
+}
+
+// Name implements Source.
+func (f Fixed) Name() SourceName { return f.SourceName }
+
+// Targets implements Source.
+func (f Fixed) Targets(context.Context) (Targets, error) { return f.List, nil }
+
+// Members reads Talos cluster discovery through the local apid. Entries of
+// a vanished node live on for about 30 minutes: they are only addresses to
+// probe, never candidates by themselves.
+type Members struct {
+	Lister transport.MemberLister
+}
+
+// Name implements Source.
+func (Members) Name() SourceName { return SourceMembers }
+
+// Targets implements Source.
+func (m Members) Targets(ctx context.Context) (Targets, error) {
+	list, err := m.Lister.ClusterMembers(ctx)
+	if err != nil {
+		return Targets{}, fmt.Errorf("read cluster discovery: %w", err)
+	}
+
+	addrs := MemberAddrs(list)
+
+	return Targets{Addrs: slices.Values(addrs), Count: uint64(len(addrs))}, nil
+}
+
+// MemberAddrs are the addresses of discovery members worth probing: unicast
+// host addresses (loopback too, as PEERS accepts it: this node's own are
+// excluded like any of its addresses), never link-local (they name no node
+// without a zone, and every link has fe80::/10), sorted and deduplicated.
+func MemberAddrs(members []transport.Member) []netip.Addr {
+	var out []netip.Addr
+
+	for _, m := range members {
+		for _, a := range m.Addresses {
+			a = a.Unmap().WithZone("")
+			if (a.IsGlobalUnicast() || a.IsLoopback()) && !a.IsLinkLocalUnicast() && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+
+	slices.SortFunc(out, netip.Addr.Compare)
+
+	return out
+}
+
+// Combined runs rounds of one Scanner over several sources: the addresses
+// of every source that answers are probed together, so that a node reached
+// at several addresses (found by the sweep and by discovery, IPv4 and
+// IPv6) is one candidate, named by its boot id. A failing source is
+// logged once and skipped, never fatal.
+type Combined struct {
+	scanner *Scanner
+	sources []Source
+	log     zerolog.Logger
+	clock   clockwork.Clock
+	// pollEvery paces Pause's look at the sources that change (members).
+	pollEvery time.Duration
+
+	failing map[SourceName]string // the failure last logged
+	listed  map[netip.Addr]map[SourceName]bool
+	ranges  map[SourceName]netip.Prefix
+}
+
+// NewCombined combines sources for scanner. pollEvery (SCAN_TIMEOUT) is
+// how often Pause looks for new discovery members.
+func NewCombined(scanner *Scanner, sources []Source, pollEvery time.Duration, clock clockwork.Clock, log zerolog.Logger) *Combined {
+	return &Combined{
+		scanner: scanner, sources: sources, log: log, clock: clock, pollEvery: pollEvery,
+		failing: map[SourceName]string{},
+		listed:  map[netip.Addr]map[SourceName]bool{},
+		ranges:  map[SourceName]netip.Prefix{},
+	}
+}
+
+// Round is one combined scan.
+type Round struct {
+	Result
+	// BySource counts the candidates (control-plane and worker peers) each
+	// source named; a peer named by two sources counts for both.
+	BySource map[SourceName]int
+}
+
+// Scan probes the known peers and every source's targets.
+func (c *Combined) Scan(ctx context.Context) (Round, error) {
+	finite, sweeps := c.targets(ctx)
+	seen := make(map[netip.Addr]bool, len(finite))
+
+	for _, a := range finite {
+		seen[a] = true
+	}
+
+	all := func(yield func(netip.Addr) bool) {
+		for _, a := range finite {
+			if !yield(a) {
+				return
+			}
+		}
+
+		for _, seq := range sweeps {
+			for a := range seq {
+				if !seen[a] && !yield(a) {
+					return
+				}
+			}
+		}
+	}
+
+	res, err := c.scanner.Scan(ctx, all)
+
+	return Round{Result: res, BySource: c.attribute(res)}, err
+}
+
+// Refresh re-probes the known peers only.
+func (c *Combined) Refresh(ctx context.Context) (Round, error) {
+	res, err := c.scanner.Scan(ctx, nil)
+
+	return Round{Result: res, BySource: c.attribute(res)}, err
+}
+
+// targets asks every source for this round's addresses.
+func (c *Combined) targets(ctx context.Context) ([]netip.Addr, []iter.Seq[netip.Addr]) {
+	var (
+		finite []netip.Addr
+		sweeps []iter.Seq[netip.Addr]
+	)
+
+	for _, src := range c.sources {
+		t, err := src.Targets(ctx)
+		if !c.note(src.Name(), err) || t.Addrs == nil {
+			continue
+		}
+
+		if t.Range.IsValid() {
+			c.ranges[src.Name()] = t.Range
+			sweeps = append(sweeps, t.Addrs)
+
+			continue
+		}
+
+		for a := range t.Addrs {
+			a = a.Unmap()
+			if c.listed[a] == nil {
+				c.listed[a] = map[SourceName]bool{}
+			}
+
+			c.listed[a][src.Name()] = true
+
+			if !slices.Contains(finite, a) {
+				finite = append(finite, a)
+			}
+		}
+	}
+
+	return finite, sweeps
+}
+
+// note logs a source's failure once (and its recovery); it reports whether
+// the source answered.
+func (c *Combined) note(name SourceName, err error) bool {
+	if err == nil {
+		if _, was := c.failing[name]; was {
+			delete(c.failing, name)
+			c.log.Info().Str("source", string(name)).Msg("discovery source answers again")
+		}
+
+		return true
+	}
+
+	if c.failing[name] != err.Error() {
+		c.failing[name] = err.Error()
+
+		ev := c.log.Warn()
+		if errors.Is(err, transport.ErrDiscoveryDisabled) {
+			ev = c.log.Info() // a choice of the operator, not a fault
+		}
+
+		ev.Err(err).Str("source", string(name)).Msg("discovery source unavailable, skipped")
+	}
+
+	return false
+}
+
+func (c *Combined) attribute(res Result) map[SourceName]int {
+	out := map[SourceName]int{}
+
+	for _, p := range slices.Concat(res.ControlPlane, res.Workers) {
+		named := map[SourceName]bool{}
+
+		for _, a := range append([]netip.Addr{p.Addr}, p.Aliases...) {
+			for name := range c.listed[a] {
+				named[name] = true
+			}
+
+			for name, r := range c.ranges {
+				if r.Contains(a) {
+					named[name] = true
+				}
+			}
+		}
+
+		for name := range named {
+			out[name]++
+		}
+	}
+
+	return out
+}
+
+// Pause waits d before the next round, or less: it returns as soon as a
+// source that changes (discovery members) lists an address not probed yet,
+// looking every pollEvery, so that a new member is probed about one
+// SCAN_TIMEOUT after it appears instead of a SCAN_INTERVAL later.
+func (c *Combined) Pause(ctx context.Context, d time.Duration) error {
+	deadline := c.clock.NewTimer(d)
+	defer deadline.Stop()
+
+	var changing []Source
+
+	for _, src := range c.sources {
+		if _, fixed := src.(Fixed); !fixed {
+			changing = append(changing, src)
+		}
+	}
+
+	var tick <-chan time.Time
+
+	if len(changing) > 0 && c.pollEvery > 0 {
+		t := c.clock.NewTicker(c.pollEvery)
+		defer t.Stop()
+
+		tick = t.Chan()
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pause between scans: %w", ctx.Err())
+		case <-deadline.Chan():
+			return nil
+		case <-tick:
+			if c.somethingNew(ctx, changing) {
+				return nil
+			}
+		}
+	}
+}
+
+func (c *Combined) somethingNew(ctx context.Context, sources []Source) bool {
+	for _, src := range sources {
+		ctx, cancel := context.WithTimeout(ctx, c.pollEvery)
+		t, err := src.Targets(ctx)
+
+		cancel()
+
+		if err != nil || t.Addrs == nil {
+			continue // a failure is logged by the next round
+		}
+
+		for a := range t.Addrs {
+			if !c.listed[a.Unmap()][src.Name()] {
+				c.log.Debug().Stringer("addr", a).Str("source", string(src.Name())).Msg("new address to probe")
+
+				return true
+			}
+		}
+	}
+
+	return false
+}
+
+// ProbeSelf describes the local node (see Scanner.ProbeSelf).
+func (c *Combined) ProbeSelf(ctx context.Context, addr netip.Addr) (Peer, error) {
+	return c.scanner.ProbeSelf(ctx, addr)
+}
+
+// Close closes the scanner's connections.
+func (c *Combined) Close() error { return c.scanner.Close() }
