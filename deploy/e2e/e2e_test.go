@@ -33,6 +33,10 @@ func TestE2E(t *testing.T) {
 	t.Run("leader-killed-after-bootstrap", func(t *testing.T) { testLeaderKilled(t, art, false) })
 	t.Run("leader-killed-bootstrap-reply-lost", func(t *testing.T) { testLeaderKilled(t, art, true) })
 	t.Run("invalid-environment", func(t *testing.T) { testInvalidEnvironment(t, art) })
+	t.Run("routed-subnets-members", func(t *testing.T) { testRoutedSubnets(t, art) })
+	t.Run("ipv6-only-members", func(t *testing.T) { testIPv6Only(t, art, false) })
+	t.Run("ipv6-only-peers", func(t *testing.T) { testIPv6Only(t, art, true) })
+	t.Run("discovery-disabled-sweep", func(t *testing.T) { testDiscoveryDisabled(t, art) })
 
 	t.Logf("e2e scenarios took %.1fs", time.Since(began).Seconds())
 }

@@ -132,7 +132,12 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 	if sweepErr != nil && slices.Equal(f.cfg.Sources(), []discovery.SourceName{discovery.SourceScan}) {
 		// The sweep is the only source: only the configuration can fix a
 		// range that is too large.
-		return states.Network{}, sweepErr
+		variable, value := config.Prefix+"SCAN_CIDR", f.cfg.ScanCIDR.String()
+		if !f.cfg.ScanCIDR.IsValid() {
+			variable, value = config.Prefix+"MAX_SCAN_HOSTS", fmt.Sprintf("%d (detected network %s)", f.cfg.MaxScanHosts, found.Prefix)
+		}
+
+		return states.Network{}, backoff.Permanent(&config.InvalidError{Variable: variable, Value: value, Reason: sweepErr.Error()})
 	}
 
 	return states.Network{
@@ -150,17 +155,7 @@ func (f networkFinder) sweep(found discovery.Network) (discovery.Targets, error)
 		return discovery.Targets{}, nil
 	}
 
-	t, err := discovery.NewTargets(found, discovery.TargetOptions{ScanCIDR: f.cfg.ScanCIDR, MaxScanHosts: f.cfg.MaxScanHosts})
-	if err != nil {
-		variable, value := config.Prefix+"SCAN_CIDR", f.cfg.ScanCIDR.String()
-		if !f.cfg.ScanCIDR.IsValid() {
-			variable, value = config.Prefix+"MAX_SCAN_HOSTS", fmt.Sprintf("%d (detected network %s)", f.cfg.MaxScanHosts, found.Prefix)
-		}
-
-		return t, backoff.Permanent(&config.InvalidError{Variable: variable, Value: value, Reason: err.Error()})
-	}
-
-	return t, nil
+	return discovery.NewTargets(found, discovery.TargetOptions{ScanCIDR: f.cfg.ScanCIDR, MaxScanHosts: f.cfg.MaxScanHosts})
 }
 
 // describe names what discovery covers, for the logs: "members+10.0.0.0/24".

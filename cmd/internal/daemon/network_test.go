@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
@@ -84,5 +85,39 @@ func TestAddressPeersReach(t *testing.T) {
 				t.Fatalf("local address %s, want %s", got.LocalIP, tc.want)
 			}
 		})
+	}
+}
+
+// A network too large to sweep (an IPv6 /64, a /8) is a configuration
+// error only when the sweep is the only source; next to members it is
+// skipped and the range description leaves it out.
+func TestTooLargeRangeFatalOnlyAlone(t *testing.T) {
+	up := net.FlagUp | net.FlagRunning
+	host := interfaces{{Name: "eth0", Flags: up, Addrs: []netip.Prefix{netip.MustParsePrefix("fd00:10::5/64")}}}
+
+	for _, tc := range []struct {
+		sources []discovery.SourceName
+		invalid bool
+		want    string
+	}{
+		{sources: []discovery.SourceName{discovery.SourceScan}, invalid: true},
+		{sources: []discovery.SourceName{discovery.SourceMembers, discovery.SourceScan}, want: "members"},
+	} {
+		cfg := config.Defaults()
+		cfg.ProcDir = t.TempDir() // no route files: the first interface with a global address
+		cfg.Discovery = tc.sources
+
+		got, err := networkFinder{cfg: cfg, interfaces: host}.Find(t.Context())
+		if tc.invalid {
+			if !config.IsInvalid(err) || !strings.Contains(err.Error(), "MAX_SCAN_HOSTS") || !strings.Contains(err.Error(), "members") {
+				t.Errorf("%v: err %v, want an InvalidError naming MAX_SCAN_HOSTS and the alternatives", tc.sources, err)
+			}
+
+			continue
+		}
+
+		if err != nil || got.Range != tc.want || got.LocalIP != netip.MustParseAddr("fd00:10::5") {
+			t.Errorf("%v: %+v, %v; want range %q at fd00:10::5", tc.sources, got, err, tc.want)
+		}
 	}
 }
