@@ -1,6 +1,8 @@
 package states
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
 func TestElect(t *testing.T) {
@@ -74,4 +77,29 @@ func TestElect(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A time status that did not arrive is not a synced clock: taken as one,
+// a node that never syncs announced and held every lock while Talos
+// refused its Bootstrap for ever (simulator seed 71254). Only an apid
+// without COSI, which can never tell, leaves the check to Bootstrap.
+func TestElectTimeStatusUnknown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTrio(t)
+		tr.s.status = statusOf(tr.self, 3)
+		tr.b.publish(t, statusOf(tr.b, 3))
+		tr.c.publish(t, statusOf(tr.c, 3))
+		tr.self.unsynced = true
+		tr.self.errs = map[string]error{"TimeSynced": context.DeadlineExceeded}
+
+		expectEvent(t, tr.s.elect, "", context.DeadlineExceeded, 0)
+
+		if st := tr.s.status; st.Intent != 0 || st.Lock != nil {
+			t.Fatalf("intent %d, lock %v after a lost time status: want none", st.Intent, st.Lock)
+		}
+
+		tr.self.errs = map[string]error{"TimeSynced": fmt.Errorf("get time status: %w", transport.ErrUnsupported)}
+
+		expectEvent(t, tr.s.elect, fsm.ElectedLeader, nil, 0)
+	})
 }

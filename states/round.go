@@ -2,6 +2,7 @@ package states
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -27,17 +28,21 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 	}
 
 	synced, err := s.local.TimeSynced(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return election.Observation{}, ctx.Err()
-		}
 
+	switch {
+	case err == nil:
+	case errors.Is(err, transport.ErrUnsupported):
 		// Without COSI the time status cannot be seen. That costs no
 		// safety: Bootstrap itself refuses while time is not in sync, and
 		// boot ids keep identities stable across the clock step.
 		s.Log.Debug().Err(err).Msg("time status unavailable, relying on Bootstrap's own time check")
 
 		synced = true
+	default:
+		// A lost reply is not a synced clock: taken as one, a node that
+		// never syncs would announce and hold every lock while its
+		// Bootstrap is refused for ever (simulator seed 71254).
+		return election.Observation{}, fmt.Errorf("refresh local node: time status: %w", err)
 	}
 
 	selfSigns, selfEtcd := transport.ProbeEtcdSigns(ctx, s.local)

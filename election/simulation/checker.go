@@ -175,10 +175,11 @@ func (w *world) mismatchUnreported() string {
 	return ""
 }
 
-// addressLeaderNeverSyncs is a control-plane node that never syncs time
-// and leads under LEADER_ORDER=address: the lowest address of all, or the
-// lowest of those in view when it announced (a lower one arrived later and
-// found the locks taken).
+// addressLeaderNeverSyncs is the control-plane node with the lowest
+// address in string order, when the order is address and it never syncs:
+// it ranks first and may not announce, so nobody bootstraps. (A node that
+// is lowest only of those in view never announces either, so a lower one
+// arriving later takes the lead.)
 func (w *world) addressLeaderNeverSyncs() *tnode {
 	if w.p.cfg.LeaderOrder != election.OrderAddress {
 		return nil
@@ -194,16 +195,6 @@ func (w *world) addressLeaderNeverSyncs() *tnode {
 
 	if first != nil && first.neverSync {
 		return first
-	}
-
-	for _, n := range w.nodes {
-		if !n.cp || !n.neverSync || n.statusFile == nil {
-			continue
-		}
-
-		if st, err := election.ParseStatus(n.statusFile); err == nil && (st.Phase == election.PhaseAnnounced || st.Phase == election.PhaseBootstrapping) {
-			return n
-		}
 	}
 
 	return nil
