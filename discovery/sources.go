@@ -135,6 +135,9 @@ type Combined struct {
 	clock   clockwork.Clock
 	// pollEvery paces Pause's look at the sources that change (members).
 	pollEvery time.Duration
+	// enough ends a round before its sweeps once the listed addresses
+	// already show what the caller waits for (a quorum); nil: always sweep.
+	enough func(Result) bool
 
 	failing map[SourceName]string // the failure last logged
 	listed  map[netip.Addr]map[SourceName]bool
@@ -142,10 +145,13 @@ type Combined struct {
 }
 
 // NewCombined combines sources for scanner. pollEvery (SCAN_TIMEOUT) is
-// how often Pause looks for new discovery members.
-func NewCombined(scanner *Scanner, sources []Source, pollEvery time.Duration, clock clockwork.Clock, log zerolog.Logger) *Combined {
+// how often Pause looks for new discovery members. enough, when set, lets
+// a round skip its sweeps when the listed addresses (members, PEERS)
+// already satisfy it: a sweep waits a whole SCAN_TIMEOUT for its silent
+// addresses, a list only a round trip.
+func NewCombined(scanner *Scanner, sources []Source, pollEvery time.Duration, enough func(Result) bool, clock clockwork.Clock, log zerolog.Logger) *Combined {
 	return &Combined{
-		scanner: scanner, sources: sources, log: log, clock: clock, pollEvery: pollEvery,
+		scanner: scanner, sources: sources, log: log, clock: clock, pollEvery: pollEvery, enough: enough,
 		failing: map[SourceName]string{},
 		listed:  map[netip.Addr]map[SourceName]bool{},
 		ranges:  map[SourceName]netip.Prefix{},
@@ -163,6 +169,18 @@ type Round struct {
 // Scan probes the known peers and every source's targets.
 func (c *Combined) Scan(ctx context.Context) (Round, error) {
 	finite, sweeps := c.targets(ctx)
+
+	probed := 0
+
+	if len(finite) > 0 && len(sweeps) > 0 && c.enough != nil {
+		res, err := c.scanner.Scan(ctx, slices.Values(finite))
+		if err != nil || c.enough(res) {
+			return Round{Result: res, BySource: c.attribute(res)}, err
+		}
+
+		probed = res.Probed
+	}
+
 	seen := make(map[netip.Addr]bool, len(finite))
 
 	for _, a := range finite {
@@ -186,6 +204,7 @@ func (c *Combined) Scan(ctx context.Context) (Round, error) {
 	}
 
 	res, err := c.scanner.Scan(ctx, all)
+	res.Probed += probed
 
 	return Round{Result: res, BySource: c.attribute(res)}, err
 }

@@ -103,7 +103,7 @@ func TestCombinedOneCandidatePerBoot(t *testing.T) {
 	c := NewCombined(env.scanner(t, ScannerOptions{}), []Source{
 		Members{Lister: members},
 		Fixed{SourceName: SourceScan, List: Targets{Addrs: env.hosts(t, "127.42.9.0/29"), Range: netip.MustParsePrefix("127.42.9.0/29")}},
-	}, time.Second, clockwork.NewRealClock(), zerolog.Nop())
+	}, time.Second, nil, clockwork.NewRealClock(), zerolog.Nop())
 
 	round, err := c.Scan(t.Context())
 	if err != nil {
@@ -162,7 +162,7 @@ func TestCombinedFailingSourceIsSkippedAndLoggedOnce(t *testing.T) {
 	c := NewCombined(env.scanner(t, ScannerOptions{}), []Source{
 		Members{Lister: members},
 		Fixed{SourceName: SourceScan, List: Targets{Addrs: env.hosts(t, "127.42.11.0/30"), Range: netip.MustParsePrefix("127.42.11.0/30")}},
-	}, time.Second, clockwork.NewRealClock(), zerolog.New(&logs))
+	}, time.Second, nil, clockwork.NewRealClock(), zerolog.New(&logs))
 
 	for range 3 {
 		round, err := c.Scan(t.Context())
@@ -204,7 +204,7 @@ func TestCombinedPauseEndsWhenAMemberAppears(t *testing.T) {
 	members := &lister{}
 	members.set(nil, transport.Member{ID: "a", Addresses: []netip.Addr{mustAddr("127.42.12.1")}})
 
-	c := NewCombined(env.scanner(t, ScannerOptions{Timeout: 200 * time.Millisecond}), []Source{Members{Lister: members}}, 2*time.Second, clock, zerolog.Nop())
+	c := NewCombined(env.scanner(t, ScannerOptions{Timeout: 200 * time.Millisecond}), []Source{Members{Lister: members}}, 2*time.Second, nil, clock, zerolog.Nop())
 	if _, err := c.Scan(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestCombinedPauseEndsWhenAMemberAppears(t *testing.T) {
 	}
 
 	// With only fixed sources a pause is the whole delay.
-	fixed := NewCombined(env.scanner(t, ScannerOptions{}), []Source{Fixed{SourceName: SourcePeers}}, 2*time.Second, clock, zerolog.Nop())
+	fixed := NewCombined(env.scanner(t, ScannerOptions{}), []Source{Fixed{SourceName: SourcePeers}}, 2*time.Second, nil, clock, zerolog.Nop())
 
 	go func() { done <- fixed.Pause(t.Context(), 10*time.Second) }()
 
@@ -268,5 +268,35 @@ func TestCombinedPauseEndsWhenAMemberAppears(t *testing.T) {
 
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A round whose listed addresses already show a quorum skips the sweep,
+// which would wait a whole timeout for its silent addresses; one that does
+// not sweeps as well.
+func TestCombinedSkipsTheSweepWhenListedAreEnough(t *testing.T) {
+	env := newScanEnv(t)
+	startAPID(t, env.pki, env.port, fakeapid.Node{}, "127.42.13.2")
+	startAPID(t, env.pki, env.port, fakeapid.Node{}, "127.42.13.3")
+
+	members := &lister{}
+	members.set(nil, transport.Member{ID: "b", Addresses: []netip.Addr{mustAddr("127.42.13.2")}})
+
+	quorum := 2
+	c := NewCombined(env.scanner(t, ScannerOptions{}), []Source{
+		Members{Lister: members},
+		Fixed{SourceName: SourceScan, List: Targets{Addrs: env.hosts(t, "127.42.13.0/29"), Range: netip.MustParsePrefix("127.42.13.0/29")}},
+	}, time.Second, func(r Result) bool { return 1+len(r.ControlPlane) >= quorum }, clockwork.NewRealClock(), zerolog.Nop())
+
+	round, err := c.Scan(t.Context())
+	if err != nil || round.Probed != 1 || len(round.ControlPlane) != 1 {
+		t.Fatalf("quorum in members: %v, probed %d, peers %v; want only the member probed", err, round.Probed, addrsOf(round.ControlPlane))
+	}
+
+	quorum = 3
+
+	round, err = c.Scan(t.Context())
+	if err != nil || len(round.ControlPlane) != 2 || round.Probed < 6 {
+		t.Fatalf("quorum missing: %v, probed %d, peers %v; want the sweep to find the second peer", err, round.Probed, addrsOf(round.ControlPlane))
 	}
 }

@@ -24,7 +24,7 @@ func TestE2ETiming(t *testing.T) {
 	art := build(t, t.TempDir(), tools)
 	began := time.Now()
 
-	for _, set := range []timingSettings{shippedDefaults, shortSettings} {
+	for _, set := range []timingSettings{shippedDefaults, sweepOnlyDefaults, shortSettings} {
 		t.Run(set.name+"-three-together", func(t *testing.T) { testTimingTogether(t, art, set) })
 		t.Run(set.name+"-late-third-node", func(t *testing.T) { testTimingLate(t, art, set) })
 	}
@@ -45,6 +45,12 @@ type timingSettings struct {
 // every other value are the daemon's own defaults.
 var shippedDefaults = timingSettings{name: "defaults", env: func(quorum int) []string {
 	return []string{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=" + strconv.Itoa(quorum)}
+}}
+
+// sweepOnlyDefaults are the defaults on a site without Talos cluster
+// discovery: the sweep alone finds the peers.
+var sweepOnlyDefaults = timingSettings{name: "defaults-sweep-only", env: func(quorum int) []string {
+	return []string{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=" + strconv.Itoa(quorum), "TALOS_AUTO_BOOTSTRAP_DISCOVERY=scan"}
 }}
 
 // shortSettings are daemonEnv's, as in TestE2E.

@@ -298,7 +298,11 @@ func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id
 		}
 	}
 
-	out.combined = discovery.NewCombined(s, sources, cfg.ScanTimeout, clock, log)
+	// A quorum in the listed addresses is as good as one found by the
+	// sweep: the election's safety rests on the quorum, not on seeing
+	// every node, and later rounds sweep while one is missing.
+	quorum := func(r discovery.Result) bool { return 1+len(r.ControlPlane) >= cfg.QuorumNodes }
+	out.combined = discovery.NewCombined(s, sources, cfg.ScanTimeout, quorum, clock, log)
 
 	return out, nil
 }
