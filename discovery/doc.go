@@ -21,6 +21,23 @@
 // probed through the same path (ProbeSelf), so every node compares the same
 // SystemStat number.
 //
+// # Members against the sweep
+//
+// Time from a node appearing to its being a candidate, in a loop shaped
+// like the daemon's Scan state waiting for quorum at the defaults
+// (SCAN_TIMEOUT 2 s, SCAN_INTERVAL 30 s), measured by
+// BenchmarkMemberToCandidate and BenchmarkSweepToCandidate (10 runs each,
+// 2 vCPU, a simulation loading the machine):
+//
+//	members (loopback, members only):           mean 1.11 s, max 1.92 s
+//	members + sweep of a /24 (namespaces):      mean 0.88 s, max 1.58 s
+//	sweep of a /24 only (namespaces):           mean 16.0 s, max 28.4 s
+//
+// A member is seen at the next poll of the pause (every SCAN_TIMEOUT) and
+// probed at once; a round whose listed addresses show a quorum skips the
+// sweep. The sweep waits out the rest of the back-off pause (up to
+// SCAN_INTERVAL) and then one timeout for the silent addresses.
+//
 // # Concurrency default: 256
 //
 // A sweep is bounded by the probes in flight: silent addresses each cost one

@@ -130,12 +130,14 @@ type sweepChildSpec struct {
 }
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(sweepChildEnv); spec != "" {
-		if err := runSweepChild(spec); err != nil {
-			fmt.Fprintln(os.Stderr, "sweep child:", err)
-			os.Exit(1)
+	for env, run := range map[string]func(string) error{sweepChildEnv: runSweepChild, candidateChildEnv: runCandidateChild} {
+		if spec := os.Getenv(env); spec != "" {
+			if err := run(spec); err != nil {
+				fmt.Fprintln(os.Stderr, env, "child:", err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		}
-		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
