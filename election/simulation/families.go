@@ -12,7 +12,7 @@ import (
 // found: the shape of the fault is fixed, its timings come from the seed.
 // TestSimulation runs each with every rule on (no failure allowed); each
 // negative control runs its family with one rule off and must fail.
-var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address"}
+var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -173,6 +173,28 @@ func (w *world) setupFamily(name string) error {
 		w.p.cfg.EtcdWait = 2*w.p.fillMax + 30*time.Second
 		w.p.chaosEnd = 2 * time.Minute
 		w.capiLoop()
+	case "reset-one", "reset-two":
+		// W3. Quorum 2 of 3, the cluster made and joined. An operator
+		// resets EPHEMERAL of one node (the README's rule), or of two at
+		// once, while the founder is cut off: two empty nodes that see no
+		// member make up a quorum on their own.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
+		at := 4*time.Minute + w.dur(0, 30*time.Second)
+		w.isolate(a, at, at+4*time.Minute)
+		w.p.chaosEnd = at + 4*time.Minute
+		resets := []*tnode{b}
+		if name == "reset-two" {
+			resets = append(resets, c)
+		}
+
+		w.at(at+time.Second, func() {
+			for _, n := range resets {
+				if n.up && n.daemon != nil && n.daemon.finished && n.healthy {
+					w.resetEphemeral(n)
+				}
+			}
+		})
 	default:
 		return fmt.Errorf("unknown scenario family %q", name)
 	}

@@ -307,3 +307,17 @@ func TestClusterAPIWithBootTimeMakesTwoClusters(t *testing.T) {
 		t.Fatal("no double bootstrap with the boot-time order next to the Cluster API provider: the model of the provider is blind")
 	}
 }
+
+// TestResettingTwoNodesAtOnceMakesTwoClusters is why the README asks for
+// one reset at a time (W3): two nodes reset together, out of sight of the
+// founder, make a second cluster within these seeds; one at a time
+// (TestFamilies, reset-one) never does.
+func TestResettingTwoNodesAtOnceMakesTwoClusters(t *testing.T) {
+	s := summarise(runSeeds(t, 1, 50, Options{Family: "reset-two"}, true))
+
+	t.Logf("two EPHEMERAL resets at once, founder cut off: %d of %d scenarios made two clusters", s.doubles, s.runs)
+
+	if s.doubles == 0 {
+		t.Fatal("two nodes reset at once never made a second cluster: the model of resets is blind")
+	}
+}
