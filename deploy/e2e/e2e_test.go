@@ -191,7 +191,7 @@ func figures(t *testing.T, name string, lastStart time.Time, founded *fakeapid.C
 		line := fmt.Sprintf("FIGURE %s: %s: exit %d, ran %.1fs, peak RSS %s", name, p.name, p.exitCode,
 			p.ended.Sub(p.started).Seconds(), rss)
 		if sweep >= 0 {
-			line += fmt.Sprintf(", first /24 sweep %.2fs (%d addresses probed)", sweep, probed)
+			line += fmt.Sprintf(", first discovery round %.2fs (%d addresses probed)", sweep, probed)
 		}
 
 		t.Log(line)
