@@ -170,7 +170,7 @@ type Round struct {
 func (c *Combined) Scan(ctx context.Context) (Round, error) {
 	finite, sweeps := c.targets(ctx)
 
-	probed := 0
+	probed, listed := 0, finite
 
 	if len(finite) > 0 && len(sweeps) > 0 && c.enough != nil {
 		res, err := c.scanner.Scan(ctx, slices.Values(finite))
@@ -178,7 +178,9 @@ func (c *Combined) Scan(ctx context.Context) (Round, error) {
 			return Round{Result: res, BySource: c.attribute(res)}, err
 		}
 
-		probed = res.Probed
+		// Probed once this round: the peers found there are known now and
+		// re-probed anyway, a silent entry is not waited for twice.
+		probed, listed = res.Probed, nil
 	}
 
 	seen := make(map[netip.Addr]bool, len(finite))
@@ -188,7 +190,7 @@ func (c *Combined) Scan(ctx context.Context) (Round, error) {
 	}
 
 	all := func(yield func(netip.Addr) bool) {
-		for _, a := range finite {
+		for _, a := range listed {
 			if !yield(a) {
 				return
 			}

@@ -57,7 +57,7 @@ type ScanResult struct {
 	Foreign      int
 	Probed       int
 	// BySource counts the peers each discovery source named (members,
-	// scan, peers); nil when there is one source.
+	// scan, peers); nil when the scanner does not tell (the simulator's).
 	BySource map[string]int
 }
 
