@@ -391,9 +391,18 @@ func testForeignNode(t *testing.T, art artifacts) {
 
 	nodes := w.controlPlanes(alpha, "cp", []int{3, 2, 1}, everyOther)
 
-	runs := startDaemons(3, nodes...)
+	// The sweep is what meets the other cluster's node (Talos cluster
+	// discovery only lists a node's own cluster, and a quorum in it skips
+	// the sweep): sweep only, so that its certificate check is what keeps
+	// the foreign node out.
+	sweepOnly := "TALOS_AUTO_BOOTSTRAP_DISCOVERY=scan"
+	runs := make([]*proc, 0, len(nodes))
 
-	foreignRun := foreign.startDaemon(daemonEnv(1))
+	for _, n := range nodes {
+		runs = append(runs, n.startDaemon(daemonEnv(3, sweepOnly)))
+	}
+
+	foreignRun := foreign.startDaemon(daemonEnv(1, sweepOnly))
 
 	w.waitAll(scenarioTimeout, append(runs, foreignRun)...)
 	expectDone(t, append(runs, foreignRun)...)
