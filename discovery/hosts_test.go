@@ -19,13 +19,6 @@ func collect(t *testing.T, p string, max int) []netip.Addr {
 }
 
 func TestHostsSmallRanges(t *testing.T) {
-	addrs := func(ss ...string) []netip.Addr {
-		var out []netip.Addr
-		for _, s := range ss {
-			out = append(out, mustAddr(s))
-		}
-		return out
-	}
 	cases := []struct {
 		prefix string
 		want   []netip.Addr
@@ -167,13 +160,6 @@ func TestNewTargets(t *testing.T) {
 }
 
 func TestHostsIPv6(t *testing.T) {
-	addrs := func(ss ...string) []netip.Addr {
-		var out []netip.Addr
-		for _, s := range ss {
-			out = append(out, mustAddr(s))
-		}
-		return out
-	}
 	cases := []struct {
 		prefix string
 		want   []netip.Addr
@@ -309,4 +295,12 @@ func TestNewTargetsIPv6(t *testing.T) {
 	if err != nil || tg.Count != 2 || !slices.Equal(slices.Collect(tg.Addrs), peers) {
 		t.Fatalf("PEERS: %+v %v", tg, err)
 	}
+}
+
+func addrs(ss ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		out = append(out, mustAddr(s))
+	}
+	return out
 }

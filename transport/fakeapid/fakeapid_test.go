@@ -15,7 +15,6 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -57,20 +56,7 @@ func start(t *testing.T, reg *fakeapid.Registry, first string, node fakeapid.Nod
 func rawClient(t *testing.T, srv *fakeapid.Server, roles role.Set) machine.MachineServiceClient {
 	t.Helper()
 
-	id, err := testPKI(t).RoleIdentity(time.Now().Add(-time.Minute), time.Hour, roles)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	conn, err := grpc.NewClient("passthrough:///"+srv.Addr().String(),
-		grpc.WithTransportCredentials(credentials.NewTLS(transport.TLSConfig(id))))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	t.Cleanup(func() { conn.Close() }) //nolint:errcheck
-
-	return machine.NewMachineServiceClient(conn)
+	return machine.NewMachineServiceClient(cosiConn(t, testPKI(t), srv, roles))
 }
 
 func ctx(t *testing.T) context.Context {
