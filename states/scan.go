@@ -75,6 +75,17 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 		return fsm.EtcdReady, nil
 	}
 
+	// Said in the status too: the file is what an operator (and the status
+	// command) reads when nothing happens.
+	if reason := fmt.Sprintf("waiting for quorum: %d of %d control-plane nodes in view", known, s.Settings.Quorum); s.status.Reason != reason {
+		next := s.status.Clone()
+		next.Reason = reason
+
+		if err := s.persist(next); err != nil {
+			return "", err
+		}
+	}
+
 	delay := s.scanner.NextDelay(known, s.scanAttempt)
 	s.scanAttempt++
 	s.Log.Info().

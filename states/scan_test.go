@@ -1,6 +1,7 @@
 package states
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -19,12 +20,14 @@ func TestScan(t *testing.T) {
 		wantWait  time.Duration
 		wantAsked [][2]int // NextDelay questions
 		wantPeers int      // kept for the election
-		wantDone  bool     // one status saved, phase done; else none
+		wantDone  bool     // one status saved, phase done
+		wantWhy   string   // one status saved with this reason, lock and phase kept
 	}{
 		{name: "quorum reached", peers: 2, want: fsm.QuorumReached, wantPeers: 2},
 		// Waits the scanner's delay, asked with the nodes known so far.
 		{name: "quorum missing", peers: 1, want: fsm.QuorumMissing, wantWait: 7 * time.Second,
-			wantAsked: [][2]int{{2, 0}}, wantPeers: 1},
+			wantAsked: [][2]int{{2, 0}}, wantPeers: 1,
+			wantWhy: "waiting for quorum: 2 of 3 control-plane nodes in view"},
 		// A reboot of a cluster member: nothing to bootstrap, quorum or not.
 		{name: "quorum missing, own etcd healthy", selfEtcd: true, want: fsm.EtcdReady,
 			wantDone: true},
@@ -36,6 +39,9 @@ func TestScan(t *testing.T) {
 				b, c := newNode(2, "b1", now.Add(-time.Hour)), newNode(3, "c1", now.Add(-time.Hour))
 				s, store, scanner := newTestSession(self, 3, []*memNode{b, c}[:tc.peers]...)
 				s.peers, scanner.delay = nil, 7*time.Second
+				s.status.Lock = &election.IntentRef{Leader: b.candidate().Incarnation, Number: 4}
+				s.status.Phase = election.PhaseLocked
+				before := s.status.Clone()
 
 				if tc.selfEtcd {
 					self.etcd = etcdHealthy
@@ -51,8 +57,21 @@ func TestScan(t *testing.T) {
 					t.Fatalf("%d peers kept for the election, want %d", len(s.peers), tc.wantPeers)
 				}
 
-				if done := len(store.saved) == 1 && store.saved[0].Phase == election.PhaseDone; done != tc.wantDone || (!done && len(store.saved) > 0) {
-					t.Fatalf("saved %+v; want phase done saved: %v", store.saved, tc.wantDone)
+				switch {
+				case tc.wantDone:
+					if len(store.saved) != 1 || store.saved[0].Phase != election.PhaseDone {
+						t.Fatalf("saved %+v; want one status, phase done", store.saved)
+					}
+				case tc.wantWhy != "":
+					// The operator's explanation; the protocol's state is untouched.
+					want := before.Clone()
+					want.Reason = tc.wantWhy
+
+					if len(store.saved) != 1 || !reflect.DeepEqual(withoutStamp(store.saved[0]), withoutStamp(want)) {
+						t.Fatalf("saved %+v; want %+v", store.saved, want)
+					}
+				case len(store.saved) > 0:
+					t.Fatalf("saved %+v; want nothing", store.saved)
 				}
 
 				if self.bootstraps != 0 {
@@ -61,4 +80,11 @@ func TestScan(t *testing.T) {
 			})
 		})
 	}
+}
+
+// withoutStamp drops what persist stamps on every save.
+func withoutStamp(st election.Status) election.Status {
+	st.FSMState, st.UpdatedAt = "", time.Time{}
+
+	return st
 }
