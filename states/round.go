@@ -32,7 +32,7 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, transport.ErrUnsupported):
-		// Without COSI the time status cannot be seen. That costs no
+		// Without COSI (or a time status) sync cannot be seen. That costs no
 		// safety: Bootstrap itself refuses while time is not in sync, and
 		// boot ids keep identities stable across the clock step.
 		s.Log.Debug().Err(err).Msg("time status unavailable, relying on Bootstrap's own time check")

@@ -335,7 +335,10 @@ func (n *grpcNode) TimeSynced(ctx context.Context) (bool, error) {
 
 	res, err := safe.StateGetByID[*timeres.Status](ctx, n.cosi, timeres.StatusID)
 	if err != nil {
-		if status.Code(err) == codes.Unimplemented {
+		// NotFound is an apid that does not publish it: machined's time
+		// controller writes the status once the config is loaded, long
+		// before extensions start, so a running Talos always has one.
+		if status.Code(err) == codes.Unimplemented || state.IsNotFoundError(err) {
 			return false, n.fail("get time status", fmt.Errorf("%w: %w", ErrUnsupported, err))
 		}
 

@@ -87,6 +87,10 @@ func (c *cosiState) resources(typ resource.Type) ([]resource.Resource, error) {
 
 		return []resource.Resource{r}, nil
 	case timeres.StatusType:
+		if c.s.node.NoTimeStatus {
+			return nil, nil
+		}
+
 		r := timeres.NewStatus()
 		r.TypedSpec().Synced = c.s.timeSynced()
 

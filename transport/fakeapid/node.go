@@ -83,6 +83,9 @@ type Node struct {
 
 	// TimeUnsynced: time never syncs.
 	TimeUnsynced bool
+	// NoTimeStatus: COSI is served but has no time status (NotFound), as an
+	// apid that does not publish it; Bootstrap still checks time sync.
+	NoTimeStatus bool
 	// TimeSyncedAfter: time syncs this long after start.
 	TimeSyncedAfter time.Duration
 	// TimeSyncedAfterCalls: time syncs once the node served N calls.
