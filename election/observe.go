@@ -13,11 +13,12 @@ import (
 //   - a peer whose status of its current boot was read is named the way it
 //     names itself (address, node name, time sync), so that every
 //     observer's ranks and locks agree;
-//   - an absent /var/lib/etcd proves nothing until /var is known to be
-//     mounted: apid answers before EPHEMERAL is mounted, and then lists no
-//     data directory even on a bootstrapped node. A status file written in
-//     the peer's current boot is that proof (the daemon starts only after
-//     the mount).
+//   - an absent /var/lib/etcd (or an empty one before etcd's service
+//     exists) proves nothing until it is known to be mounted: apid answers
+//     before EPHEMERAL (and v1.14's ETCD volume) is mounted, and then lists
+//     no data even on a bootstrapped node. A status file written in the
+//     peer's current boot is that proof (the daemon starts only after the
+//     mounts).
 func normalize(obs Observation) Observation {
 	obs.Self.Unsynced = !obs.SelfTimeSynced
 	peers := make([]PeerFacts, 0, len(obs.Peers))
@@ -33,9 +34,9 @@ func normalize(obs Observation) Observation {
 			continue
 		}
 
-		if !reverted("w1") && p.Signs.DataDirAbsent && p.Signs.DataDirNonEmpty == No && p.StatusState != StatusOK {
+		if !reverted("w1") && p.Signs.DataDirUnproven && p.Signs.DataDirNonEmpty == No && p.StatusState != StatusOK {
 			p.Signs.DataDirNonEmpty = Unsure
-			p.Signs.Unknown = append(slices.Clip(p.Signs.Unknown), p.IP.String()+": /var/lib/etcd absent, and nothing shows /var is mounted yet")
+			p.Signs.Unknown = append(slices.Clip(p.Signs.Unknown), p.IP.String()+": /var/lib/etcd absent or empty, and nothing shows it is mounted yet")
 		}
 
 		peers = append(peers, p)

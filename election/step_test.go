@@ -182,7 +182,7 @@ func TestStepRules(t *testing.T) {
 			st: lockedB(ref(cA, 3)),
 			obs: func() Observation {
 				premount := PeerFacts{Candidate: cand("10.0.0.1", "a2", 30), StatusState: StatusMissing, Signs: noSigns()}
-				premount.Signs.DataDirAbsent = true
+				premount.Signs.DataDirUnproven = true
 
 				return obsFor(cB, 0, premount, lockedToA3(cC))
 			}(), reasonHas: "locked to 10.0.0.1/a1#3",

@@ -378,11 +378,14 @@ type Signs struct {
 	EtcdRunning     Tri
 	DataDirNonEmpty Tri
 	HasMembers      Tri
-	// DataDirAbsent: the data directory was reported absent (NotFound, or
-	// lstat ENOENT as Unknown): before /var is mounted Talos answers this on
-	// a bootstrapped node too, so it proves emptiness only when /var is known
-	// to be mounted.
-	DataDirAbsent bool
+	// DataDirUnproven: the data directory was reported absent (NotFound, or
+	// lstat ENOENT as Unknown), or empty while the node has no etcd service
+	// yet. Before /var is mounted Talos answers the first on a bootstrapped
+	// node too; on v1.14 /var/lib/etcd may be its own ETCD volume, whose
+	// mount point lists empty until it is mounted, and Talos starts its
+	// services (etcd included) only after every mount. Either proves
+	// emptiness only when the volume is known to be mounted.
+	DataDirUnproven bool
 	// Unknown lists why some answer is Unsure.
 	Unknown []string
 }

@@ -172,7 +172,7 @@ func TestEtcdLifecycle(t *testing.T) {
 	// before bootstrap
 	for _, n := range nodes {
 		svc, err := n.EtcdService(shortCtx(t))
-		if err != nil || svc != (transport.ServiceState{Found: true, State: "Preparing"}) {
+		if err != nil || svc != (transport.ServiceState{Found: true, State: "Preparing", Message: "Running pre stage"}) {
 			t.Fatalf("%s: EtcdService = %+v, %v; want Preparing", n.Addr(), svc, err)
 		}
 

@@ -20,6 +20,7 @@ const (
 	msgMachineTypeUnset  = "machine type is not set"                                 // Unimplemented, v1.13 (config not loaded yet)
 	msgDataDirNotEmpty   = "etcd data directory is not empty"                        // AlreadyExists; Unknown code from BootstrapEtcd's re-check
 	msgEtcdNotConfigured = "etcd is not configured, bootstrap is not possible"       // InvalidArgument, after v1.13
+	msgUnattendedInstall = "bootstrap is not allowed during unattended install"      // Unknown, v1.14 BootstrapEtcd, before etcd stops
 )
 
 // ClassifyBootstrap maps the Bootstrap RPC error to an outcome, matching
@@ -62,8 +63,12 @@ func ClassifyBootstrap(err error) election.BootstrapOutcome {
 			return election.NotControlPlane
 		}
 	case codes.Unknown:
-		if strings.Contains(msg, msgDataDirNotEmpty) {
+		switch {
+		case strings.Contains(msg, msgDataDirNotEmpty):
 			return election.AlreadyExists
+		case strings.Contains(msg, msgUnattendedInstall):
+			// Refused before etcd is touched: nothing is under way.
+			return election.RetryLater
 		}
 	case codes.PermissionDenied, codes.Unauthenticated:
 		return election.Rejected

@@ -22,6 +22,7 @@ func TestClassifyBootstrap(t *testing.T) {
 		{"accepted", nil, election.Accepted},
 		{"already exists", status.Error(codes.AlreadyExists, "etcd data directory is not empty"), election.AlreadyExists},
 		{"re-check inside BootstrapEtcd", status.Error(codes.Unknown, "etcd data directory is not empty"), election.AlreadyExists},
+		{"v1.14 unattended install under way (refused before etcd stops)", status.Error(codes.Unknown, "bootstrap is not allowed during unattended install (phase: installing)"), election.RetryLater},
 		{"not available yet", status.Error(codes.FailedPrecondition, "bootstrap is not available yet"), election.RetryLater},
 		{"time not in sync", status.Error(codes.FailedPrecondition, "time is not in sync yet"), election.RetryLater},
 		{"wrapped by transport", fmt.Errorf("bootstrap 10.0.0.1: %w", status.Error(codes.FailedPrecondition, "time is not in sync yet")), election.RetryLater},
@@ -74,6 +75,7 @@ func TestEtcdSigns(t *testing.T) {
 		{name: "data dir listing failed", svc: preparing, dataErr: timeout, mErr: membersErr, running: election.No, data: election.Unsure, memb: election.No, unknowns: 1},
 		{name: "data dir absent", svc: preparing, dataErr: status.Error(codes.NotFound, "no such file"), mErr: membersErr, running: election.No, data: election.No, memb: election.No},
 		{name: "data dir absent via transport", svc: preparing, dataErr: fmt.Errorf("list: %w", ErrNotFound), mErr: membersErr, running: election.No, data: election.No, memb: election.No},
+		{name: "etcd gave up joining", svc: ServiceState{Found: true, State: "Failed", Message: "Failed to run pre stage: failed to build initial etcd cluster: timeout"}, empty: true, mErr: membersErr, running: election.No, data: election.No, memb: election.No},
 		{name: "etcd failed", svc: ServiceState{Found: true, State: "Failed"}, empty: true, mErr: membersErr, running: election.Unsure, data: election.No, memb: election.Unsure, unknowns: 2},
 		{name: "machine type not set yet", svcErr: errors.New("x"), empty: true, mErr: status.Error(codes.Unimplemented, "machine type is not set, cannot use member list API"), running: election.Unsure, data: election.No, memb: election.No, unknowns: 1},
 		{name: "no etcd service", svc: ServiceState{}, empty: true, mErr: timeout, running: election.No, data: election.No, memb: election.No},
@@ -90,30 +92,37 @@ func TestEtcdSigns(t *testing.T) {
 	}
 }
 
-func TestEtcdSignsDataDirAbsent(t *testing.T) {
+func TestEtcdSignsDataDirUnproven(t *testing.T) {
 	preparing := ServiceState{Found: true, State: "Preparing"}
+	deadline := status.Error(codes.DeadlineExceeded, "context deadline exceeded")
 
 	tests := []struct {
-		name    string
-		empty   bool
-		dataErr error
-		data    election.Tri
-		absent  bool
+		name     string
+		svc      ServiceState
+		svcErr   error
+		empty    bool
+		dataErr  error
+		data     election.Tri
+		unproven bool
 	}{
-		{"NotFound", false, status.Error(codes.NotFound, "no such file"), election.No, true},
-		{"ErrNotFound from this package", false, fmt.Errorf("list: %w", ErrNotFound), election.No, true},
-		{"raw lstat error as Unknown", false, status.Error(codes.Unknown, "lstat /var/lib/etcd: no such file or directory"), election.No, true},
-		{"empty directory", true, nil, election.No, false},
-		{"directory with data", false, nil, election.Yes, false},
-		{"permission denied", false, status.Error(codes.Unknown, "lstat /var/lib/etcd: permission denied"), election.Unsure, false},
-		{"deadline", false, status.Error(codes.DeadlineExceeded, "context deadline exceeded"), election.Unsure, false},
+		{name: "NotFound", svc: preparing, dataErr: status.Error(codes.NotFound, "no such file"), data: election.No, unproven: true},
+		{name: "ErrNotFound from this package", svc: preparing, dataErr: fmt.Errorf("list: %w", ErrNotFound), data: election.No, unproven: true},
+		{name: "raw lstat error as Unknown", svc: preparing, dataErr: status.Error(codes.Unknown, "lstat /var/lib/etcd: no such file or directory"), data: election.No, unproven: true},
+		{name: "empty directory", svc: preparing, empty: true, data: election.No},
+		// etcd's service exists only once Talos has mounted every volume
+		// (v1.14's ETCD volume lists as an empty mount point before).
+		{name: "empty directory, no etcd service yet", empty: true, data: election.No, unproven: true},
+		{name: "empty directory, service list failed", svcErr: deadline, empty: true, data: election.No, unproven: true},
+		{name: "directory with data", svc: preparing, data: election.Yes},
+		{name: "permission denied", svc: preparing, dataErr: status.Error(codes.Unknown, "lstat /var/lib/etcd: permission denied"), data: election.Unsure},
+		{name: "deadline", svc: preparing, dataErr: deadline, data: election.Unsure},
 	}
 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := EtcdSigns(preparing, nil, tc.empty, tc.dataErr, nil, nil)
-			if s.DataDirNonEmpty != tc.data || s.DataDirAbsent != tc.absent {
-				t.Fatalf("got data=%s absent=%v, want data=%s absent=%v", s.DataDirNonEmpty, s.DataDirAbsent, tc.data, tc.absent)
+			s := EtcdSigns(tc.svc, tc.svcErr, tc.empty, tc.dataErr, nil, nil)
+			if s.DataDirNonEmpty != tc.data || s.DataDirUnproven != tc.unproven {
+				t.Fatalf("got data=%s unproven=%v, want data=%s unproven=%v", s.DataDirNonEmpty, s.DataDirUnproven, tc.data, tc.unproven)
 			}
 		})
 	}

@@ -200,13 +200,16 @@ func (n *grpcNode) MachineType(ctx context.Context) (MachineType, error) {
 		return t, nil
 	}
 
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || (status.Code(err) != codes.Unimplemented && !state.IsNotFoundError(err)) {
+		// A lost reply or a refusal tells nothing: guessing from the
+		// service list could take a control-plane node whose services have
+		// not started (a bootstrapped one, just rebooted) for a worker.
 		return MachineTypeUnknown, n.fail("get machine type", err)
 	}
 
-	// No usable COSI through this apid (Unimplemented on apids that do not
-	// proxy it, or a resource it cannot serve): the etcd service exists on
-	// control-plane nodes only. init is reported as controlplane here.
+	// No COSI through this apid (Unimplemented), or no such resource: the
+	// etcd service exists on control-plane nodes only. init is reported as
+	// controlplane here.
 	svc, svcErr := n.EtcdService(ctx)
 	if svcErr != nil {
 		return MachineTypeUnknown, fmt.Errorf("machine type without COSI (%w): %w", err, svcErr)
@@ -244,7 +247,12 @@ func (n *grpcNode) EtcdService(ctx context.Context) (ServiceState, error) {
 
 	for _, svc := range msg.GetServices() {
 		if svc.GetId() == "etcd" {
-			return ServiceState{Found: true, State: svc.GetState(), Healthy: svc.GetHealth().GetHealthy()}, nil
+			st := ServiceState{Found: true, State: svc.GetState(), Healthy: svc.GetHealth().GetHealthy()}
+			if events := svc.GetEvents().GetEvents(); len(events) > 0 {
+				st.Message = events[len(events)-1].GetMsg()
+			}
+
+			return st, nil
 		}
 	}
 
@@ -292,7 +300,7 @@ func (n *grpcNode) EtcdDataDirEmpty(ctx context.Context) (bool, error) {
 	if err != nil {
 		if isAbsent(err) {
 			// Absent is not empty: before /var is mounted Talos answers this
-			// on a bootstrapped node too (EtcdSigns marks it DataDirAbsent).
+			// on a bootstrapped node too (EtcdSigns marks it DataDirUnproven).
 			return false, n.fail(op, classifyNotFound(err))
 		}
 
@@ -319,7 +327,15 @@ func (n *grpcNode) EtcdDataDirEmpty(ctx context.Context) (bool, error) {
 			return false, n.fail(op, err)
 		}
 
-		if fi.GetRelativeName() == "." || path.Clean(fi.GetName()) == root {
+		isRoot := fi.GetRelativeName() == "." || path.Clean(fi.GetName()) == root
+		if isRoot && fi.GetError() != "" {
+			// The directory itself could not be read (EIO on a damaged
+			// filesystem): Talos sends that as the root's entry, without
+			// RelativeName, and ends the stream cleanly. Not empty: unknown.
+			return false, n.fail(op, fmt.Errorf("%s: %s", fi.GetName(), fi.GetError()))
+		}
+
+		if isRoot {
 			continue
 		}
 

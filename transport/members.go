@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/resources/cluster"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,12 +46,13 @@ func (n *grpcNode) ClusterMembers(ctx context.Context) ([]Member, error) {
 	cfg, err := safe.StateGetByID[*cluster.Config](ctx, n.cosi, cluster.ConfigID)
 
 	switch {
-	case err == nil && !cfg.TypedSpec().DiscoveryEnabled:
+	case err == nil && !discoveryEnabled(cfg.TypedSpec()):
 		return nil, n.fail("read discovery config", ErrDiscoveryDisabled)
 	case err != nil && status.Code(err) == codes.Unimplemented:
 		return nil, n.fail("read discovery config", fmt.Errorf("%w: %w", ErrUnsupported, err))
-	case err != nil && status.Code(err) != codes.NotFound:
-		// NotFound: an older Talos without the resource; the lists say.
+	case err != nil && !state.IsNotFoundError(err):
+		// NotFound (COSI's own error type, not a gRPC code): an apid
+		// without the resource; the lists say.
 		return nil, n.fail("read discovery config", err)
 	}
 
@@ -77,6 +79,14 @@ func (n *grpcNode) ClusterMembers(ctx context.Context) ([]Member, error) {
 	}
 
 	return out, nil
+}
+
+// discoveryEnabled reads the config the way each Talos version writes it:
+// up to v1.13 DiscoveryEnabled says it; v1.14 no longer sets that field
+// (always false) and keeps RegistryServiceEnabled for Omni, true when a
+// discovery service is configured.
+func discoveryEnabled(spec *cluster.ConfigSpec) bool {
+	return spec.DiscoveryEnabled || spec.RegistryServiceEnabled
 }
 
 func unsupported(err error) error {

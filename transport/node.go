@@ -42,6 +42,7 @@ type ServiceState struct {
 	Found   bool   // the service exists (only on control-plane nodes)
 	State   string // "Preparing", "Running", ...
 	Healthy bool
+	Message string // of the service's last event, "Failed to run pre stage: ..."
 }
 
 // Running is Omni's and our definition of "etcd is up": Running and healthy.

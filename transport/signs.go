@@ -11,20 +11,26 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 )
 
+// msgJoinGaveUp is in the Failed event of an etcd that waited to join for
+// EtcdJoinTimeout (machined's services/etcd.go, all versions).
+const msgJoinGaveUp = "failed to build initial etcd cluster"
+
 // EtcdSigns turns one node's probe answers into signs of an existing
 // cluster. Only answers known from the Talos source to mean "no etcd here
 // yet" become No; every other error is Unsure, which blocks a bootstrap.
 //
 //   - ServiceList: service states follow Talos's runner (system/events):
 //     Initialized, Waiting, Starting and Preparing come before etcd runs
-//     (before bootstrap etcd sits in Preparing); Skipped means never; Running
+//     (before bootstrap etcd sits in Preparing); Skipped means never; Failed
+//     with "failed to build initial etcd cluster" is a join that gave up
+//     waiting for a cluster (before etcd ran); Running
 //     means etcd runs; Stopping and Finished happen when Bootstrap stops the
 //     waiting etcd ("Bootstrap requested") or a running etcd stops. Failed
 //     and unknown states are Unsure.
 //   - /var/lib/etcd: empty or absent is No (Talos's own Bootstrap test).
 //     Absent (NotFound, ErrNotFound, fs.ErrNotExist, or Talos's raw lstat
-//     error as Unknown "...: no such file or directory") also sets
-//     DataDirAbsent.
+//     error as Unknown "...: no such file or directory"), or empty while
+//     ServiceList shows no etcd, also sets DataDirUnproven.
 //   - EtcdMemberList{QueryLocal}: asks the etcd at localhost:2379. Before
 //     bootstrap it only errors (TLS not ready, connection refused, deadline):
 //     such an error carries information only when ServiceList says etcd is
@@ -40,11 +46,18 @@ func EtcdSigns(svc ServiceState, svcErr error, dataDirEmpty bool, dataErr error,
 	case !svc.Found:
 		s.EtcdRunning = election.No
 	default:
-		switch svc.State {
-		case "Initialized", "Waiting", "Starting", "Preparing", "Skipped":
+		switch {
+		case svc.State == "Initialized", svc.State == "Waiting", svc.State == "Starting", svc.State == "Preparing", svc.State == "Skipped":
 			s.EtcdRunning = election.No
-		case "Running", "Stopping", "Finished":
+		case svc.State == "Running", svc.State == "Stopping", svc.State == "Finished":
 			s.EtcdRunning = election.Yes
+		case svc.State == "Failed" && strings.Contains(svc.Message, msgJoinGaveUp):
+			// Waiting to join for EtcdJoinTimeout (30 min) with no cluster
+			// to join: the pre stage failed before etcd ever ran, and the
+			// service stays Failed until Talos reboots at its boot timeout.
+			// Read as Unsure it would block every node meanwhile. Bootstrap
+			// stops it and starts etcd in bootstrap mode as from Preparing.
+			s.EtcdRunning = election.No
 		default:
 			s.EtcdRunning = election.Unsure
 			s.Unknown = append(s.Unknown, "etcd service in state "+svc.State)
@@ -54,11 +67,15 @@ func EtcdSigns(svc ServiceState, svcErr error, dataDirEmpty bool, dataErr error,
 	switch {
 	case dataErr == nil && dataDirEmpty:
 		s.DataDirNonEmpty = election.No
+		// No etcd service yet: Talos has not started its services, which it
+		// does after every mount; an unmounted ETCD volume (v1.14) lists as
+		// an empty mount point.
+		s.DataDirUnproven = svcErr != nil || !svc.Found
 	case dataErr == nil:
 		s.DataDirNonEmpty = election.Yes
 	case isNotFound(dataErr):
 		s.DataDirNonEmpty = election.No
-		s.DataDirAbsent = true
+		s.DataDirUnproven = true
 	default:
 		s.DataDirNonEmpty = election.Unsure
 		s.Unknown = append(s.Unknown, "list "+EtcdDataDir+": "+dataErr.Error())

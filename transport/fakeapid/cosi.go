@@ -96,6 +96,10 @@ func (c *cosiState) resources(typ resource.Type) ([]resource.Resource, error) {
 
 		return []resource.Resource{r}, nil
 	case cluster.ConfigType:
+		if c.s.node.DiscoveryConfigAs == "absent" {
+			return nil, nil
+		}
+
 		return []resource.Resource{discoveryConfig(c.s.node, c.s.pki.Fingerprint())}, nil
 	case cluster.AffiliateType:
 		affiliates, err := c.s.affiliates()

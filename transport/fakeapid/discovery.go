@@ -184,7 +184,7 @@ func discoveryConfig(node Node, ca string) *cluster.Config {
 	id := sha256.Sum256([]byte("fakeapid cluster id\x00" + ca))
 
 	spec := c.TypedSpec()
-	spec.DiscoveryEnabled = true
+	spec.DiscoveryEnabled = node.DiscoveryConfigAs != "v1.14"
 	spec.RegistryServiceEnabled = true
 	spec.ServiceEndpoint = discoveryServiceEndpoint
 	spec.ServiceEncryptionKey = secret[:]

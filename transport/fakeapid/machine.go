@@ -278,13 +278,18 @@ func (m *machineService) ServiceList(context.Context, *emptypb.Empty) (*machine.
 		}
 
 		now := time.Now()
-		etcd := &machine.ServiceInfo{Id: "etcd", State: "Preparing", Health: &machine.ServiceHealth{Unknown: true}}
+		etcd := &machine.ServiceInfo{Id: "etcd", State: "Preparing", Health: &machine.ServiceHealth{Unknown: true},
+			Events: serviceEvents("Starting service", "Running pre stage")}
 
 		switch {
 		case view.Healthy(now):
 			etcd = running("etcd")
 		case view.Running(now):
 			etcd.State = "Running"
+		case view.ClusterID == 0 && s.node.EtcdJoinTimeout > 0 && now.Sub(s.started) >= s.node.EtcdJoinTimeout:
+			etcd.State = "Failed"
+			etcd.Events = serviceEvents("Starting service", "Running pre stage",
+				"Failed to run pre stage: failed to build initial etcd cluster: timeout waiting for etcd members")
 		}
 
 		services = append(services, etcd)
@@ -299,6 +304,17 @@ func (m *machineService) ServiceList(context.Context, *emptypb.Empty) (*machine.
 	services = append(services, running("udevd"))
 
 	return &machine.ServiceListResponse{Messages: []*machine.ServiceList{{Services: services}}}, nil
+}
+
+// serviceEvents is a service's event history as ServiceList sends it,
+// oldest first.
+func serviceEvents(msgs ...string) *machine.ServiceEvents {
+	events := &machine.ServiceEvents{}
+	for _, m := range msgs {
+		events.Events = append(events.Events, &machine.ServiceEvent{Msg: m})
+	}
+
+	return events
 }
 
 // EtcdMemberList: on workers machinehelper.CheckControlplane answers
@@ -451,6 +467,12 @@ func (m *machineService) List(req *machine.ListRequest, srv machine.MachineServi
 
 	if _, err := os.Lstat(hostRoot); err != nil {
 		return asNodePathError(err, root)
+	}
+
+	if s.node.DataDirReadError != "" && root == "/var/lib/etcd" {
+		// archiver.Walker: the walk function sees the root's read error,
+		// sends it without RelativeName, and the walk ends without error.
+		return srv.Send(&machine.FileInfo{Name: root, Error: s.node.DataDirReadError})
 	}
 
 	return filepath.Walk(hostRoot, func(path string, fi os.FileInfo, walkErr error) error {

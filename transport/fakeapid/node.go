@@ -83,6 +83,16 @@ type Node struct {
 
 	// TimeUnsynced: time never syncs.
 	TimeUnsynced bool
+	// EtcdJoinTimeout: a control-plane etcd still waiting to join this long
+	// after start gives up as Talos's does after EtcdJoinTimeout (30 min):
+	// the service is Failed, "Failed to run pre stage: failed to build
+	// initial etcd cluster: ...", until a Bootstrap restarts it. (This
+	// fake still lets it join a cluster that appears later; Talos would
+	// only after the boot timeout reboots the node.)
+	EtcdJoinTimeout time.Duration
+	// DataDirReadError: reading /var/lib/etcd itself fails (EIO on a damaged
+	// filesystem); List sends it as the root's entry and ends cleanly.
+	DataDirReadError string
 	// NoTimeStatus: COSI is served but has no time status (NotFound), as an
 	// apid that does not publish it; Bootstrap still checks time sync.
 	NoTimeStatus bool
@@ -125,6 +135,11 @@ type Node struct {
 	// DiscoveryConfigs says DiscoveryEnabled=false, the node lists no
 	// Affiliates or Members, and other nodes do not list it.
 	DiscoveryDisabled bool
+	// DiscoveryConfigAs: how DiscoveryConfigs is written. "" as Talos v1.7
+	// to v1.13 do (DiscoveryEnabled); "v1.14": DiscoveryEnabled is no longer
+	// set, RegistryServiceEnabled still is (for Omni); "absent": there is no
+	// such resource (NotFound).
+	DiscoveryConfigAs string
 	// DiscoveryTTL: the Affiliates and Members this node lists keep a
 	// stopped (Closed) node this long, as Talos keeps a vanished node's
 	// entry until the discovery service expires it (~30 minutes). Zero

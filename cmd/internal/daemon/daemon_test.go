@@ -633,6 +633,20 @@ func TestFSM(t *testing.T) {
 			},
 		},
 		{
+			// Talos's etcd gives up waiting to join after EtcdJoinTimeout
+			// (30 min) and stays Failed until the boot timeout reboots the
+			// node: a quorum that forms later must still bootstrap.
+			name: "etcd gave up waiting to join on every node: still one bootstrap", quorum: 3,
+			names: []string{"cp1", "cp2", "cp3"},
+			nodes: map[string]node{
+				"cp1": {fake: func() fakeapid.Node { n := cp(2); n.EtcdJoinTimeout = time.Nanosecond; return n }()},
+				"cp2": {fake: func() fakeapid.Node { n := cp(0); n.EtcdJoinTimeout = time.Nanosecond; return n }()},
+				"cp3": {fake: func() fakeapid.Node { n := cp(1); n.EtcdJoinTimeout = time.Nanosecond; return n }()},
+			},
+			want:           map[string][]string{"cp2": leaderPath},
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 1, "cp3": 0}, wantClusters: 1, wantFounder: "cp2",
+		},
+		{
 			name: "quorum waits for a late node", quorum: 2,
 			names: []string{"cp1", "cp2"},
 			nodes: map[string]node{
