@@ -36,7 +36,7 @@ func (w *world) capiLoop() {
 				return
 			}
 
-			if n.varMounted && n.data != 0 {
+			if n.etcdVisible() && n.data != 0 {
 				w.capiDone = true // an etcd member directory exists
 
 				return

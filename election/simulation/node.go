@@ -186,10 +186,14 @@ func (a *apiNode) EtcdMembers(ctx context.Context) ([]string, error) {
 
 func (a *apiNode) EtcdDataDirEmpty(ctx context.Context) (bool, error) {
 	v, err := a.rpc(ctx, "List "+transport.EtcdDataDir, transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
-		if !m.varMounted || !m.cp {
+		if !m.varMounted || !m.cp || (!m.etcdVisible() && !m.etcdMountPoint) {
 			// machined's List answers the raw lstat error: code Unknown.
 			return nil, fmt.Errorf("%w: %w", transport.ErrNotFound,
 				status.Error(codes.Unknown, "lstat "+transport.EtcdDataDir+": no such file or directory"))
+		}
+
+		if !m.etcdVisible() {
+			return true, nil // the ETCD volume's bare mount point
 		}
 
 		return m.data == 0, nil

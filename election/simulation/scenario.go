@@ -20,6 +20,7 @@ type params struct {
 	syncFlap          float64
 	lateSync          float64
 	slowMount         float64
+	etcdVolume        float64 // chance a node's /var/lib/etcd is its own ETCD volume (Talos v1.14)
 	ipChange          float64
 	preBootstrapped   bool
 	neverSync         bool
@@ -63,6 +64,7 @@ func (w *world) setup() {
 	p.neverSync = p.nCP >= 3 && w.chance(0.1)
 	p.aliases = w.rng.IntN(3)
 	p.resets = w.chance(0.2)
+	p.etcdVolume = []float64{0, 0.5}[w.rng.IntN(2)]
 
 	// Addresses in random order, so that numeric and string order differ.
 	hosts := w.rng.Perm(250)
@@ -71,6 +73,7 @@ func (w *world) setup() {
 	for i := range total {
 		n := &tnode{idx: i, ip: netip.AddrFrom4([4]byte{198, 18, 0, byte(hosts[i] + 2)}), cp: i < p.nCP, quorum: p.quorum}
 		n.foreign = i == total-1 // another cluster's node (other CA), up from the start
+		n.etcdVolume = n.cp && w.chance(p.etcdVolume)
 		w.nodes = append(w.nodes, n)
 	}
 
@@ -107,6 +110,7 @@ func (w *world) setup() {
 
 		for _, i := range w.rng.Perm(p.nCP)[:members] {
 			w.nodes[i].data = id
+			w.nodes[i].etcdMountPoint = w.nodes[i].etcdVolume // it booted before
 		}
 
 		if mixed >= 0 {
@@ -239,8 +243,8 @@ func (w *world) configOf(n *tnode) daemonConfig {
 func (w *world) describe() string {
 	p := w.p
 
-	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s",
+	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s",
 		p.cfg.LeaderOrder, p.nCP, p.nWorkers, p.quorum, p.mixedQuorum, p.cfg.ScanInterval.Round(time.Millisecond), p.cfg.FollowerCheckInterval.Round(time.Millisecond),
 		p.cfg.PreBootstrapDelay.Round(time.Millisecond), p.chaosEnd.Round(time.Second), p.loss, p.replyLoss, p.crashRate,
-		p.slowMount, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second))
+		p.slowMount, p.etcdVolume, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second))
 }

@@ -49,7 +49,13 @@ type tnode struct {
 	neverSync  bool
 	apidUp     bool
 	varMounted bool
-	services   bool // StartAllServices ran: etcd service exists, Bootstrap available
+	// etcdVolume: /var/lib/etcd is its own volume (v1.14), mounted after
+	// /var; until then it is the bare mount point, created at the first
+	// mount and never removed: an empty directory from the second boot on.
+	etcdVolume     bool
+	etcdMounted    bool
+	etcdMountPoint bool
+	services       bool // StartAllServices ran: etcd service exists, Bootstrap available
 
 	// Disk: /var survives reboots, a reset of EPHEMERAL wipes it.
 	statusFile []byte
@@ -75,6 +81,10 @@ type pendingBootstrap struct {
 	bootID string
 	fillAt time.Duration
 }
+
+// etcdVisible: /var/lib/etcd shows its data (/var and, on a node with its
+// own ETCD volume, that volume are mounted).
+func (n *tnode) etcdVisible() bool { return n.varMounted && (!n.etcdVolume || n.etcdMounted) }
 
 func (n *tnode) String() string { return fmt.Sprintf("n%d(%s)", n.idx, n.ip) }
 

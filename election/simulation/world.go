@@ -109,7 +109,7 @@ func (w *world) boot(n *tnode) {
 	n.up = true
 	n.bootID = fmt.Sprintf("%02d-%d-%08x", n.idx, n.boots, w.rng.Uint32())
 	n.bootAt = w.now
-	n.synced, n.apidUp, n.varMounted, n.services = false, false, false, false
+	n.synced, n.apidUp, n.varMounted, n.services, n.etcdMounted = false, false, false, false, false
 	n.pending, n.joining, n.healthy, n.etcd, n.bootstrap = nil, false, false, "", 0
 	boots := n.boots
 	alive := func() bool { return n.up && n.boots == boots }
@@ -170,27 +170,48 @@ func (w *world) boot(n *tnode) {
 		if w.hooks.mounted != nil {
 			w.hooks.mounted(n)
 		}
-		w.at(w.dur(0, 3*time.Second), func() {
+
+		// Talos mounts every volume before StartAllServices: an ETCD volume
+		// (KMS, TPM, repair) holds etcd and the daemon back.
+		volumeAt := time.Duration(0)
+		if n.etcdVolume {
+			volumeAt = w.dur(0, 5*time.Second)
+			if w.chance(w.p.slowMount) {
+				volumeAt = w.dur(20*time.Second, 2*time.Minute)
+			}
+		}
+
+		w.at(volumeAt, func() {
 			if !alive() {
 				return
 			}
 
-			n.services = true
-			n.etcd = "Preparing"
+			if n.etcdVolume {
+				n.etcdMounted, n.etcdMountPoint = true, true
+				w.tracef(n, "ETCD volume mounted (data=%d)", n.data)
+			}
+			w.at(w.dur(0, 3*time.Second), func() {
+				if !alive() {
+					return
+				}
 
-			if n.data != 0 {
-				w.at(2*time.Second, func() {
-					if alive() && n.data != 0 && n.etcd != "" {
-						n.etcd, n.healthy = "Running", true
+				n.services = true
+				n.etcd = "Preparing"
+
+				if n.data != 0 {
+					w.at(2*time.Second, func() {
+						if alive() && n.data != 0 && n.etcd != "" {
+							n.etcd, n.healthy = "Running", true
+						}
+					})
+				}
+
+				w.etcdLoop(n, boots)
+				w.at(w.dur(0, 5*time.Second), func() {
+					if alive() && n.daemon == nil {
+						w.startDaemon(n)
 					}
 				})
-			}
-
-			w.etcdLoop(n, boots)
-			w.at(w.dur(0, 5*time.Second), func() {
-				if alive() && n.daemon == nil {
-					w.startDaemon(n)
-				}
 			})
 		})
 	})
@@ -281,7 +302,7 @@ func (w *world) resetEphemeral(n *tnode) {
 	w.tracef(n, "reset EPHEMERAL (data=%d)", n.data)
 	w.path("EPHEMERAL reset")
 	w.kill(n)
-	n.statusFile, n.data, n.wasReset = nil, 0, true
+	n.statusFile, n.data, n.wasReset, n.etcdMountPoint = nil, 0, true, false
 	n.pending, n.etcd, n.healthy = nil, "", false
 	n.up = false
 	w.at(w.dur(5*time.Second, 30*time.Second), func() { w.boot(n) })
