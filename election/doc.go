@@ -151,8 +151,9 @@
 //
 // normalize (observe.go) drops this node seen at another address (W8) and
 // merges one machine reached at several addresses; an absent
-// /var/lib/etcd on a peer is unknown until a status of its current boot
-// proves /var is mounted (W1: apid answers before EPHEMERAL is mounted).
+// /var/lib/etcd on a peer (or an empty one before its etcd service exists)
+// is unknown until a status of its current boot proves it mounted (W1:
+// apid answers before EPHEMERAL, and v1.14's ETCD volume, are mounted).
 // Rule 1b releases only on such a status (W1). A lock finds its leader by
 // its node name, so a leader back at another address is recognised (W4).
 // Evidence of etcd on a peer is kept in Status.Cluster and ends the
