@@ -69,7 +69,13 @@ func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status,
 		st.BootstrapSent = true
 		d = Decision{Kind: AwaitEtcd, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: etcd data directory not empty: waiting for etcd", k)}
 	case RetryLater, Rejected:
-		st.BootstrapAt = time.Time{} // ...except when machined refused it before acting
+		if !st.BootstrapSent || reverted("resend") {
+			// ...except when machined refused it before acting, and no
+			// earlier send of this intent may still be under way: after an
+			// unknown answer, a refused resend says nothing of the first
+			// request, which keeps its "may have happened".
+			st.BootstrapAt = time.Time{}
+		}
 		d = Decision{Kind: Wait, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d refused for now: retrying", k)}
 	case NotControlPlane:
 		d = Decision{Kind: Halt, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: Talos says this node is not a control-plane node; intent kept (locks hold): fix the machine config", k)}

@@ -230,10 +230,11 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf("bootstrap %d answered: waiting for etcd to be healthy", k)}, true
 	}
 
-	if st.BootstrapAt.IsZero() {
+	if st.BootstrapAt.IsZero() && (!st.BootstrapSent || reverted("resend")) {
 		// Decided but never sent (or only refused as "not now"): still free
 		// to withdraw, and it must if a cluster appeared meanwhile (an
-		// operator's or another tool's bootstrap).
+		// operator's or another tool's bootstrap). Never once a send may
+		// have reached machined in this boot: it may still take effect.
 		rememberCluster(&st, obs)
 
 		if p, why := clusterSign(obs.Peers); p != nil {

@@ -536,6 +536,44 @@ func TestAfterBootstrapBootstrapAt(t *testing.T) {
 	}
 }
 
+// A send whose answer was lost may still be under way when a resend is
+// refused "not now": the refusal speaks for the resend only. The first
+// request keeps its "may have happened", so a sign of a cluster elsewhere
+// (real, or a peer's shutdown misread) never makes the leader withdraw an
+// intent machined may still act on (the red-team review's double
+// bootstrap: withdrawn, the followers released, a second leader, then the
+// first request's etcd came up).
+func TestRefusedResendKeepsAnUnknownSendAlive(t *testing.T) {
+	p := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
+
+	decided, _ := Step(announcedA(), obsFor(cA, 0, p(cB), p(cC)))
+	unknown, _ := AfterBootstrap(MarkSending(decided, t0), Unknown, t0)
+
+	resend := MarkSending(unknown, t0.Add(6*time.Minute))
+	refused, _ := AfterBootstrap(resend, RetryLater, t0.Add(6*time.Minute))
+
+	if refused.BootstrapAt.IsZero() || !refused.BootstrapSent {
+		t.Fatalf("refused resend: BootstrapAt %v, sent %v; the first request may still be under way", refused.BootstrapAt, refused.BootstrapSent)
+	}
+
+	obs := obsFor(cA, 6*time.Minute+time.Second, p(cB), p(cC))
+	obs.Peers[0].Signs = Signs{EtcdRunning: Yes, DataDirNonEmpty: Yes, HasMembers: Yes}
+
+	got, d := Step(refused, obs)
+	if d.Kind == Follow || got.WithdrawnThrough >= 3 || got.Lock == nil {
+		t.Fatalf("withdrew a bootstrap that may be under way: %s, withdrawnThrough %d, lock %v", d.Kind, got.WithdrawnThrough, got.Lock)
+	}
+
+	// Even a status whose BootstrapAt was lost (an older daemon's file)
+	// does not withdraw once a send may have reached machined.
+	old := refused.Clone()
+	old.BootstrapAt = time.Time{}
+
+	if got, d := Step(old, obs); d.Kind == Follow || got.WithdrawnThrough >= 3 {
+		t.Fatalf("withdrew a sent bootstrap without BootstrapAt: %s", d.Kind)
+	}
+}
+
 // W7: a peer with another QUORUM_NODES stops leading and locking, on both
 // sides, and the mismatch is remembered after the peer drops out of view,
 // until that machine publishes the same value.

@@ -15,6 +15,10 @@ import (
 // EtcdJoinTimeout (machined's services/etcd.go, all versions).
 const msgJoinGaveUp = "failed to build initial etcd cluster"
 
+// msgBootstrapRequested is the Finished event BootstrapEtcd fakes when it
+// stops the waiting etcd to restart it in bootstrap mode.
+const msgBootstrapRequested = "Bootstrap requested"
+
 // EtcdSigns turns one node's probe answers into signs of an existing
 // cluster. Only answers known from the Talos source to mean "no etcd here
 // yet" become No; every other error is Unsure, which blocks a bootstrap.
@@ -23,10 +27,10 @@ const msgJoinGaveUp = "failed to build initial etcd cluster"
 //     Initialized, Waiting, Starting and Preparing come before etcd runs
 //     (before bootstrap etcd sits in Preparing); Skipped means never; Failed
 //     with "failed to build initial etcd cluster" is a join that gave up
-//     waiting for a cluster (before etcd ran); Running
-//     means etcd runs; Stopping and Finished happen when Bootstrap stops the
-//     waiting etcd ("Bootstrap requested") or a running etcd stops. Failed
-//     and unknown states are Unsure.
+//     waiting for a cluster (before etcd ran); Running and Stopping mean
+//     etcd runs; Finished "Bootstrap requested" is Bootstrap stopping the
+//     waiting etcd. Any other Finished (a shutdown, which since v1.14 also
+//     ends an etcd that never ran), Failed and unknown states are Unsure.
 //   - /var/lib/etcd: empty or absent is No (Talos's own Bootstrap test).
 //     Absent (NotFound, ErrNotFound, fs.ErrNotExist, or Talos's raw lstat
 //     error as Unknown "...: no such file or directory"), or empty while
@@ -49,8 +53,18 @@ func EtcdSigns(svc ServiceState, svcErr error, dataDirEmpty bool, dataErr error,
 		switch {
 		case svc.State == "Initialized", svc.State == "Waiting", svc.State == "Starting", svc.State == "Preparing", svc.State == "Skipped":
 			s.EtcdRunning = election.No
-		case svc.State == "Running", svc.State == "Stopping", svc.State == "Finished":
+		case svc.State == "Running", svc.State == "Stopping":
 			s.EtcdRunning = election.Yes
+		case svc.State == "Finished" && (strings.Contains(svc.Message, msgBootstrapRequested) || reverted("finished")):
+			s.EtcdRunning = election.Yes
+		case svc.State == "Finished":
+			// A shutdown: since v1.14 an etcd stopped while it still waited
+			// to join ends Finished too, on a node that never ran etcd, for
+			// the seconds before apid stops. Taken as a running etcd, that
+			// reboot was remembered as a cluster for ever and the election
+			// stalled; data, if any, shows in /var/lib/etcd.
+			s.EtcdRunning = election.Unsure
+			s.Unknown = append(s.Unknown, "etcd service finished ("+svc.Message+")")
 		case svc.State == "Failed" && strings.Contains(svc.Message, msgJoinGaveUp):
 			// Waiting to join for EtcdJoinTimeout (30 min) with no cluster
 			// to join: the pre stage failed before etcd ever ran, and the

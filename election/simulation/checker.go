@@ -97,11 +97,20 @@ func (w *world) allDone() bool {
 // model itself may take afterwards (a slow /var, a late time sync, the
 // etcd wait before a resend, filling and joining) and a bounded number of
 // protocol rounds.
+// slowPullExtra bounds how much longer than the resend wait a slow etcd
+// image pull takes.
+const slowPullExtra = 10 * time.Minute
+
 func (w *world) horizon() time.Duration {
 	c := w.p.cfg
 
-	return w.p.chaosEnd + 3*time.Minute + 4*time.Minute + c.EtcdWait + w.p.fillMax + w.p.joinMax +
+	h := w.p.chaosEnd + 3*time.Minute + 4*time.Minute + c.EtcdWait + w.p.fillMax + w.p.joinMax +
 		2*c.MaxBackoff + c.PreBootstrapDelay + 12*c.ScanInterval + 12*c.FollowerCheckInterval
+	if w.p.slowPull > 0 {
+		h += c.EtcdWait + slowPullExtra
+	}
+
+	return h
 }
 
 func (w *world) livenessProblem() string {

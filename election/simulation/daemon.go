@@ -138,7 +138,7 @@ func (w *world) exited(d *daemonRun, err error) {
 
 	boots := n.boots
 	w.at(5*time.Second, func() {
-		if n.up && n.boots == boots && n.daemon == nil {
+		if n.up && n.boots == boots && !n.stopping && n.daemon == nil {
 			w.startDaemon(n)
 		}
 	})

@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"fmt"
+	"strings"
 	"net/netip"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 // found: the shape of the fault is fixed, its timings come from the seed.
 // TestSimulation runs each with every rule on (no failure allowed); each
 // negative control runs its family with one rule off and must fail.
-var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one"}
+var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -195,6 +196,87 @@ func (w *world) setupFamily(name string) error {
 				}
 			}
 		})
+	case "graceful-reboot":
+		// Found by a red-team review. Quorum 2 of 3: C, locked to A's
+		// intent, is rebooted by an operator while A waits out
+		// PRE_BOOTSTRAP_DELAY. During Talos's reboot sequence C's etcd,
+		// which never ran, shows Finished while apid still answers (v1.14):
+		// not a cluster.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		w.p.cfg.PreBootstrapDelay = 60 * time.Second
+		w.p.chaosEnd = 2 * time.Minute
+		c := w.nodes[2]
+		done := false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if done || d.node != c || st.Phase != election.PhaseLocked {
+				return
+			}
+
+			done = true
+
+			w.register(d.key("family graceful-reboot"), func() { w.shutdown(c, "operator reboot while locked") })
+		}
+	case "resend-refused":
+		// Found by a red-team review. Quorum 2 of 3. A's Bootstrap is
+		// accepted, its reply lost; the etcd image pull outlasts the resend
+		// wait; the resend is refused ("time is not in sync yet"). C is
+		// rebooted then (its etcd shows Finished for seconds) while B
+		// cannot see C. Should A withdraw (a request may still be under
+		// way), B and C release their locks; A is then cut off, and B
+		// and C bootstrap while A's first request completes.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
+		w.p.cfg.EtcdWait = 5 * time.Minute // the daemon's default resend wait
+		w.p.replyLoss = 1
+		w.p.chaosEnd = 40 * time.Minute
+		stage := 0
+		bReleased, cReleased := false, false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			switch {
+			case stage == 0 && d.node == a && st.Phase == election.PhaseBootstrapping && !st.BootstrapSent && !st.BootstrapAt.IsZero():
+				// The request leaves next; once machined has it, the image
+				// pull takes 9 minutes.
+				stage = 1
+				w.register(d.key("family resend-refused: slow pull"), func() {
+					w.at(time.Millisecond, func() {
+						if a.pending != nil {
+							a.pending.fillAt = w.now + 9*time.Minute
+							w.refill(a, a.pending)
+							w.tracef(a, "etcd image pull slow: data fills at %.1fs", a.pending.fillAt.Seconds())
+						}
+					})
+				})
+			case stage == 1 && d.node == a && st.Phase == election.PhaseBootstrapping && st.BootstrapSent:
+				// The reply was lost (Unknown): later replies arrive, and
+				// machined refuses for a long while.
+				stage = 5
+				w.register(d.key("family resend-refused: unknown"), func() {
+					w.p.replyLoss = 0
+					a.refuseSyncUntil = w.now + 30*time.Minute
+				})
+			case stage == 5 && d.node == a && st.BootstrapSent && strings.Contains(st.Reason, "refused for now"):
+				stage = 2
+				w.register(d.key("family resend-refused: refused"), func() {
+					w.cuts = append(w.cuts, cut{from: w.now, to: w.now + 15*time.Second, links: map[[2]int]bool{
+						{b.idx, c.idx}: true, {c.idx, b.idx}: true,
+					}})
+					w.shutdown(c, "operator reboot after the refused resend")
+				})
+			case stage == 2 && d.node == a && st.Phase == election.PhaseIdle && st.WithdrawnThrough >= 1:
+				stage = 3
+			case stage == 3 && d.node == b && st.Lock == nil:
+				bReleased = true
+			case stage == 3 && d.node == c && st.Lock == nil && st.Incarnation.BootID == c.bootID:
+				cReleased = true
+			}
+
+			if stage == 3 && bReleased && cReleased {
+				stage = 4
+				w.register(d.key("family resend-refused: isolate"), func() { w.isolate(a, w.now, w.now+20*time.Minute) })
+			}
+		}
 	default:
 		return fmt.Errorf("unknown scenario family %q", name)
 	}

@@ -156,7 +156,7 @@ func (a *apiNode) EtcdService(ctx context.Context) (transport.ServiceState, erro
 			return transport.ServiceState{}, nil
 		}
 
-		return transport.ServiceState{Found: true, State: m.etcd, Healthy: m.healthy}, nil
+		return transport.ServiceState{Found: true, State: m.etcd, Healthy: m.healthy, Message: m.etcdMsg}, nil
 	})
 	if err != nil {
 		return transport.ServiceState{}, err
@@ -252,6 +252,24 @@ func (w *world) machinedBootstrapBy(m *tnode, by string) error {
 	return nil
 }
 
+// refill schedules p's data directory to fill at p.fillAt (again, when a
+// scenario moved it: the earlier event then finds it not due).
+func (w *world) refill(m *tnode, p *pendingBootstrap) {
+	w.at(p.fillAt-w.now, func() {
+		if m.pending != p || m.bootID != p.bootID || !m.up || w.now < p.fillAt {
+			return
+		}
+
+		m.pending = nil
+		m.data = w.chk.newCluster(w, m)
+		w.at(time.Second, func() {
+			if m.data != 0 && m.up && !m.stopping && m.bootID == p.bootID {
+				m.etcd, m.healthy = "Running", true
+			}
+		})
+	})
+}
+
 // accept is machined taking a Bootstrap: etcd restarts in bootstrap mode,
 // the data directory fills later, the request dies with the boot.
 func (w *world) accept(m *tnode, by string) {
@@ -265,24 +283,20 @@ func (w *world) accept(m *tnode, by string) {
 		return
 	}
 
-	p := &pendingBootstrap{bootID: m.bootID, fillAt: w.now + w.dur(500*time.Millisecond, w.p.fillMax)}
+	fill := w.dur(500*time.Millisecond, w.p.fillMax)
+	if w.chance(w.p.slowPull) {
+		// An etcd image pull that outlasts the daemon's resend wait (Talos
+		// retries a pull for up to 20 minutes).
+		fill = w.dur(w.p.cfg.EtcdWait, w.p.cfg.EtcdWait+slowPullExtra)
+		w.path("etcd image pull slower than the resend wait")
+	}
+
+	p := &pendingBootstrap{bootID: m.bootID, fillAt: w.now + fill}
 	m.pending = p
 	m.etcd, m.healthy = "Preparing", false
 	w.tracef(m, "machined accepted Bootstrap (%s); data directory fills at %.1fs", by, p.fillAt.Seconds())
 
-	w.at(p.fillAt-w.now, func() {
-		if m.pending != p || m.bootID != p.bootID || !m.up {
-			return
-		}
-
-		m.pending = nil
-		m.data = w.chk.newCluster(w, m)
-		w.at(time.Second, func() {
-			if m.data != 0 && m.up && m.bootID == p.bootID {
-				m.etcd, m.healthy = "Running", true
-			}
-		})
-	})
+	w.refill(m, p)
 
 	if w.now+2*w.p.fillMax+60*time.Second < w.p.chaosEnd && w.chance(w.p.rebootAfterAccept) {
 		w.at(w.dur(0, 2*w.p.fillMax), func() { w.reboot(m, "after accepting Bootstrap") })

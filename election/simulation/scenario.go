@@ -21,6 +21,7 @@ type params struct {
 	lateSync          float64
 	slowMount         float64
 	etcdVolume        float64 // chance a node's /var/lib/etcd is its own ETCD volume (Talos v1.14)
+	slowPull          float64 // chance an accepted Bootstrap's data fills only after the resend wait
 	ipChange          float64
 	preBootstrapped   bool
 	neverSync         bool
@@ -65,6 +66,7 @@ func (w *world) setup() {
 	p.aliases = w.rng.IntN(3)
 	p.resets = w.chance(0.2)
 	p.etcdVolume = []float64{0, 0.5}[w.rng.IntN(2)]
+	p.slowPull = []float64{0, 0.3}[w.rng.IntN(2)]
 
 	// Addresses in random order, so that numeric and string order differ.
 	hosts := w.rng.Perm(250)
@@ -243,8 +245,8 @@ func (w *world) configOf(n *tnode) daemonConfig {
 func (w *world) describe() string {
 	p := w.p
 
-	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s",
+	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f slowPull=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s",
 		p.cfg.LeaderOrder, p.nCP, p.nWorkers, p.quorum, p.mixedQuorum, p.cfg.ScanInterval.Round(time.Millisecond), p.cfg.FollowerCheckInterval.Round(time.Millisecond),
 		p.cfg.PreBootstrapDelay.Round(time.Millisecond), p.chaosEnd.Round(time.Second), p.loss, p.replyLoss, p.crashRate,
-		p.slowMount, p.etcdVolume, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second))
+		p.slowMount, p.etcdVolume, p.slowPull, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second))
 }

@@ -230,13 +230,19 @@ func TestReplayIsDeterministic(t *testing.T) {
 // (election/revert_*.go, states/revert_*.go) and the fault the simulator
 // must find when that rule is switched off.
 var revertedRules = []struct{ rule, family, finds string }{
-	{"confirm", "confirm", "double"}, // bootstrap on announcing, without waiting for locks
-	{"w1", "w1", "double"},           // release a lock in the leader's pre-mount window; forget a seen cluster
-	{"w2", "w2", "liveness"},         // Bootstrap and resend decide on a stale view
-	{"w4", "", "liveness"},           // find a lock's leader by address: followers of a leader that moved stay locked
-	{"w5", "", "liveness"},           // an unsynced node neither locks nor steps aside: nobody bootstraps
-	{"w7", "w7", "double"},           // ignore (and forget) a QUORUM_NODES mismatch
-	{"w8", "w8", "double"},           // count this node at another address as a peer
+	{"confirm", "confirm", "double"},            // bootstrap on announcing, without waiting for locks
+	{"w1", "w1", "double"},                      // release a lock in the leader's pre-mount window; forget a seen cluster
+	{"w2", "w2", "liveness"},                    // Bootstrap and resend decide on a stale view
+	{"w4", "", "liveness"},                      // find a lock's leader by address: followers of a leader that moved stay locked
+	{"w5", "", "liveness"},                      // an unsynced node neither locks nor steps aside: nobody bootstraps
+	{"w7", "w7", "double"},                      // ignore (and forget) a QUORUM_NODES mismatch
+	{"w8", "w8", "double"},                      // count this node at another address as a peer
+	{"finished", "graceful-reboot", "liveness"}, // a rebooting peer's Finished etcd taken for a cluster, remembered for ever
+	// A refused resend makes an unknown send look unsent, and a rebooting
+	// peer's Finished etcd looks like a cluster: withdrawn while machined
+	// holds the request. Either rule alone closes this family's path (the
+	// election test TestRefusedResendKeepsAnUnknownSendAlive pins resend).
+	{"finished,resend", "resend-refused", "double"},
 }
 
 // TestNegativeControls builds the simulator with each rule switched off

@@ -63,6 +63,8 @@ type tnode struct {
 	wasReset   bool // EPHEMERAL was reset at least once
 
 	etcd      string // etcd service state, "" when absent
+	etcdMsg   string // its last event's message
+	stopping  bool   // Talos's reboot sequence: services stopped, apid still answers
 	healthy   bool
 	pending   *pendingBootstrap
 	joining   bool

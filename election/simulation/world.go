@@ -110,9 +110,9 @@ func (w *world) boot(n *tnode) {
 	n.bootID = fmt.Sprintf("%02d-%d-%08x", n.idx, n.boots, w.rng.Uint32())
 	n.bootAt = w.now
 	n.synced, n.apidUp, n.varMounted, n.services, n.etcdMounted = false, false, false, false, false
-	n.pending, n.joining, n.healthy, n.etcd, n.bootstrap = nil, false, false, "", 0
+	n.pending, n.joining, n.healthy, n.etcd, n.etcdMsg, n.bootstrap, n.stopping = nil, false, false, "", "", 0, false
 	boots := n.boots
-	alive := func() bool { return n.up && n.boots == boots }
+	alive := func() bool { return n.up && n.boots == boots && !n.stopping }
 
 	w.tracef(n, "boot %s (cp=%v foreign=%v data=%d offset=%s)", n.bootID, n.cp, n.foreign, n.data, n.offset)
 
@@ -235,7 +235,7 @@ func (w *world) etcdLoop(n *tnode, boots int) {
 						n.joining = false
 
 						// Joining needs a member of that cluster to answer.
-						if n.up && n.boots == boots && n.data == 0 && n.pending == nil && w.memberReachable(n, cluster) {
+						if n.up && n.boots == boots && !n.stopping && n.data == 0 && n.pending == nil && w.memberReachable(n, cluster) {
 							n.data, n.etcd, n.healthy = cluster, "Running", true
 							w.tracef(n, "etcd joined cluster %d", cluster)
 						}
@@ -264,10 +264,44 @@ func (w *world) memberReachable(n *tnode, cluster int) bool {
 // reboot takes the machine down (the in-memory Bootstrap request dies) and
 // boots it again, maybe at another address (DHCP) and clock error.
 func (w *world) reboot(n *tnode, why string) {
-	if !n.up {
+	if !n.up || n.stopping {
 		return
 	}
 
+	if n.services && w.chance(0.5) {
+		w.shutdown(n, why)
+
+		return
+	}
+
+	w.down(n, why)
+}
+
+// shutdown is Talos's reboot sequence as peers see it: services stop first
+// (this daemon; etcd, and with it a pending Bootstrap, which lived in
+// memory), volumes are unmounted, apid stops last. For those seconds etcd
+// shows Finished, since v1.14 also when it never ran (it still waited to
+// join).
+func (w *world) shutdown(n *tnode, why string) {
+	w.tracef(n, "reboot sequence: %s: services stop, apid answers a few seconds more (etcd was %q)", why, n.etcd)
+	w.path("graceful reboot: etcd Finished while apid answers")
+	w.kill(n)
+	n.stopping, n.services, n.pending, n.joining = true, false, nil, false
+
+	if n.etcd != "" {
+		n.etcd, n.etcdMsg, n.healthy = "Finished", "Service finished successfully", false
+	}
+
+	boots := n.boots
+	w.at(w.dur(2*time.Second, 8*time.Second), func() {
+		if n.up && n.boots == boots {
+			w.down(n, why)
+		}
+	})
+}
+
+// down takes the machine off and boots it again a little later.
+func (w *world) down(n *tnode, why string) {
 	w.tracef(n, "reboot: %s (bootstrap pending: %v)", why, n.pending != nil)
 
 	if n.pending != nil {
