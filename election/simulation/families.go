@@ -2,8 +2,8 @@ package simulation
 
 import (
 	"fmt"
-	"strings"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
