@@ -160,7 +160,12 @@
 // election for good (W1). An unlocked node locks to a peer bootstrapping
 // its live intent (W2). A peer with another QUORUM_NODES blocks leading and
 // locking (W7). An unsynced node ranks last and may lock, but never
-// announces (W5). Each rule can be switched off only in negativecontrol
+// announces (W5). A bootstrap is withdrawn only while no send of it may
+// have reached machined: a resend refused "not now" after an unknown
+// answer leaves the first request's "may have happened" in place (found by
+// a red-team review, with a rebooting peer's Finished etcd, which since
+// Talos v1.14 ends an etcd that never ran, as the false sign that
+// triggered it). Each rule can be switched off only in negativecontrol
 // builds (revert_on.go), for the simulator's negative controls.
 //
 // Liveness: once the nodes see each other and are up, ranks agree, every
