@@ -6,7 +6,7 @@ import (
 )
 
 // normalize makes one round's facts consistent before any rule reads them:
-//   - a peer with this node's own boot ID or node name is this node,
+//   - a peer with this node's own boot ID is this node,
 //     answering at another address (a VIP, a load balancer, NAT): never a
 //     peer, or ConfirmLocks would count this node twice;
 //   - one machine reached at several addresses is one candidate;
@@ -30,7 +30,9 @@ func normalize(obs Observation) Observation {
 			p.Unsynced = p.Status.TimeUnsynced
 		}
 
-		if !reverted("w8") && (p.BootID == obs.Self.BootID || (p.Node != "" && p.Node == obs.Self.Node)) {
+		// By boot id only: a node name is copied with a cloned /var, and
+		// the copy is another machine that must be seen.
+		if !reverted("w8") && (p.BootID == obs.Self.BootID || (reverted("clone") && p.Node != "" && p.Node == obs.Self.Node)) {
 			continue
 		}
 

@@ -3,6 +3,7 @@ package election
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,6 +29,10 @@ func NewStatus(self Candidate) Status {
 // announced intent; keep bootstrapping/bootstrapped so that Step decides
 // from the local etcd data directory whether that bootstrap can still take
 // effect. It is idempotent.
+// MaxPastBoots bounds Status.PastBoots: a lock whose leader has rebooted
+// more often since is released only by withdrawal or the operator.
+const MaxPastBoots = 32
+
 func Resume(saved Status, self Candidate) Status {
 	st := saved.Clone()
 	st.Version = StatusVersion
@@ -43,6 +48,11 @@ func Resume(saved Status, self Candidate) Status {
 
 	old := st.Incarnation
 	st.Incarnation = self.Incarnation
+
+	if old.BootID != self.BootID && !slices.Contains(st.PastBoots, old.BootID) {
+		st.PastBoots = append(st.PastBoots, old.BootID)
+		st.PastBoots = st.PastBoots[max(0, len(st.PastBoots)-MaxPastBoots):]
+	}
 	st.FSMState = ""
 
 	switch st.Phase {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -643,7 +644,16 @@ func leaderOf(peers []PeerFacts, leader Incarnation) *PeerFacts {
 		// A peer is named only by a status of its current boot, which also
 		// proves its /var is mounted: an unnamed one is never the leader
 		// (rule w1; switched off, the address decides, as it used to).
-		if sameMachine(p.Incarnation, leader) && (p.Node != "" || leader.Node == "" || reverted("w1")) {
+		if !sameMachine(p.Incarnation, leader) || (p.Node == "" && leader.Node != "" && !reverted("w1")) {
+			continue
+		}
+
+		// Another boot of that machine must say so: its status lists the
+		// locked boot among its past ones. A name alone is copied with a
+		// cloned /var to another machine, whose empty data directory would
+		// then pass for the leader's after a reboot.
+		if p.BootID == leader.BootID || reverted("clone") || reverted("w1") ||
+			(p.StatusState == StatusOK && p.Status != nil && slices.Contains(p.Status.PastBoots, leader.BootID)) {
 			return p
 		}
 	}

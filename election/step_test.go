@@ -1,6 +1,7 @@
 package election
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,6 +13,10 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 func cand(ip, boot string, bootOffset int) Candidate {
 	return Candidate{Incarnation: Incarnation{IP: netip.MustParseAddr(ip), BootID: boot}, BootTime: t0.Add(time.Duration(bootOffset) * time.Second)}
 }
+
+// namedA3 is a lock to A's intent 3 that knows A's node name "a0" (the
+// boot that first wrote A's status file).
+var namedA3 = &IntentRef{Leader: Incarnation{IP: cA.Incarnation.IP, BootID: "a1", Node: "a0"}, Number: 3}
 
 var (
 	cA = cand("10.0.0.1", "a1", 0) // oldest: ranks first
@@ -171,6 +176,33 @@ func TestStepRules(t *testing.T) {
 				a2 := cand("10.0.0.1", "a2", 30)
 				st := statusOf(a2, PhaseBootstrapping, ref(cA, 3), 3, 2)
 				st.Bootstrapping, st.BootstrapBootID = 3, "a1" // its daemon has not judged the dead request yet
+				st.PastBoots = []string{"a1"}
+
+				return obsFor(cB, 0, peer(a2, st), lockedToA3(cC))
+			}(), reasonHas: "rebooted",
+		},
+		{
+			// A cloned /var carries A's node name to another machine: its
+			// empty data directory is not A's, as its past boots show.
+			name: "1b no reboot release by a machine that only shares the leader's name", kind: Follow, phase: PhaseLocked, lock: namedA3,
+			st: lockedB(namedA3),
+			obs: func() Observation {
+				clone := cand("10.0.0.9", "z1", 30)
+				st := statusOf(clone, PhaseIdle, nil, 3, 3)
+				st.Incarnation.Node, st.PastBoots = "a0", []string{"template"}
+
+				return obsFor(cB, 0, peer(clone, st), lockedToA3(cC))
+			}(), reasonHas: "locked to 10.0.0.1/a1#3",
+		},
+		{
+			// The same, when that machine's past boots name the locked one:
+			// A rebooted (to another address, too).
+			name: "1b reboot release by the leader's later boot, which lists the locked boot", kind: Lead, phase: PhaseAnnounced, lock: ref(cB, 1),
+			st: lockedB(namedA3),
+			obs: func() Observation {
+				a2 := cand("10.0.0.9", "a2", 30)
+				st := statusOf(a2, PhaseIdle, nil, 3, 0)
+				st.Incarnation.Node, st.PastBoots = "a0", []string{"a0", "a1"}
 
 				return obsFor(cB, 0, peer(a2, st), lockedToA3(cC))
 			}(), reasonHas: "rebooted",
@@ -685,5 +717,26 @@ func TestLeaderOrderMismatch(t *testing.T) {
 
 	if _, d = Step(st, obs); d.Kind != Lead {
 		t.Fatalf("an unset order is boot-time: %s %q", d.Kind, d.Reason)
+	}
+}
+
+// A later boot lists the earlier ones, so that peers can tell a reboot of
+// this machine from a copy of its /var; a daemon restart in the same boot
+// adds nothing, and the list stays bounded.
+func TestResumeRecordsPastBoots(t *testing.T) {
+	st := NewStatus(cA)
+
+	for i := range MaxPastBoots + 5 {
+		next := cA
+		next.Incarnation.BootID = fmt.Sprintf("a%d", i+2)
+		st = Resume(Resume(st, next), next)
+	}
+
+	if len(st.PastBoots) != MaxPastBoots || st.PastBoots[0] != "a6" || st.PastBoots[MaxPastBoots-1] != fmt.Sprintf("a%d", MaxPastBoots+5) {
+		t.Fatalf("past boots %v", st.PastBoots)
+	}
+
+	if st.Incarnation.Node != "a1" {
+		t.Fatalf("node name %q, want the first boot's", st.Incarnation.Node)
 	}
 }

@@ -213,6 +213,11 @@ type Status struct {
 	// has seen one, it never takes part in an election again, even when the
 	// node that showed it is out of sight.
 	Cluster *Evidence `json:"cluster,omitempty"`
+	// PastBoots are the boot ids of this machine's earlier boots that wrote
+	// this file, oldest first, at most MaxPastBoots: a status of a later
+	// boot proves it is the same machine only by listing the earlier one
+	// (a cloned /var carries the same node name to another machine).
+	PastBoots []string `json:"pastBoots,omitempty"`
 	// QuorumMismatch is the last peer seen publishing another QUORUM_NODES;
 	// while it is set this node neither leads nor locks.
 	QuorumMismatch *Mismatch     `json:"quorumMismatch,omitempty"`
@@ -258,6 +263,7 @@ func (s Status) Clone() Status {
 	}
 
 	s.Candidates = slices.Clone(s.Candidates)
+	s.PastBoots = slices.Clone(s.PastBoots)
 
 	return s
 }

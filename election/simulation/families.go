@@ -13,7 +13,8 @@ import (
 // found: the shape of the fault is fixed, its timings come from the seed.
 // TestSimulation runs each with every rule on (no failure allowed); each
 // negative control runs its family with one rule off and must fail.
-var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused"}
+var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
+	"cloned-var", "cloned-var-all"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -277,9 +278,60 @@ func (w *world) setupFamily(name string) error {
 				w.register(d.key("family resend-refused: isolate"), func() { w.isolate(a, w.now, w.now+20*time.Minute) })
 			}
 		}
+	case "cloned-var":
+		// Found by a red-team review. A and B were cloned from one disk
+		// image after a first boot: the same status file, so the same node
+		// name. Quorum 2 of 3, A oldest, B's address below A's; A is cut off
+		// for 90 s from the moment it sends Bootstrap. B is another
+		// machine: never "this node at another address", never "A
+		// rebooted".
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a, b := w.nodes[0], w.nodes[1]
+		a.ip, b.ip = b.ip, a.ip
+		a.statusFile, b.statusFile = w.templateStatus(), w.templateStatus()
+		w.p.chaosEnd = 3 * time.Minute
+		done := false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if done || d.node != a || st.Phase != election.PhaseBootstrapping || st.BootstrapAt.IsZero() {
+				return
+			}
+
+			done = true
+
+			w.register(d.key("family cloned-var"), func() { w.isolate(a, w.now, w.now+90*time.Second) })
+		}
+	case "cloned-var-all":
+		// Every control-plane node cloned from one image: they must still
+		// see each other.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		w.p.chaosEnd = time.Minute
+
+		for _, n := range w.nodes {
+			n.statusFile = w.templateStatus()
+		}
 	default:
 		return fmt.Errorf("unknown scenario family %q", name)
 	}
 
 	return nil
+}
+
+// templateStatus is the status file of a template machine whose daemon ran
+// once (and found no quorum) before its disk was cloned.
+func (w *world) templateStatus() []byte {
+	st := election.NewStatus(election.Candidate{
+		Incarnation: election.Incarnation{IP: netip.AddrFrom4([4]byte{198, 18, 0, 250}), BootID: "99-1-template"},
+		BootTime:    epoch,
+	})
+	st.Quorum = w.p.cfg.Quorum
+	st.LeaderOrder = election.OrderBootTime
+	st.Reason = "waiting for quorum: 1 of 2 control-plane nodes in view"
+
+	data, err := election.MarshalStatus(st)
+	if err != nil {
+		panic(err)
+	}
+
+	return data
 }

@@ -243,6 +243,8 @@ var revertedRules = []struct{ rule, family, finds string }{
 	// holds the request. Either rule alone closes this family's path (the
 	// election test TestRefusedResendKeepsAnUnknownSendAlive pins resend).
 	{"finished,resend", "resend-refused", "double"},
+	{"clone", "cloned-var", "double"},       // a node name alone identifies a machine: a cloned /var's copy is "self" or "the leader rebooted"
+	{"clone", "cloned-var-all", "liveness"}, // every node takes the others, clones of itself, for itself
 }
 
 // TestNegativeControls builds the simulator with each rule switched off
