@@ -247,6 +247,10 @@ type scanner struct {
 	self      netip.Addr
 	selfKnown bool
 	local     *localMembers
+	// interfaces lists the host's interfaces (nil: the system's); misses
+	// counts rounds in a row without this node's address on any of them.
+	interfaces discovery.InterfaceLister
+	misses     int
 }
 
 func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id transport.Identity, dialer transport.Dialer, network states.Network) (*scanner, error) {
@@ -360,7 +364,59 @@ func localAddrs(local netip.Addr) []netip.Addr {
 	return out
 }
 
+// errAddressGone ends the run when this node's address left the host.
+var errAddressGone = errors.New("this node's address is no longer on any interface")
+
+// checkAddress fails permanently once this node's address has been missing
+// from every interface for two rounds (a DHCP lease moved it within the
+// boot): the daemon would go on dialling its apid and naming itself at the
+// old address for ever. Exiting lets Talos restart the service, which
+// detects the new address and resumes from the status file. A pinned
+// NODE_IP is the operator's choice and is not checked.
+func (s *scanner) checkAddress() error {
+	if s.cfg.NodeIP.IsValid() {
+		return nil
+	}
+
+	lister := s.interfaces
+	if lister == nil {
+		lister = discovery.SystemInterfaces{}
+	}
+
+	ifaces, err := lister.Interfaces()
+	if err != nil || onHost(ifaces, s.self) {
+		s.misses = 0
+
+		return nil
+	}
+
+	s.misses++
+	if s.misses < 2 {
+		return nil
+	}
+
+	return backoff.Permanent(fmt.Errorf("%w: %s (a DHCP change within the boot?): exiting so that Talos restarts the service on the new address", errAddressGone, s.self))
+}
+
+// onHost: addr is assigned to one of ifaces (on loopback, lies in its
+// prefix: all of 127.0.0.0/8 answers locally).
+func onHost(ifaces []discovery.Interface, addr netip.Addr) bool {
+	for _, ifc := range ifaces {
+		for _, p := range ifc.Addrs {
+			if p.Addr() == addr || (addr.IsLoopback() && p.Contains(addr)) {
+				return true
+			}
+		}
+	}
+
+	return false
+}
+
 func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
+	if err := s.checkAddress(); err != nil {
+		return states.ScanResult{}, err
+	}
+
 	if !s.selfKnown {
 		// Knowing our own boot id lets discovery drop this node when it
 		// answers at another address (a VIP, its IPv6 address in members).
@@ -377,6 +433,10 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 }
 
 func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
+	if err := s.checkAddress(); err != nil {
+		return states.ScanResult{}, err
+	}
+
 	return s.result(s.combined.Refresh(ctx))
 }
 
