@@ -469,7 +469,7 @@ func (m *machineService) List(req *machine.ListRequest, srv machine.MachineServi
 		return asNodePathError(err, root)
 	}
 
-	if s.node.DataDirReadError != "" && root == "/var/lib/etcd" {
+	if s.node.DataDirReadError != "" && root == transport.EtcdDataDir {
 		// archiver.Walker: the walk function sees the root's read error,
 		// sends it without RelativeName, and the walk ends without error.
 		return srv.Send(&machine.FileInfo{Name: root, Error: s.node.DataDirReadError})
