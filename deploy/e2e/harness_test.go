@@ -733,6 +733,9 @@ func daemonEnv(quorum int, overrides ...string) []string {
 		"TALOS_AUTO_BOOTSTRAP_SCAN_TIMEOUT":            "1s",
 		"TALOS_AUTO_BOOTSTRAP_MAX_BACKOFF":             "3s",
 		"TALOS_AUTO_BOOTSTRAP_DETECT_GRACE":            "2s",
+		// The scenarios name the oldest node as the bootstrapper; the
+		// shipped default (address) runs where an override unsets this.
+		"TALOS_AUTO_BOOTSTRAP_LEADER_ORDER": "boot-time",
 	}
 	order := []string{}
 
@@ -751,6 +754,10 @@ func daemonEnv(quorum int, overrides ...string) []string {
 
 	out := make([]string, 0, len(order))
 	for _, k := range order {
+		if env[k] == "" {
+			continue // "NAME=" unsets: the daemon's default applies
+		}
+
 		out = append(out, k+"="+env[k])
 	}
 

@@ -72,14 +72,17 @@ type Config struct {
 	APIDPort int
 }
 
-// Defaults are the original design's defaults (its README), plus ours for the variables it lacks.
+// Defaults are the original design's defaults (its README), plus ours for the
+// variables it lacks. LEADER_ORDER defaults to address: the node the Talos
+// Cluster API control-plane provider bootstraps, so that the daemon running
+// beside it picks the same one.
 func Defaults() Config {
 	return Config{
 		LogLevel:              zerolog.InfoLevel,
 		ScanInterval:          30 * time.Second,
 		FollowerCheckInterval: 15 * time.Second,
 		QuorumNodes:           1,
-		LeaderOrder:           election.OrderBootTime,
+		LeaderOrder:           election.OrderAddress,
 		PreBootstrapDelay:     10 * time.Second,
 		MaxBackoff:            2 * time.Minute,
 		ScanTimeout:           discovery.DefaultScanTimeout,

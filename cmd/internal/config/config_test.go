@@ -19,7 +19,7 @@ func TestDefaultsAreTheOriginalDesigns(t *testing.T) {
 		cfg.FollowerCheckInterval != 15*time.Second || cfg.QuorumNodes != 1 ||
 		cfg.PreBootstrapDelay != 10*time.Second || cfg.MaxBackoff != 2*time.Minute ||
 		cfg.ScanTimeout != 2*time.Second || cfg.MaxScanHosts != 65536 || cfg.APIDPort != 50000 ||
-		cfg.LeaderOrder != "boot-time" {
+		cfg.LeaderOrder != "address" {
 		t.Fatalf("defaults differ from the original design: %+v", cfg)
 	}
 }

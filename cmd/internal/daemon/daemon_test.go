@@ -248,6 +248,9 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 		results[name] = res
 		host := filepath.Join(root, name, "host")
 		cfg := daemonconfig.Defaults()
+		// The cases name the oldest node as the bootstrapper; the shipped
+		// order (address) is run by the e2e three-control-plane scenario.
+		cfg.LeaderOrder = election.OrderBootTime
 		cfg.QuorumNodes = quorum
 		cfg.NodeIP = ips[name]
 		cfg.Peers = peers
