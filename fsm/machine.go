@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -114,21 +115,25 @@ func (m *Machine) runWithRetry(ctx context.Context, state State, handler Handler
 		initial = time.Second
 	}
 
-	factor := randomization
-	if m.Jitter != nil {
-		factor = 0 // applied below, from m.Jitter
+	jitter := m.Jitter
+	if jitter == nil {
+		jitter = rand.Float64
 	}
 
-	var policy backoff.BackOff = backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(initial),
-		backoff.WithMaxInterval(max(m.MaxBackoff, initial)),
-		backoff.WithMaxElapsedTime(0), // Talos restarts us anyway; keep trying in place
-		backoff.WithRandomizationFactor(factor),
-		backoff.WithClockProvider(m.Clock),
-	)
-
-	if m.Jitter != nil {
-		policy = &jittered{BackOff: policy, rand: m.Jitter}
+	limit := max(m.MaxBackoff, initial)
+	policy := &jittered{
+		// The jitter is applied, and capped, by jittered: backoff's own
+		// randomization is added after its cap, so a wait could exceed
+		// MAX_BACKOFF by half.
+		BackOff: backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(initial),
+			backoff.WithMaxInterval(limit),
+			backoff.WithMaxElapsedTime(0), // Talos restarts us anyway; keep trying in place
+			backoff.WithRandomizationFactor(0),
+			backoff.WithClockProvider(m.Clock),
+		),
+		rand:  jitter,
+		limit: limit,
 	}
 
 	attempt := 0
@@ -156,11 +161,12 @@ func (m *Machine) runWithRetry(ctx context.Context, state State, handler Handler
 	)
 }
 
-// jittered randomizes a policy's intervals from an injected source, as
-// backoff's RandomizationFactor does from math/rand.
+// jittered randomizes a policy's intervals, as backoff's
+// RandomizationFactor does, and never waits longer than limit.
 type jittered struct {
 	backoff.BackOff
-	rand func() float64
+	rand  func() float64
+	limit time.Duration
 }
 
 func (j *jittered) NextBackOff() time.Duration {
@@ -169,7 +175,7 @@ func (j *jittered) NextBackOff() time.Duration {
 		return d
 	}
 
-	return time.Duration(float64(d) * (1 - randomization + 2*randomization*j.rand()))
+	return min(time.Duration(float64(d)*(1-randomization+2*randomization*j.rand())), j.limit)
 }
 
 // clockTimer lets backoff wait on an injected clock, so tests do not sleep.

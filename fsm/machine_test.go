@@ -170,3 +170,31 @@ func TestMachineCancelStopsRetrying(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// A failing state never waits longer than MaxBackoff, jitter included:
+// MAX_BACKOFF is what an operator reads as the longest pause.
+func TestRetryWaitNeverExceedsMaxBackoff(t *testing.T) {
+	const limit = 5 * time.Second
+
+	for _, draw := range []float64{0, 0.5, 0.999} {
+		j := &jittered{
+			BackOff: backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second), backoff.WithMaxInterval(limit),
+				backoff.WithMaxElapsedTime(0), backoff.WithRandomizationFactor(0)),
+			rand:  func() float64 { return draw },
+			limit: limit,
+		}
+
+		longest := time.Duration(0)
+		for range 20 {
+			longest = max(longest, j.NextBackOff())
+		}
+
+		if longest > limit {
+			t.Fatalf("jitter %.3f: waited %s, more than MaxBackoff %s", draw, longest, limit)
+		}
+
+		if draw > 0.9 && longest != limit {
+			t.Fatalf("jitter %.3f: longest wait %s, want the cap %s", draw, longest, limit)
+		}
+	}
+}
