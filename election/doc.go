@@ -13,6 +13,38 @@
 // joined yet accepts Bootstrap and starts a second, separate etcd cluster.
 // The protocol below guarantees at most one Bootstrap per cluster.
 //
+// # Invariants
+//
+// Safety rests on five statements, each checkable from an omniscient view
+// of the site. The simulator (package simulation, invariants.go) asserts
+// them after every event and at every publish of a status file, under
+// storage faults and crashes at every effect boundary; for each one a
+// negative control switches off the guard that keeps it and shows the
+// checker catching the violation.
+//
+//  1. SentStaysSent: a Bootstrap request that may have reached machined in
+//     a boot is never recorded as unsent, withdrawn or released while that
+//     boot lives (MarkSending, AfterBootstrap, rule 0).
+//  2. ActsOnWhatPeersRead: the status a daemon acts on is the one peers can
+//     read. A status is published only once durable (statusfile), and a
+//     published one is adopted even when its save then failed.
+//  3. ClusterEndsElection: a node that recorded a cluster (evidence of etcd
+//     anywhere, or its own etcd healthy) never again announces, takes a new
+//     lock or begins a bootstrap (rule 2).
+//  4. LockReleasedForReason: a lock to another leader's intent k is released
+//     only when that leader published a withdrawal covering k, when the
+//     leader's boot ended with /var/lib/etcd empty, or when the operator
+//     broke exactly that lock (rule 1).
+//  5. OneFounding: no two different nodes hold, at the same moment, a
+//     founding that may still create a cluster: a Bootstrap accepted by
+//     machined in the node's current boot (until that boot ends with
+//     /var/lib/etcd empty), or the data of the cluster it founded. Repeats
+//     on one node in one boot are one founding; an overlap counts even if
+//     one founding later dies without data.
+//
+// 5 is the promise; 1 to 4 are what the safety argument below uses to
+// prove it.
+//
 // # Round
 //
 // Each daemon round: scan the control-plane candidates; for each read the
@@ -45,8 +77,10 @@
 // bootstrapping and bootstrapped never re-elect: with etcd data present wait
 // for etcd (AwaitEtcd). Bootstrapping in this boot without data: if the
 // request was never sent (BootstrapAt unset: MarkSending records it just
-// before the RPC, and a "not now" answer clears it) it is sent, or
-// withdrawn when a cluster appeared meanwhile; if it was sent, it may be
+// before the RPC, and a "not now" answer clears it unless an earlier send
+// may still be under way) it is sent, or withdrawn when a cluster appeared
+// meanwhile (a peer's bootstrapping phase counts only when written by the
+// boot that sent it); if it was sent, it may be
 // under way (Talos accepts a repeat while /var/lib/etcd is empty and
 // restarts etcd in bootstrap mode), so it is resent on this node only, and
 // only after ResendAfter without any sign of etcd; without a resend a lost
@@ -165,7 +199,14 @@
 // answer leaves the first request's "may have happened" in place (found by
 // a red-team review, with a rebooting peer's Finished etcd, which since
 // Talos v1.14 ends an etcd that never ran, as the false sign that
-// triggered it). Each rule can be switched off only in negativecontrol
+// triggered it). A mark found by the next send (the answer of the first
+// was never recorded: a crash, a full /var) makes it "may have happened"
+// for the rest of the boot, and a peer's bootstrapping or bootstrapped
+// phase kept from an earlier boot is no sign of a cluster (a review found
+// the two together withdrawing a request machined still held). A lock
+// renamed into place before a failed directory fsync is held in memory,
+// since its leader may count it (the same review). Each rule can be
+// switched off only in negativecontrol
 // builds (revert_on.go), for the simulator's negative controls.
 //
 // Liveness: once the nodes see each other and are up, ranks agree, every

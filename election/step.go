@@ -83,7 +83,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 	// the evidence is kept in the status, because the node that showed it
 	// may drop out of sight (a reboot, a flapping link) before this one
 	// joined, and a new election would then make a second cluster.
-	if seen := rememberCluster(&st, obs); seen != nil {
+	if seen := rememberCluster(&st, obs); seen != nil && !reverted("cluster-ends-election") {
 		withdrawOwn(&st, self)
 		inc := seen.Node
 
@@ -124,7 +124,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		}
 
 		return st, Decision{Kind: Wait, Reason: released + why +
-			": give every node the same TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1) and TALOS_AUTO_BOOTSTRAP_LEADER_ORDER (unset means boot-time)"}
+			": give every node the same TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1) and TALOS_AUTO_BOOTSTRAP_LEADER_ORDER (unset means address; a status without one, from an older release, boot-time)"}
 	}
 
 	// Rule 6 (first half): an announced leader that no longer ranks first
@@ -346,8 +346,19 @@ func peerBlocker(p PeerFacts, mine IntentRef) string {
 // about to leave: persisted first, it tells a restarted daemon that the
 // request may be under way (see ResendAfter), which the decision alone
 // does not.
+//
+// A mark already in place means an earlier send of this intent left and
+// its answer was never recorded (a crash, or a failed persist after the
+// RPC): machined may have accepted it, so from now on the send counts as
+// made, and no later "not now" answer can turn it back into an unsent,
+// withdrawable bootstrap.
 func MarkSending(st Status, now time.Time) Status {
 	st = st.Clone()
+
+	if !st.BootstrapAt.IsZero() && !reverted("unanswered-send") {
+		st.BootstrapSent = true
+	}
+
 	st.BootstrapAt = now
 	st.UpdatedAt = now
 
@@ -571,10 +582,14 @@ func clusterSign(peers []PeerFacts) (*PeerFacts, string) {
 		return p, why
 	}
 
+	// A phase kept from an earlier boot proves nothing: that boot's request
+	// died with it unless its data shows (dataSign above). Counted anyway, a
+	// leader withdraws a bootstrap that may already be under way.
 	for i := range peers {
 		p := &peers[i]
 		if p.StatusState == StatusOK && p.Status != nil &&
-			(p.Status.Phase == PhaseBootstrapping || p.Status.Phase == PhaseBootstrapped) {
+			(p.Status.Phase == PhaseBootstrapping || p.Status.Phase == PhaseBootstrapped) &&
+			(p.Status.BootstrapBootID == p.BootID || reverted("stale-phase")) {
 			return p, fmt.Sprintf("%s is in phase %s", p.IP, p.Status.Phase)
 		}
 	}

@@ -740,3 +740,62 @@ func TestResumeRecordsPastBoots(t *testing.T) {
 		t.Fatalf("node name %q, want the first boot's", st.Incarnation.Node)
 	}
 }
+
+// A send whose answer was never recorded (a crash between the RPC and the
+// persist, or a full /var) leaves only its mark. The resend then finds the
+// mark: machined may have accepted the first request, so a resend refused
+// "not now" must not turn the bootstrap back into an unsent one that a
+// stale sign of a cluster could withdraw.
+func TestUnansweredSendSurvivesARefusedResend(t *testing.T) {
+	p := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
+
+	decided, _ := Step(announcedA(), obsFor(cA, 0, p(cB), p(cC)))
+	marked := MarkSending(decided, t0) // the answer to this send is lost with the process
+
+	if marked.BootstrapSent {
+		t.Fatal("a first mark must not count as sent: a refusal of it may still withdraw")
+	}
+
+	resend := MarkSending(marked, t0.Add(6*time.Minute))
+	if !resend.BootstrapSent {
+		t.Fatal("the resend forgot that the first request may have reached machined")
+	}
+
+	refused, _ := AfterBootstrap(resend, RetryLater, t0.Add(6*time.Minute))
+	if refused.BootstrapAt.IsZero() || !refused.BootstrapSent {
+		t.Fatalf("refused resend reads as never sent: BootstrapAt %v, sent %v", refused.BootstrapAt, refused.BootstrapSent)
+	}
+
+	obs := obsFor(cA, 6*time.Minute+time.Second, p(cB), p(cC))
+	obs.Peers[0].Signs = Signs{EtcdRunning: Yes, DataDirNonEmpty: Yes, HasMembers: Yes}
+
+	if got, d := Step(refused, obs); d.Kind == Follow || got.WithdrawnThrough >= 3 || got.Phase != PhaseBootstrapping {
+		t.Fatalf("withdrew a bootstrap that may be under way: %s, phase %s, withdrawnThrough %d", d.Kind, got.Phase, got.WithdrawnThrough)
+	}
+}
+
+// A peer's bootstrapping or bootstrapped phase kept from an earlier boot
+// (its status is rewritten by the new boot before rule 0 judges it) is no
+// sign of a cluster: that request died with its boot unless data shows.
+// Only a phase of the peer's current boot, or its etcd seen now, counts.
+func TestPhaseOfAnEarlierBootIsNoCluster(t *testing.T) {
+	stale := statusOf(cB, PhaseBootstrapped, ref(cB, 1), 1, 0)
+	stale.Bootstrapping, stale.BootstrapBootID, stale.BootstrapSent = 1, "b0", true // sent by B's boot b0; B is now b1
+
+	peers := []PeerFacts{peer(cB, stale), peer(cC, statusOf(cC, PhaseLocked, ref(cA, 3), 0, 0))}
+	if p, why := clusterSign(peers); p != nil {
+		t.Fatalf("a phase of an earlier boot counted as a cluster: %s", why)
+	}
+
+	stale.BootstrapBootID = "b1"
+	if p, _ := clusterSign(peers); p == nil {
+		t.Fatal("a phase of the peer's current boot must count")
+	}
+
+	stale.BootstrapBootID = "b0"
+	peers[0].Signs.DataDirNonEmpty = Yes
+
+	if p, _ := clusterSign(peers); p == nil {
+		t.Fatal("data seen now must count whatever boot wrote the phase")
+	}
+}

@@ -198,7 +198,10 @@ type Status struct {
 	// waits Observation.ResendAfter from it, so that a request that was
 	// accepted just before a crash can show its etcd data first.
 	BootstrapAt time.Time `json:"bootstrapAt,omitzero"`
-	// BootstrapSent: a Bootstrap RPC returned (any outcome) in that boot.
+	// BootstrapSent: a send of this intent may have reached machined in
+	// that boot: an RPC answered other than "not now", or one whose answer
+	// was never recorded (MarkSending found its mark). It stays set for the
+	// boot, so the bootstrap is never withdrawn.
 	BootstrapSent bool      `json:"bootstrapSent"`
 	AnnouncedAt   time.Time `json:"announcedAt,omitzero"`
 	// Quorum is this node's QUORUM_NODES: a peer with another value is a

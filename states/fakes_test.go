@@ -132,6 +132,8 @@ type memScanner struct {
 	delay time.Duration
 	scans int
 	asked [][2]int // (knownControlPlane, attempt) of each NextDelay
+	// addressErr: this node's address left the host (CheckAddress).
+	addressErr error
 }
 
 func (s *memScanner) Scan(context.Context) (ScanResult, error) {
@@ -155,11 +157,16 @@ func (s *memScanner) NextDelay(known, attempt int) time.Duration {
 
 func (s *memScanner) Close() error { return nil }
 
+// CheckAddress answers addressErr: this node's address left the host.
+func (s *memScanner) CheckAddress() error { return s.addressErr }
+
 // memStore keeps every saved status, in order; Load answers loaded, loadErr.
+// A saveErr is returned after the status was recorded (published).
 type memStore struct {
 	saved   []election.Status
 	loaded  *election.Status
 	loadErr error
+	saveErr error
 }
 
 func (m *memStore) Load() (*election.Status, error) { return m.loaded, m.loadErr }
@@ -167,7 +174,7 @@ func (m *memStore) Load() (*election.Status, error) { return m.loaded, m.loadErr
 func (m *memStore) Save(st election.Status) error {
 	m.saved = append(m.saved, st.Clone())
 
-	return nil
+	return m.saveErr
 }
 
 // last is the status a restart would find.

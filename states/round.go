@@ -8,6 +8,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
@@ -16,6 +17,10 @@ import (
 // published status and its signs of an existing cluster. It does I/O only;
 // the decision is election.Step's.
 func (s *Session) observe(ctx context.Context) (election.Observation, error) {
+	if err := s.scanner.CheckAddress(); err != nil {
+		return election.Observation{}, err
+	}
+
 	self, err := s.selfCandidate(ctx)
 	if err != nil {
 		return election.Observation{}, fmt.Errorf("refresh local node: %w", err)
@@ -186,16 +191,31 @@ func (s *Session) refreshAndDecide(ctx context.Context) (election.Observation, e
 }
 
 // persist saves a status (stamped with the current state and time) and
-// adopts it only once it is durable.
+// adopts it once it is durable, or once peers can read it: a lock that a
+// failed save still published may be counted by its leader, so this node
+// must hold it too (the state fails and retries from the adopted status).
 func (s *Session) persist(st election.Status) error {
 	st.FSMState = string(s.state)
 	st.UpdatedAt = s.Clock.Now()
 
 	if err := s.Store.Save(st); err != nil {
+		if errors.Is(err, statusfile.ErrPublished) && !reverted("adopt-published") {
+			s.adopt(st)
+		}
+
 		return fmt.Errorf("save status file: %w", err)
 	}
 
-	s.status = st
+	s.adopt(st)
 
 	return nil
+}
+
+// adopt makes st the status this session acts on.
+func (s *Session) adopt(st election.Status) {
+	s.status = st
+
+	if s.Adopted != nil {
+		s.Adopted(st)
+	}
 }

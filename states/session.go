@@ -76,6 +76,10 @@ type Scanner interface {
 	// discovery learns of an address not probed yet (a new member of
 	// Talos cluster discovery).
 	Pause(ctx context.Context, d time.Duration) error
+	// CheckAddress fails permanently once this node's address has left
+	// the host (a DHCP change within the boot): every protocol round asks,
+	// so that no state retries for ever against the old address.
+	CheckAddress() error
 	Close() error
 }
 
@@ -121,6 +125,10 @@ type Deps struct {
 	// NewScanner builds discovery for the local network.
 	NewScanner func(id transport.Identity, dialer transport.Dialer, network Network) (Scanner, error)
 	Store      StatusStore
+	// Adopted, when set, observes every status the session adopts as the
+	// one it acts on (the simulator checks it against what peers read);
+	// nil in the daemon.
+	Adopted func(election.Status)
 }
 
 // Session is one run of the daemon: the facts one state hands to the next.

@@ -16,12 +16,17 @@ type checker struct {
 	preexisting bool
 	double      bool
 	problem     string
+	// invariant is the first invariant violated (invariants.go).
+	invariant string
+	// founder names the machine that founded each cluster.
+	founder map[int]string
 }
 
 // existing records a cluster made before the scenario (by hand).
 func (c *checker) existing() int {
 	c.preexisting = true
 	c.nextID++
+	c.setFounder(c.nextID, "a cluster made by hand")
 
 	return c.nextID
 }
@@ -32,6 +37,7 @@ func (c *checker) existing() int {
 func (c *checker) newCluster(w *world, m *tnode) int {
 	c.nextID++
 	c.created++
+	c.setFounder(c.nextID, nodeName(m))
 	w.tracef(m, "etcd cluster %d created", c.nextID)
 
 	if c.created > 1 || c.preexisting {
@@ -43,6 +49,14 @@ func (c *checker) newCluster(w *world, m *tnode) int {
 	}
 
 	return c.nextID
+}
+
+func (c *checker) setFounder(id int, who string) {
+	if c.founder == nil {
+		c.founder = map[int]string{}
+	}
+
+	c.founder[id] = who
 }
 
 func (c *checker) violation(w *world, why string) {

@@ -44,6 +44,8 @@ type daemonRun struct {
 	dead        bool
 	finished    bool // exited 0: Talos's untilSuccess leaves it stopped
 	state       fsm.State
+	rng         *rand.Rand
+	adopted     []byte // the status this run acts on, as written
 }
 
 func (d *daemonRun) key(k string) string { return fmt.Sprintf("d%02d.%03d|%s", d.node.idx, d.gen, k) }
@@ -52,6 +54,9 @@ func (d *daemonRun) key(k string) string { return fmt.Sprintf("d%02d.%03d|%s", d
 func (w *world) startDaemon(n *tnode) {
 	n.runs++
 	d := &daemonRun{w: w, node: n, gen: n.runs, cfg: w.configOf(n), outstanding: map[*call]struct{}{}}
+	// Storage faults and crash points draw from the run's own generator,
+	// only while its main goroutine runs (the status file is written there).
+	d.rng = rand.New(rand.NewPCG(w.rng.Uint64(), uint64(n.idx)<<32|uint64(n.runs)))
 	n.daemon = d
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -80,7 +85,13 @@ func (w *world) startDaemon(n *tnode) {
 		NewScanner: func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error) {
 			return &scanner{w: w, d: d, clock: clock, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}}, nil
 		},
-		Store: store{w: w, d: d},
+		Store: statusfile.Store{Dir: statusfile.DefaultDir, FS: &diskFS{w: w, d: d, rng: d.rng}, Now: clock.Now},
+		Adopted: func(st election.Status) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+
+			w.chk.adopted(w, d, st)
+		},
 	}
 
 	// The supervisor's retry jitter comes from the seed: the daemon's own
@@ -208,56 +219,6 @@ func (t traceWriter) Write(p []byte) (int, error) {
 	}
 
 	return len(p), nil
-}
-
-// store is status.json on the node's simulated /var: it survives daemon
-// restarts and reboots, a reset of EPHEMERAL wipes it. A killed process
-// writes nothing.
-type store struct {
-	w *world
-	d *daemonRun
-}
-
-func (s store) Load() (*election.Status, error) {
-	s.w.mu.Lock()
-	defer s.w.mu.Unlock()
-
-	if s.d.node.statusFile == nil {
-		return nil, nil
-	}
-
-	st, err := election.ParseStatus(s.d.node.statusFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", statusfile.ErrCorrupt, err)
-	}
-
-	return st, nil
-}
-
-func (s store) Save(st election.Status) error {
-	data, err := election.MarshalStatus(st)
-	if err == nil {
-		err = st.Validate()
-	}
-
-	if err != nil {
-		return err
-	}
-
-	s.w.mu.Lock()
-	defer s.w.mu.Unlock()
-
-	if s.d.dead {
-		return context.Canceled
-	}
-
-	s.d.node.statusFile = data
-
-	if s.w.hooks.saved != nil {
-		s.w.hooks.saved(s.d, st)
-	}
-
-	return nil
 }
 
 // marker: Talos creates /system/secrets/etcd on control-plane nodes before

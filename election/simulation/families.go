@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 )
 
 // Families are scripted scenarios, one per fault the review of issue 10
@@ -14,7 +15,7 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); each
 // negative control runs its family with one rule off and must fail.
 var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -288,7 +289,8 @@ func (w *world) setupFamily(name string) error {
 		w.site(2, 0, 5*time.Second, 10*time.Second)
 		a, b := w.nodes[0], w.nodes[1]
 		a.ip, b.ip = b.ip, a.ip
-		a.statusFile, b.statusFile = w.templateStatus(), w.templateStatus()
+		a.storage().place(statusfile.FileName, w.templateStatus())
+		b.storage().place(statusfile.FileName, w.templateStatus())
 		w.p.chaosEnd = 3 * time.Minute
 		done := false
 
@@ -308,7 +310,55 @@ func (w *world) setupFamily(name string) error {
 		w.p.chaosEnd = time.Minute
 
 		for _, n := range w.nodes {
-			n.statusFile = w.templateStatus()
+			n.storage().place(statusfile.FileName, w.templateStatus())
+		}
+	case "forgotten-send":
+		// Found by a review. Quorum 2 of 3. A's Bootstrap is accepted and
+		// the daemon dies before it records the answer; the etcd image
+		// pull takes ten minutes; A's time goes unsynced, so its resend is
+		// refused "not now". The first request may still found the
+		// cluster: the status must keep saying so (SentStaysSent), or a
+		// stale sign of a cluster elsewhere makes A withdraw it and the
+		// followers bootstrap a second cluster.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a := w.nodes[0]
+		w.p.cfg.EtcdWait = 2 * time.Minute
+		w.p.chaosEnd = 25 * time.Minute
+		marked := false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if marked || d.node != a || st.Phase != election.PhaseBootstrapping || st.BootstrapAt.IsZero() || st.BootstrapSent {
+				return
+			}
+
+			marked = true
+			a.crashAfterBootstrap = func() {
+				w.tracef(a, "the daemon dies before it records the answer; the image pull is slow; time goes unsynced")
+				a.pending.fillAt = w.now + 10*time.Minute
+				w.refill(a, a.pending)
+				a.refuseSyncUntil = w.now + 20*time.Minute
+			}
+		}
+	case "lock-published-not-held":
+		// Found by a review. Quorum 2 of 3, A leads. B's lock to A is
+		// renamed into place, so A may count it, but the directory fsync
+		// fails with EIO, and /var stays unwritable for a minute. B must
+		// act on the lock it published (ActsOnWhatPeersRead): cut off from
+		// A, a B that forgot it would lock to C, and C bootstrap too.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a, b := w.nodes[0], w.nodes[1]
+		w.p.chaosEnd = 5 * time.Minute
+		done := false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if done || d.node != b || st.Phase != election.PhaseLocked || st.Lock == nil || !st.Lock.Leader.Is(election.Incarnation{IP: a.ip, BootID: a.bootID}) {
+				return
+			}
+
+			done = true
+			b.failDirSyncUntil = w.now + time.Minute
+			w.tracef(b, "directory fsync fails from now on, for a minute")
+			w.register(d.key("family lock-published-not-held"), func() { w.isolate(a, w.now, w.now+3*time.Minute) })
 		}
 	default:
 		return fmt.Errorf("unknown scenario family %q", name)

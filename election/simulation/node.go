@@ -42,6 +42,10 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 	key := fmt.Sprintf("rpc|%s|%06d|%s", a.addr, a.calls, method)
 	a.w.mu.Unlock()
 
+	if method == "Bootstrap" && a.w.bootstrapCrash(a.d, a.d.rng, "before the Bootstrap RPC") {
+		return nil, errProcessGone
+	}
+
 	return a.w.park(ctx, a.d, key, func(c *call) {
 		w := a.w
 		self := a.d.node
@@ -76,6 +80,17 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 			w.at(serverDelay+w.delay(m, self), func() {
 				if w.reachable(self, m) && !(method == "Bootstrap" && w.inChaos() && w.chance(w.p.replyLoss)) {
 					w.answer(c, v, err)
+
+					if method == "Bootstrap" && !a.d.dead {
+						// Its answer is in, not yet recorded.
+						if f := self.crashAfterBootstrap; f != nil && err == nil {
+							self.crashAfterBootstrap = nil
+							w.crash(self, "after the Bootstrap RPC")
+							f()
+						} else {
+							w.crashPoint(a.d, w.rng, "after the Bootstrap RPC")
+						}
+					}
 				}
 			})
 		})
@@ -118,15 +133,15 @@ func (a *apiNode) ReadFile(ctx context.Context, path string, limit int64) ([]byt
 			return []byte(m.bootID + "\n"), nil
 		case path != statusfile.Path:
 			return nil, fmt.Errorf("%w: %w", transport.ErrNotFound, status.Error(codes.NotFound, "open "+path+": no such file or directory"))
-		case !m.varMounted || m.statusFile == nil:
+		case !m.varMounted || m.storage().status() == nil:
 			// Before EPHEMERAL is mounted /var is the root filesystem's
 			// empty directory: the status file looks missing.
 			return nil, fmt.Errorf("%w: %w", transport.ErrNotFound, status.Error(codes.NotFound, "open "+path+": no such file or directory"))
-		case int64(len(m.statusFile)) > limit:
+		case int64(len(m.storage().status())) > limit:
 			return nil, fmt.Errorf("file larger than %d bytes", limit)
 		}
 
-		return append([]byte(nil), m.statusFile...), nil
+		return append([]byte(nil), m.storage().status()...), nil
 	})
 	if err != nil {
 		return nil, err
@@ -275,6 +290,7 @@ func (w *world) refill(m *tnode, p *pendingBootstrap) {
 func (w *world) accept(m *tnode, by string) {
 	m.bootstrap++
 	w.path("bootstrap accepted (" + by + ")")
+	w.chk.accepted(w, m, by)
 
 	if m.pending != nil && m.pending.bootID == m.bootID {
 		w.path("bootstrap repeated while the data directory was empty")

@@ -52,6 +52,9 @@ func (s *scanner) Pause(ctx context.Context, d time.Duration) error {
 
 func (s *scanner) Close() error { return nil }
 
+// CheckAddress: the model moves a node's address only across reboots.
+func (s *scanner) CheckAddress() error { return nil }
+
 func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 	return s.sweep(ctx, "scan", func() []netip.Addr { return s.w.rangeAddrs() })
 }

@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"net/netip"
@@ -29,6 +30,7 @@ type params struct {
 	fillMax, joinMax  time.Duration
 	aliases           int
 	resets            bool
+	disk              storageFaults
 }
 
 func (w *world) setup() {
@@ -67,6 +69,7 @@ func (w *world) setup() {
 	p.resets = w.chance(0.2)
 	p.etcdVolume = []float64{0, 0.5}[w.rng.IntN(2)]
 	p.slowPull = []float64{0, 0.3}[w.rng.IntN(2)]
+	p.disk = w.drawStorageFaults()
 
 	// Addresses in random order, so that numeric and string order differ.
 	hosts := w.rng.Perm(250)
@@ -189,6 +192,8 @@ func (w *world) chaos() {
 			continue
 		}
 
+		w.badDiskWindows(n)
+
 		// Crashes at random moments: wherever the daemon is, it dies.
 		if p.crashRate > 0 {
 			w.crashLoop(n)
@@ -245,8 +250,9 @@ func (w *world) configOf(n *tnode) daemonConfig {
 func (w *world) describe() string {
 	p := w.p
 
-	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f slowPull=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s",
+	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f slowPull=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s disk=[%s]",
 		p.cfg.LeaderOrder, p.nCP, p.nWorkers, p.quorum, p.mixedQuorum, p.cfg.ScanInterval.Round(time.Millisecond), p.cfg.FollowerCheckInterval.Round(time.Millisecond),
 		p.cfg.PreBootstrapDelay.Round(time.Millisecond), p.chaosEnd.Round(time.Second), p.loss, p.replyLoss, p.crashRate,
-		p.slowMount, p.etcdVolume, p.slowPull, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second))
+		p.slowMount, p.etcdVolume, p.slowPull, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second),
+		strings.Join(p.disk.kinds(), ", "))
 }

@@ -139,11 +139,13 @@ func (s *sched) flush() {
 }
 
 // loop runs events until the queue is empty, the horizon is passed or stop
-// says so. It must run inside a synctest bubble.
-func (s *sched) loop(horizon time.Duration, stop func() bool) {
+// says so; check runs after every event, once the daemons it woke are
+// blocked again. It must run inside a synctest bubble.
+func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
 	for {
 		synctest.Wait()
 		s.mu.Lock()
+		check()
 		s.flush()
 
 		if len(s.q) == 0 || s.q[0].at > horizon || stop() {

@@ -36,6 +36,8 @@ type Result struct {
 	Scenario        string
 	ClustersCreated int
 	DoubleBootstrap bool
+	// Invariant names the first safety invariant violated ("" when none).
+	Invariant       string
 	LivenessFailure bool
 	Problem         string
 	// SettledAfter is how long after the end of the faults the last
@@ -56,7 +58,7 @@ func Run(t *testing.T, opts Options) Result {
 }
 
 func run(opts Options) Result {
-	w := &world{sched: newSched(opts.Seed), opts: opts, paths: map[string]int{}}
+	w := &world{sched: newSched(opts.Seed), opts: opts, paths: map[string]int{}, bootOwner: map[string]*tnode{}}
 
 	w.mu.Lock()
 	if opts.Family == "" {
@@ -66,17 +68,17 @@ func run(opts Options) Result {
 	}
 	w.mu.Unlock()
 
-	w.loop(w.horizon(), w.allDone)
+	w.loop(w.horizon(), w.allDone, func() { w.chk.everyStep(w) })
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 
 	res := Result{
 		Seed: opts.Seed, Scenario: opts.Family + " " + w.describe(), ClustersCreated: w.chk.created,
-		DoubleBootstrap: w.chk.double, Problem: w.chk.problem, Paths: w.paths,
+		DoubleBootstrap: w.chk.double, Invariant: w.chk.invariant, Problem: w.chk.problem, Paths: w.paths,
 	}
 
-	if !w.chk.double {
+	if !w.chk.double && w.chk.invariant == "" {
 		if why := w.livenessProblem(); why != "" {
 			res.LivenessFailure = true
 			res.Problem = why
@@ -98,11 +100,12 @@ func run(opts Options) Result {
 
 // statusOf summarises a node's status file for failure reports.
 func (w *world) statusOf(n *tnode) string {
-	if n.statusFile == nil {
+	data := n.storage().status()
+	if data == nil {
 		return ""
 	}
 
-	st, err := election.ParseStatus(n.statusFile)
+	st, err := election.ParseStatus(data)
 	if err != nil {
 		return "unreadable status: " + err.Error()
 	}

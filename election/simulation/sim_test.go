@@ -41,7 +41,7 @@ func runSeeds(t *testing.T, first uint64, count int, opts Options, failuresExpec
 				o.Seed = first + uint64(i)
 				results[i] = Run(t, o)
 
-				if r := results[i]; !failuresExpected && (r.DoubleBootstrap || r.LivenessFailure) {
+				if r := results[i]; !failuresExpected && r.failed() {
 					// At once, so that a long run names every failing seed
 					// even when it is stopped before its summary.
 					fmt.Fprintf(os.Stderr, "FAILED seed %d (%s): %s\n", r.Seed, r.Scenario, r.Problem)
@@ -60,6 +60,8 @@ func runSeeds(t *testing.T, first uint64, count int, opts Options, failuresExpec
 	return results
 }
 
+func (r Result) failed() bool { return r.DoubleBootstrap || r.Invariant != "" || r.LivenessFailure }
+
 func replay(t *testing.T, r Result) {
 	t.Helper()
 
@@ -67,7 +69,7 @@ func replay(t *testing.T, r Result) {
 	t.Logf("seed %d FAILED (%s): %s\nreplay: go test ./election/simulation -run TestSimulation -sim.seed=%d -sim.seeds=1 -sim.trace\n%s",
 		r.Seed, r.Scenario, r.Problem, r.Seed, strings.Join(tail(again.Trace, 400), "\n"))
 
-	if again.Problem != r.Problem || again.DoubleBootstrap != r.DoubleBootstrap {
+	if again.Problem != r.Problem || again.DoubleBootstrap != r.DoubleBootstrap || again.Invariant != r.Invariant {
 		t.Errorf("seed %d did not reproduce: %q then %q", r.Seed, r.Problem, again.Problem)
 	}
 }
@@ -83,6 +85,7 @@ func tail(lines []string, n int) []string {
 // summary is the one line a long run reports.
 type summary struct {
 	runs, doubles, liveness int
+	invariants              map[string]int
 	paths                   map[string]int
 	worst                   time.Duration
 	worstSeed               uint64
@@ -90,7 +93,7 @@ type summary struct {
 }
 
 func summarise(results []Result) summary {
-	s := summary{paths: map[string]int{}}
+	s := summary{paths: map[string]int{}, invariants: map[string]int{}}
 
 	for _, r := range results {
 		s.runs++
@@ -103,7 +106,11 @@ func summarise(results []Result) summary {
 			s.liveness++
 		}
 
-		if r.DoubleBootstrap || r.LivenessFailure {
+		if r.Invariant != "" {
+			s.invariants[r.Invariant]++
+		}
+
+		if r.failed() {
 			s.failed = append(s.failed, r)
 		}
 
@@ -119,6 +126,16 @@ func summarise(results []Result) summary {
 	}
 
 	return s
+}
+
+// violations counts the seeds that broke an invariant.
+func (s summary) violations() int {
+	n := 0
+	for _, v := range s.invariants {
+		n += v
+	}
+
+	return n
 }
 
 func (s summary) pathLines() string {
@@ -152,11 +169,11 @@ func TestSimulation(t *testing.T) {
 		replay(t, r)
 	}
 
-	t.Logf("simulated %d scenarios from seed %d: %d double bootstraps, %d liveness failures; slowest settlement %s after the faults (seed %d); wall time %s, %.1f seeds/s",
-		s.runs, *firstSeed, s.doubles, s.liveness, s.worst.Round(time.Second), s.worstSeed, wall.Round(time.Millisecond), float64(s.runs)/wall.Seconds())
+	t.Logf("simulated %d scenarios from seed %d: %d double bootstraps, %d invariant violations %v, %d liveness failures; slowest settlement %s after the faults (seed %d); wall time %s, %.1f seeds/s",
+		s.runs, *firstSeed, s.doubles, s.violations(), s.invariants, s.liveness, s.worst.Round(time.Second), s.worstSeed, wall.Round(time.Millisecond), float64(s.runs)/wall.Seconds())
 	t.Logf("paths exercised:\n%s", s.pathLines())
 
-	if s.doubles > 0 || s.liveness > 0 {
+	if s.doubles > 0 || s.violations() > 0 || s.liveness > 0 {
 		t.Fail()
 	}
 
@@ -198,7 +215,7 @@ func TestFamilies(t *testing.T) {
 				replayFamily(t, r, family)
 			}
 
-			t.Logf("family %s: %d scenarios, %d double bootstraps, %d liveness failures", family, s.runs, s.doubles, s.liveness)
+			t.Logf("family %s: %d scenarios, %d double bootstraps, %d invariant violations, %d liveness failures", family, s.runs, s.doubles, s.violations(), s.liveness)
 		})
 	}
 }
@@ -245,6 +262,13 @@ var revertedRules = []struct{ rule, family, finds string }{
 	{"finished,resend", "resend-refused", "double"},
 	{"clone", "cloned-var", "double"},       // a node name alone identifies a machine: a cloned /var's copy is "self" or "the leader rebooted"
 	{"clone", "cloned-var-all", "liveness"}, // every node takes the others, clones of itself, for itself
+	// One control per invariant (election/doc.go): with the guard that
+	// keeps it switched off, the checker names that invariant.
+	{"unanswered-send", "forgotten-send", "invariant:" + invSentStaysSent},                // a refused resend forgets an unanswered send
+	{"adopt-published", "lock-published-not-held", "invariant:" + invActsOnWhatPeersRead}, // a published lock is not held after a failed directory fsync
+	{"cluster-ends-election", "", "invariant:" + invClusterEndsElection},                  // a recorded cluster does not end the election
+	{"w1", "w1", "invariant:" + invLockReleasedForReason},                                 // a lock released in the leader's pre-mount window
+	{"confirm", "confirm", "invariant:" + invOneFounding},                                 // bootstrap without waiting for locks
 }
 
 // TestNegativeControls builds the simulator with each rule switched off
@@ -292,7 +316,7 @@ func TestRevertedRule(t *testing.T) {
 
 	for seed := uint64(1); seed <= uint64(*seeds); seed++ {
 		r := Run(t, Options{Seed: seed, Family: *family})
-		if (*finds == "double" && r.DoubleBootstrap) || (*finds == "liveness" && r.LivenessFailure) {
+		if (*finds == "double" && r.DoubleBootstrap) || (*finds == "liveness" && r.LivenessFailure) || *finds == "invariant:"+r.Invariant {
 			t.Logf("negative control %s: found at seed %d of %s (%s): %s", rule, seed, cmp.Or(*family, "random scenarios"), r.Scenario, r.Problem)
 
 			return

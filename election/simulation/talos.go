@@ -58,9 +58,10 @@ type tnode struct {
 	services       bool // StartAllServices ran: etcd service exists, Bootstrap available
 
 	// Disk: /var survives reboots, a reset of EPHEMERAL wipes it.
-	statusFile []byte
-	data       int  // /var/lib/etcd: 0 empty, else the cluster ID
-	wasReset   bool // EPHEMERAL was reset at least once
+	disk     *disk
+	badDisk  []window // when its writes fail (the seed's storage faults)
+	data     int      // /var/lib/etcd: 0 empty, else the cluster ID
+	wasReset bool     // EPHEMERAL was reset at least once
 
 	etcd      string // etcd service state, "" when absent
 	etcdMsg   string // its last event's message
@@ -72,16 +73,31 @@ type tnode struct {
 
 	daemon *daemonRun
 	runs   int
+	inv    record // the invariant checker's memory of this machine
 
 	// Set by scenario families: a fixed pre-mount window, and machined
 	// answering "time is not in sync yet" until a moment.
 	mountWindow     func() time.Duration
 	refuseSyncUntil time.Duration
+	// crashAfterBootstrap: the next answer to this node's Bootstrap kills
+	// its daemon before it is recorded, then runs.
+	crashAfterBootstrap func()
+	// failDirSyncUntil: directory fsyncs fail with EIO until then.
+	failDirSyncUntil time.Duration
 }
 
 type pendingBootstrap struct {
 	bootID string
 	fillAt time.Duration
+}
+
+// storage is the node's /var/lib/kommodity-autobootstrap.
+func (n *tnode) storage() *disk {
+	if n.disk == nil {
+		n.disk = newDisk()
+	}
+
+	return n.disk
 }
 
 // etcdVisible: /var/lib/etcd shows its data (/var and, on a node with its

@@ -21,10 +21,12 @@ type world struct {
 	cuts    []cut
 	latency map[[2]int]time.Duration
 
-	chk   checker
-	trace []string
-	paths map[string]int
-	hooks hooks
+	chk checker
+	// bootOwner is the machine of every boot id seen.
+	bootOwner map[string]*tnode
+	trace     []string
+	paths     map[string]int
+	hooks     hooks
 	// capiDone: the Cluster API provider considers the cluster bootstrapped.
 	capiDone bool
 }
@@ -108,6 +110,7 @@ func (w *world) boot(n *tnode) {
 	n.boots++
 	n.up = true
 	n.bootID = fmt.Sprintf("%02d-%d-%08x", n.idx, n.boots, w.rng.Uint32())
+	w.bootOwner[n.bootID] = n
 	n.bootAt = w.now
 	n.synced, n.apidUp, n.varMounted, n.services, n.etcdMounted = false, false, false, false, false
 	n.pending, n.joining, n.healthy, n.etcd, n.etcdMsg, n.bootstrap, n.stopping = nil, false, false, "", "", 0, false
@@ -165,7 +168,7 @@ func (w *world) boot(n *tnode) {
 		}
 
 		n.varMounted = true
-		w.tracef(n, "/var mounted (data=%d, status file=%v)", n.data, n.statusFile != nil)
+		w.tracef(n, "/var mounted (data=%d, status file=%v)", n.data, n.storage().status() != nil)
 
 		if w.hooks.mounted != nil {
 			w.hooks.mounted(n)
@@ -336,7 +339,9 @@ func (w *world) resetEphemeral(n *tnode) {
 	w.tracef(n, "reset EPHEMERAL (data=%d)", n.data)
 	w.path("EPHEMERAL reset")
 	w.kill(n)
-	n.statusFile, n.data, n.wasReset, n.etcdMountPoint = nil, 0, true, false
+	n.storage().wipe()
+	w.chk.diskReverted(n)
+	n.data, n.wasReset, n.etcdMountPoint = 0, true, false
 	n.pending, n.etcd, n.healthy = nil, "", false
 	n.up = false
 	w.at(w.dur(5*time.Second, 30*time.Second), func() { w.boot(n) })

@@ -1,15 +1,22 @@
 // Package statusfile stores the election status as status.json: the only
-// I/O of the election. Writes are atomic (temporary file, fsync, rename,
-// fsync of the directory) so that a crash or power loss leaves either the
-// old or the new status, never a torn one: the status holds locks that must
-// not be lost.
+// I/O of the election. Peers read status.json through apid and count the
+// lock it holds, so a status must be durable before it is published there:
+// a lock a peer counted and a power loss then erased would let this node
+// lock to another leader, and a second leader bootstrap.
+//
+// Save therefore writes in two durable steps: the new status is written,
+// fsynced and renamed to status.json.next, and the directory is fsynced
+// (durable, not yet published); then status.json.next is renamed to
+// status.json (published) and the directory fsynced again. A power loss
+// that undoes the second rename leaves status.json.next, which Load takes
+// as the newest status and publishes again. Load also keeps a corrupt file
+// aside instead of starting from an empty memory.
 package statusfile
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -23,40 +30,98 @@ const DefaultDir = "/var/lib/kommodity-autobootstrap"
 // FileName is the status file's name inside Dir.
 const FileName = "status.json"
 
+// nextName is the durable, not yet published, newest status.
+const nextName = FileName + ".next"
+
 // Path is where peers and operators read the status.
 const Path = DefaultDir + "/" + FileName
 
 // Store reads and writes Dir/status.json.
 type Store struct {
 	Dir string
+	// FS is the filesystem under Dir; the host's when nil. The simulator
+	// injects one with storage faults and power loss.
+	FS FS
 	// Now names corrupt files kept aside; time.Now when nil.
 	Now func() time.Time
 }
 
+func (s Store) fs() FS {
+	if s.FS == nil {
+		return OS{}
+	}
+
+	return s.FS
+}
+
 func (s Store) path() string { return filepath.Join(s.Dir, FileName) }
+func (s Store) next() string { return filepath.Join(s.Dir, nextName) }
 
 // ErrCorrupt: the status file cannot be trusted, and starting from empty
 // memory could drop a lock or an unsent bootstrap; an operator must look.
 var ErrCorrupt = errors.New("corrupt status file")
 
-// Load returns the saved status, or nil, nil when there is none. A corrupt
-// file is moved aside to status.json.corrupt-<time> (never lost) and
+// ErrPublished marks a Save error after the new status.json was renamed
+// into place: peers may read it and count its lock, so the caller must act
+// on it (adopt it) even though Save failed.
+var ErrPublished = errors.New("the new status is published")
+
+// Load returns the saved status, or nil, nil when there is none. A durable
+// status.json.next (a Save whose publishing rename did not finish, or was
+// undone by a power loss) is the newest status: it is published first. A
+// corrupt file is moved aside to <name>.corrupt-<time> (never lost) and
 // reported as ErrCorrupt naming both files; while such a file exists, Load
 // keeps reporting it rather than starting fresh.
 func (s Store) Load() (*election.Status, error) {
-	data, err := os.ReadFile(s.path())
-	if errors.Is(err, fs.ErrNotExist) {
-		kept, _ := filepath.Glob(s.path() + ".corrupt-*")
-		if len(kept) > 0 {
-			return nil, fmt.Errorf("%w: kept as %s; it may hold this node's lock or bootstrap: "+
-				"inspect it, then delete it to start fresh", ErrCorrupt, kept[len(kept)-1])
+	fsys := s.fs()
+
+	st, err := s.read(s.next())
+	if err != nil {
+		return nil, err
+	}
+
+	if st != nil {
+		if err := fsys.Rename(s.next(), s.path()); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", s.next(), err)
 		}
 
+		if err := fsys.SyncDir(s.Dir); err != nil {
+			return nil, fmt.Errorf("publish %s: %w", s.next(), err)
+		}
+
+		return st, nil
+	}
+
+	st, err = s.read(s.path())
+	if err != nil || st != nil {
+		return st, err
+	}
+
+	kept, _ := fsys.Glob(s.path() + ".corrupt-*")
+	if more, _ := fsys.Glob(s.next() + ".corrupt-*"); len(more) > 0 {
+		kept = append(kept, more...)
+	}
+
+	if len(kept) > 0 {
+		return nil, fmt.Errorf("%w: kept as %s; it may hold this node's lock or bootstrap: "+
+			"inspect it, then delete it to start fresh", ErrCorrupt, kept[len(kept)-1])
+	}
+
+	return nil, nil
+}
+
+// read parses one status file: nil, nil when it does not exist; a corrupt
+// one is kept aside and reported.
+func (s Store) read(path string) (*election.Status, error) {
+	fsys := s.fs()
+
+	data, err := fsys.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 
 	if err != nil {
-		return nil, fmt.Errorf("read status file %s: %w", s.path(), err)
+		return nil, fmt.Errorf("read status file %s: %w", path, err)
 	}
 
 	st, perr := election.ParseStatus(data)
@@ -69,19 +134,23 @@ func (s Store) Load() (*election.Status, error) {
 		now = s.Now
 	}
 
-	aside := s.path() + ".corrupt-" + now().UTC().Format("20060102T150405.000000000Z")
-	if err := os.Rename(s.path(), aside); err != nil {
-		return nil, fmt.Errorf("status file %s is corrupt (%w), and keeping it aside failed: %w", s.path(), perr, err)
+	aside := path + ".corrupt-" + now().UTC().Format("20060102T150405.000000000Z")
+	if err := fsys.Rename(path, aside); err != nil {
+		return nil, fmt.Errorf("status file %s is corrupt (%w), and keeping it aside failed: %w", path, perr, err)
 	}
 
-	if err := syncDir(s.Dir); err != nil {
-		return nil, fmt.Errorf("status file %s is corrupt (%w), kept as %s, but: %w", s.path(), perr, aside, err)
+	if err := fsys.SyncDir(s.Dir); err != nil {
+		return nil, fmt.Errorf("status file %s is corrupt (%w), kept as %s, but: %w", path, perr, aside, err)
 	}
 
-	return nil, fmt.Errorf("%w %s, kept as %s: %w", ErrCorrupt, s.path(), aside, perr)
+	return nil, fmt.Errorf("%w %s, kept as %s: %w", ErrCorrupt, path, aside, perr)
 }
 
-// Save writes the status atomically and durably.
+// Save writes the status durably, then publishes it. An error wrapping
+// ErrPublished means status.json already holds the new status (only the
+// last directory fsync failed; status.json.next was durable, so Load
+// restores it after a power loss); any other error means status.json still
+// holds the previous one.
 func (s Store) Save(st election.Status) error {
 	if err := st.Validate(); err != nil {
 		return fmt.Errorf("save status: %w", err)
@@ -92,28 +161,43 @@ func (s Store) Save(st election.Status) error {
 		return fmt.Errorf("save status: %w", err)
 	}
 
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+	fsys := s.fs()
+
+	if err := fsys.MkdirAll(s.Dir); err != nil {
 		return fmt.Errorf("create status directory %s: %w", s.Dir, err)
 	}
 
-	tmp, err := os.CreateTemp(s.Dir, FileName+".tmp-*")
+	if err := s.writeNext(data); err != nil {
+		return err
+	}
+
+	if err := fsys.Rename(s.next(), s.path()); err != nil {
+		return fmt.Errorf("publish %s as %s: %w", s.next(), s.path(), err)
+	}
+
+	if err := fsys.SyncDir(s.Dir); err != nil {
+		return fmt.Errorf("%w, but: %w", ErrPublished, err)
+	}
+
+	return nil
+}
+
+// writeNext makes data durable as status.json.next: a temporary file,
+// fsynced, renamed, and the directory fsynced.
+func (s Store) writeNext(data []byte) error {
+	fsys := s.fs()
+
+	tmp, err := fsys.CreateTemp(s.Dir, FileName+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("create temporary status file in %s: %w", s.Dir, err)
 	}
 
-	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after the rename
+	defer fsys.Remove(tmp.Name()) //nolint:errcheck // gone after the rename
 
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close() //nolint:errcheck
 
 		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-
-	// Peers read it through apid as root; world-readable like Talos's own files.
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close() //nolint:errcheck
-
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
 	}
 
 	if err := tmp.Sync(); err != nil {
@@ -126,27 +210,12 @@ func (s Store) Save(st election.Status) error {
 		return fmt.Errorf("close %s: %w", tmp.Name(), err)
 	}
 
-	if err := os.Rename(tmp.Name(), s.path()); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), s.path(), err)
+	if err := fsys.Rename(tmp.Name(), s.next()); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), s.next(), err)
 	}
 
-	if err := syncDir(s.Dir); err != nil {
+	if err := fsys.SyncDir(s.Dir); err != nil {
 		return err
-	}
-
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-
-	defer d.Close() //nolint:errcheck
-
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 
 	return nil

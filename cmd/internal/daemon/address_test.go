@@ -29,17 +29,17 @@ func TestAddressGoneEndsTheRun(t *testing.T) {
 	host := &hostInterfaces{eth0: []netip.Prefix{netip.MustParsePrefix("198.18.0.5/24")}}
 	s := &scanner{self: self, interfaces: host}
 
-	if err := s.checkAddress(); err != nil {
+	if err := s.CheckAddress(); err != nil {
 		t.Fatalf("address present: %v", err)
 	}
 
 	host.eth0 = []netip.Prefix{netip.MustParsePrefix("198.18.0.77/24")}
 
-	if err := s.checkAddress(); err != nil {
+	if err := s.CheckAddress(); err != nil {
 		t.Fatalf("first round without the address: %v, want one more round", err)
 	}
 
-	err := s.checkAddress()
+	err := s.CheckAddress()
 
 	var permanent *backoff.PermanentError
 	if !errors.Is(err, errAddressGone) || !errors.As(err, &permanent) {
@@ -47,13 +47,13 @@ func TestAddressGoneEndsTheRun(t *testing.T) {
 	}
 
 	host.eth0 = []netip.Prefix{netip.MustParsePrefix("198.18.0.5/24")}
-	if err := (&scanner{self: self, interfaces: host, misses: 1}).checkAddress(); err != nil {
+	if err := (&scanner{self: self, interfaces: host, misses: 1}).CheckAddress(); err != nil {
 		t.Fatalf("address back: %v", err)
 	}
 
 	pinned := &scanner{self: self, interfaces: &hostInterfaces{}, cfg: config.Config{NodeIP: self}}
 	for range 3 {
-		if err := pinned.checkAddress(); err != nil {
+		if err := pinned.CheckAddress(); err != nil {
 			t.Fatalf("pinned NODE_IP: %v", err)
 		}
 	}
@@ -61,7 +61,7 @@ func TestAddressGoneEndsTheRun(t *testing.T) {
 	// Loopback addresses (the demo's nodes) answer locally across 127/8.
 	lo := &scanner{self: netip.MustParseAddr("127.0.10.2"), interfaces: &hostInterfaces{}}
 	for range 3 {
-		if err := lo.checkAddress(); err != nil {
+		if err := lo.CheckAddress(); err != nil {
 			t.Fatalf("loopback node: %v", err)
 		}
 	}

@@ -367,13 +367,13 @@ func localAddrs(local netip.Addr) []netip.Addr {
 // errAddressGone ends the run when this node's address left the host.
 var errAddressGone = errors.New("this node's address is no longer on any interface")
 
-// checkAddress fails permanently once this node's address has been missing
+// CheckAddress fails permanently once this node's address has been missing
 // from every interface for two rounds (a DHCP lease moved it within the
 // boot): the daemon would go on dialling its apid and naming itself at the
 // old address for ever. Exiting lets Talos restart the service, which
 // detects the new address and resumes from the status file. A pinned
 // NODE_IP is the operator's choice and is not checked.
-func (s *scanner) checkAddress() error {
+func (s *scanner) CheckAddress() error {
 	if s.cfg.NodeIP.IsValid() {
 		return nil
 	}
@@ -413,7 +413,7 @@ func onHost(ifaces []discovery.Interface, addr netip.Addr) bool {
 }
 
 func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
-	if err := s.checkAddress(); err != nil {
+	if err := s.CheckAddress(); err != nil {
 		return states.ScanResult{}, err
 	}
 
@@ -433,7 +433,7 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 }
 
 func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
-	if err := s.checkAddress(); err != nil {
+	if err := s.CheckAddress(); err != nil {
 		return states.ScanResult{}, err
 	}
 

@@ -1,0 +1,88 @@
+package states
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"testing"
+	"testing/synctest"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+)
+
+// A follower's lock that reached status.json before the directory fsync
+// failed can be counted by its leader: the follower must hold it in memory
+// too, or, cut off from that leader, it would lock to another one and a
+// second leader would bootstrap. A save that failed before publishing
+// leaves the memory as peers still read it.
+func TestFailedSaveAdoptsOnlyAPublishedStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		err     error
+		adopted bool
+	}{
+		{name: "published, directory fsync failed", err: fmt.Errorf("%w, but: fsync directory: %w", statusfile.ErrPublished, syscall.EIO), adopted: true},
+		{name: "not published, no space", err: fmt.Errorf("write: %w", syscall.ENOSPC)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := newTrio(t)
+				leader := tr.s.status
+				// Self is B's view: c leads, self follows.
+				tr.s, tr.store, tr.scanner = newTestSession(tr.b, 3, tr.self, tr.c)
+				tr.self.publish(t, leader)
+				tr.c.publish(t, lockTo(statusOf(tr.c, 3), leader))
+				tr.store.saveErr = tc.err
+
+				expectEvent(t, tr.s.elect, fsm.Event(""), errAny, 0)
+
+				saved := tr.store.last(t)
+				if saved.Lock == nil || !saved.Lock.Is(*leader.Lock) {
+					t.Fatalf("saved lock %v, want the lock to %s", saved.Lock, leader.Lock)
+				}
+
+				held := tr.s.status.Lock != nil && tr.s.status.Lock.Is(*leader.Lock)
+				if held != tc.adopted {
+					t.Fatalf("after the failed save the memory holds lock %v; adopted %v, want %v", tr.s.status.Lock, held, tc.adopted)
+				}
+			})
+		})
+	}
+}
+
+// A node whose address left the host within its boot ends the run from
+// every state that runs protocol rounds, before it asks its apid at the
+// old address anything: retried in place, Elect would fail for ever on
+// "read boot time ... DeadlineExceeded" and hold every lock.
+func TestAddressGoneEndsEveryRound(t *testing.T) {
+	gone := fmt.Errorf("this node's address is no longer on any interface: %w", syscall.EADDRNOTAVAIL)
+
+	for _, tc := range []struct {
+		name    string
+		handler func(*Session) func(context.Context) (fsm.Event, error)
+	}{
+		{"Elect", func(s *Session) func(context.Context) (fsm.Event, error) { return s.elect }},
+		{"LeaderDelay", func(s *Session) func(context.Context) (fsm.Event, error) { return s.leaderDelay }},
+		{"FollowerWait", func(s *Session) func(context.Context) (fsm.Event, error) { return s.followerWait }},
+		{"Bootstrap", func(s *Session) func(context.Context) (fsm.Event, error) { return s.bootstrap }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tr := newTrio(t)
+				tr.scanner.addressErr = gone
+				// The old address no longer answers.
+				tr.self.errs = map[string]error{"BootTime": context.DeadlineExceeded, "BootID": context.DeadlineExceeded}
+
+				if _, err := tc.handler(tr.s)(t.Context()); !errors.Is(err, syscall.EADDRNOTAVAIL) {
+					t.Fatalf("%s = %v, want the address error", tc.name, err)
+				}
+
+				if n := tr.bootstraps(); n != 0 {
+					t.Fatalf("%s sent %d Bootstrap calls", tc.name, n)
+				}
+			})
+		})
+	}
+}
