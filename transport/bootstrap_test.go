@@ -238,6 +238,30 @@ func TestEtcdLifecycle(t *testing.T) {
 		t.Errorf("members = %v, want %v", members, want)
 	}
 
+	// Member ids, not names, tell one cluster from another: every member
+	// lists the same ones.
+	var ids []uint64
+
+	for _, n := range nodes {
+		list, err := n.(transport.EtcdMemberLister).EtcdMemberList(shortCtx(t))
+		if err != nil || len(list) != 3 {
+			t.Fatalf("%s: EtcdMemberList = %+v, %v; want three members", n.Addr(), list, err)
+		}
+
+		var got []uint64
+		for _, m := range list {
+			got = append(got, m.ID)
+		}
+
+		slices.Sort(got)
+
+		if ids != nil && !slices.Equal(got, ids) {
+			t.Errorf("%s: member ids %v, another member lists %v", n.Addr(), got, ids)
+		}
+
+		ids = got
+	}
+
 	for _, n := range nodes[1:] {
 		if err := n.Bootstrap(shortCtx(t)); status.Code(err) != codes.AlreadyExists {
 			t.Errorf("%s: Bootstrap after joining = %v, want AlreadyExists", n.Addr(), err)

@@ -260,17 +260,9 @@ func (n *grpcNode) EtcdService(ctx context.Context) (ServiceState, error) {
 }
 
 func (n *grpcNode) EtcdMembers(ctx context.Context) ([]string, error) {
-	ctx, cancel := n.call(ctx)
-	defer cancel()
-
-	resp, err := n.machine.EtcdMemberList(ctx, &machine.EtcdMemberListRequest{QueryLocal: true})
+	msg, err := n.etcdMemberList(ctx)
 	if err != nil {
-		return nil, n.fail("etcd member list", err)
-	}
-
-	msg, err := first(resp.GetMessages())
-	if err != nil {
-		return nil, n.fail("etcd member list", err)
+		return nil, err
 	}
 
 	if len(msg.GetMembers()) == 0 {

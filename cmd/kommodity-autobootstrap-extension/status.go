@@ -27,6 +27,7 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/statusreport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
@@ -37,7 +38,11 @@ const (
 	statusOK      = 0 // bootstrapped, or progressing on its own
 	statusError   = 1
 	statusBlocked = 3
+	statusSplit   = 4 // two etcd clusters: what the daemon exists to prevent
 )
+
+// memberListTimeout bounds the member-list read of a node whose etcd runs.
+const memberListTimeout = 5 * time.Second
 
 // resendAfter is the daemon's EtcdWait: how long a sent Bootstrap is given
 // to show etcd data. It only shapes the wording of a bootstrapping node's
@@ -50,7 +55,8 @@ Reads every control-plane node's status file, boot id and signs of etcd
 through apid, prints one row per node, and runs the election's rules from
 every node's point of view to say who leads and what blocks it.
 
-Exit codes: 0 bootstrapped or progressing, 3 blocked, 1 error.
+Exit codes: 0 bootstrapped or progressing, 3 blocked, 4 split (the nodes'
+etcd member lists show separate etcd clusters), 1 error.
 
 `
 
@@ -151,6 +157,8 @@ func statusCommand(ctx context.Context, args []string, getenv func(string) strin
 	switch report.Verdict.State {
 	case statusreport.Blocked:
 		return statusBlocked
+	case statusreport.Split:
+		return statusSplit
 	case statusreport.Unknown:
 		return statusError
 	}
@@ -364,10 +372,59 @@ func readNode(ctx context.Context, dialer transport.Dialer, ap netip.AddrPort) (
 		f.StatusErr = err.Error()
 	}
 
+	if state == election.StatusStale {
+		f.EarlierStatus = earlierStatus(ctx, node)
+	}
+
 	signs, svc := transport.ProbeEtcdSigns(ctx, node)
 	f.Signs, f.EtcdHealthy = signs, svc.Running()
 
+	if signs.EtcdRunning == election.Yes {
+		f.EtcdMembers, f.EtcdMembersErr = etcdMembers(ctx, node)
+	}
+
 	return f, nil
+}
+
+// earlierStatus is the status file an earlier boot wrote, which ReadStatus
+// does not return (it speaks for that boot only); the report quotes it to
+// say what the machine last published. nil when it cannot be read now.
+func earlierStatus(ctx context.Context, node transport.Node) *election.Status {
+	data, err := node.ReadFile(ctx, statusfile.Path, transport.StatusLimit)
+	if err != nil {
+		return nil
+	}
+
+	st, err := election.ParseStatus(data)
+	if err != nil {
+		return nil
+	}
+
+	return st
+}
+
+// etcdMembers reads the member list of a node whose etcd runs, with the
+// member ids that tell one etcd cluster from another.
+func etcdMembers(ctx context.Context, node transport.Node) ([]statusreport.EtcdMember, string) {
+	lister, ok := node.(transport.EtcdMemberLister)
+	if !ok {
+		return nil, "this apid client cannot list etcd members"
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, memberListTimeout)
+	defer cancel()
+
+	list, err := lister.EtcdMemberList(ctx)
+	if err != nil {
+		return nil, err.Error()
+	}
+
+	out := make([]statusreport.EtcdMember, 0, len(list))
+	for _, m := range list {
+		out = append(out, statusreport.EtcdMember{ID: m.ID, Name: m.Hostname})
+	}
+
+	return out, ""
 }
 
 func denied(err error) bool { return err != nil && status.Code(err) == codes.PermissionDenied }

@@ -18,6 +18,8 @@ import (
 	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/role"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/statusreport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
@@ -50,6 +52,14 @@ func incarnation(subnet byte, n int) election.Incarnation {
 func startCluster(t *testing.T, subnet byte, nodes ...int) *fakeCluster {
 	t.Helper()
 
+	return startClusterWith(t, subnet, nil, nodes...)
+}
+
+// startClusterWith is startCluster with tweak applied to each node's
+// settings before it starts.
+func startClusterWith(t *testing.T, subnet byte, tweak func(n int, node *fakeapid.Node), nodes ...int) *fakeCluster {
+	t.Helper()
+
 	pki, err := fakeapid.SharedPKI()
 	if err != nil {
 		t.Fatal(err)
@@ -73,11 +83,15 @@ func startCluster(t *testing.T, subnet byte, nodes ...int) *fakeCluster {
 			t.Fatal(err)
 		}
 
-		srv, err := fakeapid.Start(fakeapid.Config{PKI: pki, Registry: registry, Listen: []string{netip.AddrPortFrom(ip(subnet, n), port).String()}},
-			fakeapid.Node{
-				IP: ip(subnet, n), BootID: bootID(subnet, n), BootTime: booted.Add(time.Duration(n) * time.Minute), FilesRoot: root,
-				DataFillDelay: 20 * time.Millisecond, HealthyDelay: 20 * time.Millisecond, JoinDelay: 20 * time.Millisecond,
-			})
+		node := fakeapid.Node{
+			IP: ip(subnet, n), BootID: bootID(subnet, n), BootTime: booted.Add(time.Duration(n) * time.Minute), FilesRoot: root,
+			DataFillDelay: 20 * time.Millisecond, HealthyDelay: 20 * time.Millisecond, JoinDelay: 20 * time.Millisecond,
+		}
+		if tweak != nil {
+			tweak(n, &node)
+		}
+
+		srv, err := fakeapid.Start(fakeapid.Config{PKI: pki, Registry: registry, Listen: []string{netip.AddrPortFrom(ip(subnet, n), port).String()}}, node)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,12 +104,15 @@ func startCluster(t *testing.T, subnet byte, nodes ...int) *fakeCluster {
 	return c
 }
 
-// writeStatus publishes node n's status, as its daemon would.
+// writeStatus publishes node n's status, as its daemon would; its
+// incarnation is node n's unless st names one.
 func (c *fakeCluster) writeStatus(n int, st election.Status) {
 	c.t.Helper()
 
 	st.Version = election.StatusVersion
-	st.Incarnation = incarnation(c.subnet, n)
+	if st.Incarnation.BootID == "" {
+		st.Incarnation = incarnation(c.subnet, n)
+	}
 	st.BootTime = c.servers[n].Node().BootTime
 	st.Reason = cmp(st.Reason, "status of node "+fmt.Sprint(n))
 
@@ -218,6 +235,15 @@ func TestStatusHealthyCluster(t *testing.T) {
 func bootstrapAndWaitHealthy(t *testing.T, c *fakeCluster, first int, all ...int) {
 	t.Helper()
 
+	bootstrapAllAndWaitHealthy(t, c, []int{first}, all...)
+}
+
+// bootstrapAllAndWaitHealthy bootstraps every node of founders (more than
+// one makes separate clusters) and waits until etcd is Running and healthy
+// on all nodes.
+func bootstrapAllAndWaitHealthy(t *testing.T, c *fakeCluster, founders []int, all ...int) {
+	t.Helper()
+
 	id, err := c.pki.AdminIdentity(time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -225,16 +251,18 @@ func bootstrapAndWaitHealthy(t *testing.T, c *fakeCluster, first int, all ...int
 
 	dialer := transport.NewDialer(id)
 
-	n, err := dialer.Dial(t.Context(), netip.AddrPortFrom(ip(c.subnet, first), c.port))
-	if err != nil {
-		t.Fatal(err)
-	}
+	for _, f := range founders {
+		n, err := dialer.Dial(t.Context(), netip.AddrPortFrom(ip(c.subnet, f), c.port))
+		if err != nil {
+			t.Fatal(err)
+		}
 
-	if err := n.Bootstrap(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+		if err := n.Bootstrap(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 
-	n.Close() //nolint:errcheck
+		n.Close() //nolint:errcheck
+	}
 
 	for _, i := range all {
 		n, err := dialer.Dial(t.Context(), netip.AddrPortFrom(ip(c.subnet, i), c.port))
@@ -325,6 +353,171 @@ func TestStatusBlockedByVanishedLeader(t *testing.T) {
 			t.Fatalf("exit %v, want 3 with %s:\n%s", err, want, out)
 		}
 	})
+}
+
+// Two nodes bootstrapped apart: the member lists share no member id.
+func TestStatusSplit(t *testing.T) {
+	// Node 2 would join only after an hour: its own Bootstrap comes first.
+	c := startClusterWith(t, 47, func(n int, node *fakeapid.Node) {
+		if n == 2 {
+			node.JoinDelay = time.Hour
+		}
+	}, 1, 2, 3)
+
+	bootstrapAllAndWaitHealthy(t, c, []int{1, 2}, 1, 2, 3)
+
+	for _, n := range []int{1, 2, 3} {
+		c.writeStatus(n, election.Status{Phase: election.PhaseDone, Quorum: 2, Reason: "own etcd is running and healthy"})
+	}
+
+	code, out, errOut := c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(1, 2, 3))
+	if code != statusSplit {
+		t.Fatalf("exit %d, want 4\n%s%s", code, out, errOut)
+	}
+
+	host := func(n int) string { return c.servers[n].Node().Hostname }
+	for _, want := range []string{
+		"Verdict: SPLIT: 2 separate etcd clusters, whose member lists share no member: 127.0.47.1, 127.0.47.3 (members " +
+			host(1) + ", " + host(3) + "); 127.0.47.2 (members " + host(2) + ")",
+		"  127.0.47.2: members " + host(2) + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// A saved phase "done" is no proof: etcd must read healthy now. A node
+// whose bootstrap died with an earlier boot is no bootstrapper.
+func TestStatusBootstrappedNeedsEtcdHealthyNow(t *testing.T) {
+	// Only node 3 runs etcd: nodes 1 and 2 have not joined (yet).
+	c := startClusterWith(t, 48, func(n int, node *fakeapid.Node) {
+		if n != 3 {
+			node.JoinDelay = time.Hour
+		}
+	}, 1, 2, 3)
+
+	bootstrapAndWaitHealthy(t, c, 3, 3)
+
+	c.writeStatus(3, election.Status{Phase: election.PhaseDone, Quorum: 2, Lock: &election.IntentRef{Leader: incarnation(48, 3), Number: 1},
+		Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(48, 3), BootstrapSent: true})
+	// Node 1 sent Bootstrap in an earlier boot, which ended with its data
+	// directory empty: withdrawn (rule 7).
+	c.writeStatus(1, election.Status{Phase: election.PhaseDone, Quorum: 2, Intent: 1, WithdrawnThrough: 1, Bootstrapping: 1,
+		BootstrapBootID: "an earlier boot", PastBoots: []string{"an earlier boot"}})
+	c.writeStatus(2, election.Status{Phase: election.PhaseDone, Quorum: 2})
+
+	code, out, errOut := c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(1, 2, 3))
+	if code != statusOK {
+		t.Fatalf("exit %d, want 0 (progressing)\n%s%s", code, out, errOut)
+	}
+
+	want := "Verdict: PROGRESSING: etcd was bootstrapped by 127.0.48.3 (intent 1); waiting for 127.0.48.1 (etcd none now, " +
+		"although its status says done), 127.0.48.2 (etcd none now, although its status says done) to be healthy"
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+// A leader that bootstrapped reboots onto another address (DHCP); apid
+// answers there before /var is mounted.
+func TestStatusLeaderBackAtAnotherAddress(t *testing.T) {
+	c := startClusterWith(t, 49, func(n int, node *fakeapid.Node) {
+		// Its data directory lists only once /var is mounted: no member
+		// list before (Talos answers at once, not at the deadline).
+		node.EtcdMemberListError = status.Error(codes.Unavailable, "connection error: dial tcp 127.0.0.1:2379: connect: connection refused")
+	}, 2, 3, 9)
+
+	lock := &election.IntentRef{Leader: incarnation(49, 1), Number: 1}
+	for _, n := range []int{2, 3} {
+		c.writeStatus(n, election.Status{Phase: election.PhaseLocked, Quorum: 3, Lock: lock,
+			Reason: "127.0.49.1 is bootstrapping intent 1 (phase bootstrapped): locked to " + lock.String() + ": waiting for own etcd to join"})
+	}
+
+	dataDir := filepath.Join(c.servers[9].FilesRoot(), transport.EtcdDataDir)
+	if err := os.RemoveAll(dataDir); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(1, 2, 3, 9))
+	if code != statusBlocked {
+		t.Fatalf("/var not mounted: exit %d, want 3\n%s%s", code, out, errOut)
+	}
+
+	for _, want := range []string{
+		"Verdict: BLOCKED: 127.0.49.1 was last seen in phase bootstrapped of intent 1 (in 127.0.49.2's status): it may have founded etcd. ",
+		"[leader-unidentified] 127.0.49.3 is locked to " + lock.String() + ", whose leader is out of sight; 127.0.49.9 (no status file) " +
+			"answers without a status of its current boot and may be that leader after a reboot",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/var not mounted: output lacks %q:\n%s", want, out)
+		}
+	}
+
+	for _, never := range []string{"BREAK_LOCK=", "[no-extension]"} {
+		if strings.Contains(out, never) {
+			t.Errorf("/var not mounted: output has %q:\n%s", never, out)
+		}
+	}
+
+	// /var is mounted (with the etcd data its Bootstrap wrote) and its
+	// daemon publishes a status of the new boot that lists the locked one.
+	if err := os.MkdirAll(filepath.Join(dataDir, "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	c.writeStatus(9, election.Status{
+		Incarnation: election.Incarnation{IP: ip(49, 9), BootID: bootID(49, 9), Node: bootID(49, 1)}, PastBoots: []string{bootID(49, 1)},
+		Phase: election.PhaseBootstrapped, Quorum: 3, Lock: lock, Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(49, 1), BootstrapSent: true,
+	})
+
+	code, out, errOut = c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(1, 2, 3, 9))
+	if code != statusOK || !strings.Contains(out, "Verdict: PROGRESSING: etcd was bootstrapped by 127.0.49.9 (intent 1); waiting for") {
+		t.Fatalf("status of the new boot: exit %d, want 0, progressing with the leader at 127.0.49.9\n%s%s", code, out, errOut)
+	}
+
+	for _, never := range []string{"BREAK_LOCK=", "Blocked by", "no status file"} {
+		if strings.Contains(out, never) {
+			t.Errorf("status of the new boot: output has %q:\n%s", never, out)
+		}
+	}
+}
+
+// A bootstrapping leader whose address changed within its boot: its own
+// lock names the old address, so ConfirmLocks fails every round.
+func TestStatusLeaderMovedWithinItsBoot(t *testing.T) {
+	c := startClusterWith(t, 50, func(n int, node *fakeapid.Node) {
+		if n == 9 {
+			node.BootID = bootID(50, 1) // node 1's boot, at a new address
+		}
+	}, 2, 3, 9)
+
+	lock := &election.IntentRef{Leader: incarnation(50, 1), Number: 1}
+	for _, n := range []int{2, 3} {
+		c.writeStatus(n, election.Status{Phase: election.PhaseLocked, Quorum: 3, Lock: lock})
+	}
+
+	c.writeStatus(9, election.Status{
+		Incarnation: election.Incarnation{IP: ip(50, 9), BootID: bootID(50, 1), Node: bootID(50, 1)},
+		Phase:       election.PhaseBootstrapping, Quorum: 3, Lock: lock, Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(50, 1),
+		BootstrapSent: true, BootstrapAt: time.Now().Add(-10 * time.Minute),
+	})
+
+	code, out, errOut := c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(2, 3, 9))
+	if code != statusBlocked {
+		t.Fatalf("exit %d, want 3\n%s%s", code, out, errOut)
+	}
+
+	want := "Verdict: BLOCKED: 127.0.50.9 is bootstrapping intent 1 but never sends Bootstrap while its last check fails: " +
+		"own lock " + lock.String() + " does not hold live intent 1; its address changed from 127.0.50.1 within its boot, so its own lock " +
+		"no longer names it: reboot it"
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+
+	if strings.Contains(out, "PROGRESSING") || strings.Contains(out, "bootstrapped by") {
+		t.Errorf("a leader that cannot send is no progress:\n%s", out)
+	}
 }
 
 func TestStatusQuorumMismatch(t *testing.T) {

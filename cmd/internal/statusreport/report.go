@@ -7,6 +7,7 @@ package statusreport
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -31,6 +32,8 @@ const (
 	Bootstrapped = "bootstrapped"
 	Progressing  = "progressing"
 	Blocked      = "blocked"
+	// Split: the nodes' etcd member lists show separate etcd clusters.
+	Split = "split"
 	// Unknown: no node could be read.
 	Unknown = "unknown"
 )
@@ -41,7 +44,12 @@ const (
 	KindQuorumMismatch = "quorum-mismatch"
 	KindOrderMismatch  = "leader-order-mismatch"
 	KindVanishedLeader = "vanished-leader"
-	KindLeaderRebooted = "leader-rebooted"
+	// KindUnidentifiedLeader: a lock's leader is out of sight, and a node
+	// that answers without a status of its current boot may be it.
+	KindUnidentifiedLeader = "leader-unidentified"
+	// KindUnconfirmed: a bootstrapping leader whose last check
+	// (ConfirmLocks) fails, so it never sends Bootstrap.
+	KindUnconfirmed = "unconfirmed-bootstrap"
 )
 
 // BreakLockVariable is the escape hatch's variable.
@@ -61,9 +69,22 @@ type Facts struct {
 	Status      *election.Status
 	StatusState election.StatusState
 	StatusErr   string
-	Signs       election.Signs
+	// EarlierStatus is the status file an earlier boot wrote (StatusStale):
+	// only ever quoted to the operator, never judged by.
+	EarlierStatus *election.Status
+	Signs         election.Signs
 	// EtcdHealthy: the node's etcd service is Running and healthy.
 	EtcdHealthy bool
+	// EtcdMembers is the member list of the node's running etcd; nil when
+	// etcd does not run or the list was not read (EtcdMembersErr says why).
+	EtcdMembers    []EtcdMember
+	EtcdMembersErr string
+}
+
+// EtcdMember is one member of the etcd cluster a node's etcd belongs to.
+type EtcdMember struct {
+	ID   uint64
+	Name string
 }
 
 func (f Facts) reachable() bool { return f.Unreachable == "" && f.Foreign == "" && f.BootID != "" }
@@ -74,16 +95,6 @@ func (f Facts) current() *election.Status {
 	}
 
 	return nil
-}
-
-// ip is the address the node identifies itself by (its status's), else the
-// one it was asked at.
-func (f Facts) ip() netip.Addr {
-	if st := f.current(); st != nil {
-		return st.Incarnation.IP
-	}
-
-	return f.Addr
 }
 
 // Settings are the daemons' timings the verdict assumes (they are not
@@ -139,6 +150,13 @@ type BreakLock struct {
 	Conditions string `json:"conditions"`
 }
 
+// EtcdCluster is one etcd cluster as the member lists show it.
+type EtcdCluster struct {
+	// Nodes are the nodes asked whose etcd lists these members.
+	Nodes   []string `json:"nodes"`
+	Members []string `json:"members"`
+}
+
 // Verdict is the report's conclusion.
 type Verdict struct {
 	State       string               `json:"state"`
@@ -147,6 +165,8 @@ type Verdict struct {
 	Leader      *Leader              `json:"leader,omitempty"`
 	Blockers    []Blocker            `json:"blockers,omitempty"`
 	BreakLocks  []BreakLock          `json:"breakLocks,omitempty"`
+	// EtcdClusters are the separate etcd clusters of a split.
+	EtcdClusters []EtcdCluster `json:"etcdClusters,omitempty"`
 	// Notes are what the cluster waits for without anybody's help.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -157,9 +177,11 @@ type Report struct {
 	Verdict Verdict `json:"verdict"`
 }
 
-// stepped is one node's Step from its own point of view.
+// stepped is one node's Step from its own point of view, with the round
+// it saw.
 type stepped struct {
 	i    int
+	obs  election.Observation
 	next election.Status
 	d    election.Decision
 }
@@ -167,7 +189,7 @@ type stepped struct {
 // Build makes the report from the facts of every node asked.
 func Build(nodes []Facts, set Settings) Report {
 	order := clusterOrder(nodes)
-	ranks := rankOf(nodes, order)
+	ranks := rankOf(nodes, order, set)
 
 	rows := make([]Row, len(nodes))
 	for i, f := range nodes {
@@ -182,8 +204,9 @@ func Build(nodes []Facts, set Settings) Report {
 			continue
 		}
 
-		next, d := election.Step(st.Clone(), observation(nodes, i, set))
-		runs = append(runs, stepped{i: i, next: next, d: d})
+		obs := observation(nodes, i, set)
+		next, d := election.Step(st.Clone(), obs)
+		runs = append(runs, stepped{i: i, obs: obs, next: next, d: d})
 		rows[i].Next = d.Kind.String()
 		rows[i].NextReason = d.Reason
 	}
@@ -195,24 +218,26 @@ func Build(nodes []Facts, set Settings) Report {
 }
 
 // observation is the round node i's daemon would see: the other reachable
-// nodes as peers, its own settings, and a view that has just changed.
+// nodes as peers, its own settings, and a view that has just changed. A
+// node without a status of its current boot is named by the address it
+// was asked at (it is only ranked, never stepped).
 func observation(nodes []Facts, i int, set Settings) election.Observation {
 	f := nodes[i]
-	st := f.current()
 	obs := election.Observation{
-		Now: set.Now,
-		Self: election.Candidate{
-			Incarnation: election.Incarnation{IP: st.Incarnation.IP, BootID: f.BootID, Node: st.Incarnation.Node},
-			BootTime:    f.BootTime,
-		},
+		Now:               set.Now,
+		Self:              election.Candidate{Incarnation: election.Incarnation{IP: f.Addr, BootID: f.BootID}, BootTime: f.BootTime},
 		SelfSigns:         f.Signs,
-		SelfTimeSynced:    !st.TimeUnsynced,
+		SelfTimeSynced:    true,
 		SelfEtcdHealthy:   f.EtcdHealthy,
-		Quorum:            st.Quorum,
-		LeaderOrder:       st.LeaderOrder,
 		ViewStableSince:   set.Now,
 		PreBootstrapDelay: set.PreBootstrapDelay,
 		ResendAfter:       set.ResendAfter,
+	}
+
+	if st := f.current(); st != nil {
+		obs.Self.IP, obs.Self.Node = st.Incarnation.IP, st.Incarnation.Node
+		obs.SelfTimeSynced = !st.TimeUnsynced
+		obs.Quorum, obs.LeaderOrder = st.Quorum, st.LeaderOrder
 	}
 
 	for j, p := range nodes {
@@ -259,30 +284,23 @@ func orderOf(st *election.Status) election.LeaderOrder {
 	return cmp.Or(st.LeaderOrder, election.OrderBootTime)
 }
 
-// rankOf ranks the reachable nodes with the cluster's order (1 = first);
-// 0 for nodes that could not be read.
-func rankOf(nodes []Facts, order election.LeaderOrder) []int {
-	var cands []election.Candidate
-
-	for _, f := range nodes {
-		if !f.reachable() {
-			continue
-		}
-
-		c := election.Candidate{Incarnation: election.Incarnation{IP: f.ip(), BootID: f.BootID}, BootTime: f.BootTime}
-		if st := f.current(); st != nil {
-			c.Unsynced = st.TimeUnsynced
-		}
-
-		cands = append(cands, c)
-	}
-
-	ranked := election.RankBy(order, cands)
+// rankOf ranks the reachable nodes as Step ranks its view, in the
+// cluster's order (1 = first); 0 for nodes that could not be read.
+func rankOf(nodes []Facts, order election.LeaderOrder, set Settings) []int {
 	ranks := make([]int, len(nodes))
 
-	for i, f := range nodes {
+	i := slices.IndexFunc(nodes, Facts.reachable)
+	if i < 0 {
+		return ranks
+	}
+
+	obs := observation(nodes, i, set)
+	obs.LeaderOrder = order
+	ranked := election.Ranked(obs)
+
+	for j, f := range nodes {
 		if f.reachable() {
-			ranks[i] = 1 + slices.IndexFunc(ranked, func(c election.Candidate) bool { return c.BootID == f.BootID })
+			ranks[j] = 1 + slices.IndexFunc(ranked, func(c election.Candidate) bool { return c.BootID == f.BootID })
 		}
 	}
 
@@ -340,8 +358,9 @@ func etcdOf(f Facts) string {
 	return "none"
 }
 
-// judge is the verdict: bootstrapped, progressing (a cluster is being made
-// or the election moves on its own), or blocked.
+// judge is the verdict: split (two etcd clusters), bootstrapped (etcd
+// healthy now), progressing (a cluster is being made or the election moves
+// on its own), or blocked.
 func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []int) Verdict {
 	var v Verdict
 
@@ -351,6 +370,16 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 			v.Notes = append(v.Notes, fmt.Sprintf("%s is foreign (not counted, as the daemons do not count it): %s", f.Addr, f.Foreign))
 		case f.Unreachable != "":
 			v.Notes = append(v.Notes, fmt.Sprintf("%s is unreachable: %s", f.Addr, f.Unreachable))
+		case f.EtcdMembersErr != "":
+			v.Notes = append(v.Notes, fmt.Sprintf("%s runs etcd but its member list was not read, so it is left out of the split check: %s",
+				f.Addr, f.EtcdMembersErr))
+		}
+
+		if st := f.current(); st != nil && st.Incarnation.IP != f.Addr {
+			// Asked at another of its addresses, or moved within its boot:
+			// its daemon exits and comes back under the new address.
+			v.Notes = append(v.Notes, fmt.Sprintf("%s answers with a status naming it %s: another address of it, or its address changed "+
+				"and its daemon has not restarted yet", f.Addr, st.Incarnation.IP))
 		}
 	}
 
@@ -360,14 +389,35 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 		return v
 	}
 
-	if cluster(nodes, runs) {
-		return clusterVerdict(v, nodes, runs)
+	if clusters := etcdClusters(nodes); len(clusters) > 1 {
+		return splitVerdict(v, clusters)
+	}
+
+	if bl, l := unconfirmed(nodes, runs); len(bl) > 0 {
+		v.Leader, v.Blockers = l, bl
+
+		return blocked(v, "")
+	}
+
+	if clusterExists(nodes, runs) {
+		return clusterVerdict(v, nodes)
+	}
+
+	if r := sending(runs); r != nil {
+		f := nodes[r.i]
+		v.Leader = &Leader{Node: f.Addr.String(), BootID: f.BootID, Role: "bootstrapping", Intent: r.next.Bootstrapping}
+		v.State = Progressing
+		v.Summary = fmt.Sprintf("%s is bootstrapping intent %d: %s", f.Addr, r.next.Bootstrapping, r.d.Reason)
+
+		return v
 	}
 
 	v.Leader = electionLeader(nodes, runs, ranks)
-	v.Blockers = append(v.Blockers, missingExtension(nodes)...)
+	locks := lockBlockers(nodes, runs)
+	v.Blockers = append(v.Blockers, missingExtension(nodes, locks.suspects)...)
 	v.Blockers = append(v.Blockers, mismatches(nodes, runs)...)
-	v = lockBlockers(v, nodes, runs)
+	v.Blockers = append(v.Blockers, locks.blockers...)
+	v.BreakLocks = locks.breakLocks
 	v.Notes = slices.DeleteFunc(v.Notes, func(n string) bool {
 		// An unreachable leader is already named by its blocker.
 		return slices.ContainsFunc(v.BreakLocks, func(b BreakLock) bool { return strings.HasPrefix(n, b.Leader+" is ") })
@@ -375,14 +425,7 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 	v.Notes = append(v.Notes, electionNotes(nodes, runs, v.Leader)...)
 
 	if len(v.Blockers) > 0 {
-		v.State = Blocked
-		v.Summary = v.Blockers[0].Detail
-
-		if n := len(v.Blockers) - 1; n > 0 {
-			v.Summary += fmt.Sprintf(" (and %d more)", n)
-		}
-
-		return v
+		return blocked(v, locks.seen)
 	}
 
 	v.State = Progressing
@@ -403,22 +446,79 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 	return v
 }
 
-// cluster: etcd exists or is being made somewhere in view, by the rules
-// every node follows (Step's decision or its remembered evidence).
-func cluster(nodes []Facts, runs []stepped) bool {
-	for _, f := range nodes {
-		if f.reachable() && (f.Signs.Any() || f.EtcdHealthy) {
-			return true
-		}
+// blocked summarises the blockers; first, when set, is said before them.
+func blocked(v Verdict, first string) Verdict {
+	v.State = Blocked
+	v.Summary = v.Blockers[0].Detail
+
+	if n := len(v.Blockers) - 1; n > 0 {
+		v.Summary += fmt.Sprintf(" (and %d more)", n)
 	}
 
-	for _, r := range runs {
-		switch r.d.Kind { //nolint:exhaustive
-		case election.Done, election.Joined, election.AwaitEtcd, election.BeginBootstrap:
-			return true
+	if first != "" {
+		v.Summary = first + ". " + v.Summary
+	}
+
+	return v
+}
+
+// etcdClusters groups the nodes whose running etcd listed its members:
+// lists that share a member id are one cluster. apid exposes no cluster
+// id, and a member id belongs to one cluster only.
+func etcdClusters(nodes []Facts) []EtcdCluster {
+	type group struct {
+		nodes []int
+		ids   map[uint64]string
+	}
+
+	var groups []*group
+
+	for i, f := range nodes {
+		if !f.reachable() || len(f.EtcdMembers) == 0 {
+			continue
 		}
 
-		if r.next.Cluster != nil {
+		g := &group{nodes: []int{i}, ids: map[uint64]string{}}
+		for _, m := range f.EtcdMembers {
+			g.ids[m.ID] = cmp.Or(m.Name, fmt.Sprintf("%x", m.ID))
+		}
+
+		kept := groups[:0]
+
+		for _, o := range groups {
+			if sharesMember(o.ids, g.ids) {
+				g.nodes = append(g.nodes, o.nodes...)
+				maps.Copy(g.ids, o.ids)
+			} else {
+				kept = append(kept, o)
+			}
+		}
+
+		groups = append(kept, g)
+	}
+
+	out := make([]EtcdCluster, 0, len(groups))
+
+	for _, g := range groups {
+		slices.Sort(g.nodes)
+
+		var c EtcdCluster
+		for _, i := range g.nodes {
+			c.Nodes = append(c.Nodes, nodes[i].Addr.String())
+		}
+
+		c.Members = slices.Sorted(maps.Values(g.ids))
+		out = append(out, c)
+	}
+
+	slices.SortFunc(out, func(a, b EtcdCluster) int { return cmp.Compare(a.Nodes[0], b.Nodes[0]) })
+
+	return out
+}
+
+func sharesMember(a, b map[uint64]string) bool {
+	for id := range a {
+		if _, ok := b[id]; ok {
 			return true
 		}
 	}
@@ -426,31 +526,140 @@ func cluster(nodes []Facts, runs []stepped) bool {
 	return false
 }
 
-func clusterVerdict(v Verdict, nodes []Facts, runs []stepped) Verdict {
-	v.Leader = bootstrapLeader(nodes)
+func splitVerdict(v Verdict, clusters []EtcdCluster) Verdict {
+	parts := make([]string, 0, len(clusters))
+	for _, c := range clusters {
+		parts = append(parts, fmt.Sprintf("%s (members %s)", strings.Join(c.Nodes, ", "), strings.Join(c.Members, ", ")))
+	}
 
-	var waiting []string
+	v.State = Split
+	v.EtcdClusters = clusters
+	v.Summary = fmt.Sprintf("%d separate etcd clusters, whose member lists share no member: %s", len(clusters), strings.Join(parts, "; "))
+
+	return v
+}
+
+// unconfirmed: leaders that Step sends Bootstrap from but whose last check,
+// ConfirmLocks on the same round, fails: the daemon retries that check for
+// ever and never sends. The first such leader is returned too.
+func unconfirmed(nodes []Facts, runs []stepped) ([]Blocker, *Leader) {
+	var (
+		out    []Blocker
+		leader *Leader
+	)
 
 	for _, r := range runs {
-		if r.d.Kind != election.Done {
-			waiting = append(waiting, nodes[r.i].Addr.String())
+		if r.d.Kind != election.BeginBootstrap {
+			continue
+		}
+
+		err := election.ConfirmLocks(r.next, r.obs)
+		if err == nil {
+			continue
+		}
+
+		f := nodes[r.i]
+		k := r.next.Bootstrapping
+		detail := fmt.Sprintf("%s is bootstrapping intent %d but never sends Bootstrap while its last check fails: %v", f.Addr, k, err)
+
+		if lock := r.next.Lock; lock != nil && lock.Leader.BootID == f.BootID && lock.Leader.IP != r.next.Incarnation.IP {
+			detail += fmt.Sprintf("; its address changed from %s within its boot, so its own lock no longer names it: reboot it "+
+				"(its next boot withdraws a request that never took effect, or finds the etcd data of one that did)", lock.Leader.IP)
+		}
+
+		out = append(out, Blocker{Kind: KindUnconfirmed, Node: f.Addr.String(), Detail: detail})
+
+		if leader == nil {
+			leader = &Leader{Node: f.Addr.String(), BootID: f.BootID, Role: "bootstrapping", Intent: k}
 		}
 	}
+
+	return out, leader
+}
+
+// clusterExists: etcd exists somewhere in view, by what is read now or
+// what a daemon saw and remembers (Step's decision or its evidence).
+func clusterExists(nodes []Facts, runs []stepped) bool {
+	for _, f := range nodes {
+		if f.reachable() && (f.Signs.Any() || f.EtcdHealthy) {
+			return true
+		}
+	}
+
+	for _, r := range runs {
+		if r.d.Kind == election.Done || r.d.Kind == election.Joined || r.next.Cluster != nil {
+			return true
+		}
+	}
+
+	return false
+}
+
+// sending is the run of a leader that sent Bootstrap and waits for its
+// etcd, or sends it now (its last check passed), nil when none does.
+func sending(runs []stepped) *stepped {
+	for i := range runs {
+		if k := runs[i].d.Kind; k == election.AwaitEtcd || k == election.BeginBootstrap {
+			return &runs[i]
+		}
+	}
+
+	return nil
+}
+
+// clusterVerdict: bootstrapped once etcd reads healthy now on every node
+// that answered with a status file (a saved phase "done" is not enough:
+// etcd may be down since); else progressing, naming the others.
+func clusterVerdict(v Verdict, nodes []Facts) Verdict {
+	by := "etcd exists"
+
+	if b := bootstrappers(nodes); len(b) > 0 {
+		v.Leader = &b[0]
+
+		names := make([]string, 0, len(b))
+		for _, l := range b {
+			names = append(names, fmt.Sprintf("%s (intent %d)", l.Node, l.Intent))
+		}
+
+		by = "etcd was bootstrapped by " + strings.Join(names, " and ")
+	}
+
+	var (
+		waiting           []string
+		healthy, withFile int
+	)
 
 	for _, f := range nodes {
-		if f.reachable() && f.current() == nil {
+		if !f.reachable() {
+			continue
+		}
+
+		if f.current() == nil {
 			v.Notes = append(v.Notes, fmt.Sprintf("%s has no current status file (%s); its etcd: %s", f.Addr, rowOf(f, 0).State, etcdOf(f)))
+		}
+
+		if f.StatusState != election.StatusMissing {
+			withFile++
+		}
+
+		switch {
+		case f.EtcdHealthy:
+			healthy++
+		case f.StatusState == election.StatusMissing:
+		case f.current() != nil && f.current().Phase == election.PhaseDone:
+			waiting = append(waiting, fmt.Sprintf("%s (etcd %s now, although its status says done)", f.Addr, etcdOf(f)))
+		default:
+			waiting = append(waiting, fmt.Sprintf("%s (etcd %s)", f.Addr, etcdOf(f)))
 		}
 	}
 
-	by := "etcd exists"
-	if v.Leader != nil {
-		by = fmt.Sprintf("etcd was bootstrapped by %s (intent %d)", v.Leader.Node, v.Leader.Intent)
-	}
-
-	if len(waiting) == 0 && len(runs) > 0 {
+	if len(waiting) == 0 && healthy > 0 {
 		v.State = Bootstrapped
-		v.Summary = fmt.Sprintf("%s; etcd is running and healthy on all %d nodes with a status", by, len(runs))
+		v.Summary = fmt.Sprintf("%s; etcd is running and healthy on all %d nodes with a status file", by, withFile)
+
+		if withFile == 0 {
+			v.Summary = fmt.Sprintf("%s; etcd is running and healthy on %d nodes, none with a status file", by, healthy)
+		}
 
 		return v
 	}
@@ -458,15 +667,26 @@ func clusterVerdict(v Verdict, nodes []Facts, runs []stepped) Verdict {
 	v.State = Progressing
 	v.Summary = fmt.Sprintf("%s; waiting for %s to be healthy", by, strings.Join(waiting, ", "))
 
+	if len(waiting) == 0 {
+		v.Summary = by + "; waiting for etcd to be healthy on a node"
+	}
+
 	return v
 }
 
-// bootstrapLeader is the node whose status says it sent (or is sending)
-// Bootstrap in its current boot, nil when etcd was made by somebody else.
-func bootstrapLeader(nodes []Facts) *Leader {
+// bootstrappers are the nodes whose status of their current boot records
+// a Bootstrap that may have been sent and was never withdrawn.
+func bootstrappers(nodes []Facts) []Leader {
+	var out []Leader
+
 	for _, f := range nodes {
 		st := f.current()
-		if st == nil || st.Bootstrapping == 0 {
+		if st == nil {
+			continue
+		}
+
+		k := election.LiveBootstrap(*st)
+		if k == 0 {
 			continue
 		}
 
@@ -475,13 +695,12 @@ func bootstrapLeader(nodes []Facts) *Leader {
 			role = "bootstrapping"
 		}
 
-		return &Leader{Node: f.Addr.String(), BootID: f.BootID, Role: role, Intent: st.Bootstrapping}
+		out = append(out, Leader{Node: f.Addr.String(), BootID: f.BootID, Role: role, Intent: k})
 	}
 
-	return nil
+	return out
 }
 
-// electionLeader: the node Step lets lead, else the first-ranked one.
 func electionLeader(nodes []Facts, runs []stepped, ranks []int) *Leader {
 	for _, r := range runs {
 		if r.d.Kind == election.Lead {
@@ -504,11 +723,13 @@ func leaderRun(nodes []Facts, runs []stepped, l *Leader) *stepped {
 	return nil
 }
 
-func missingExtension(nodes []Facts) []Blocker {
+// missingExtension: nodes without a status file, except those a lock's
+// blocker already names as maybe its leader.
+func missingExtension(nodes []Facts, suspects map[int]bool) []Blocker {
 	var out []Blocker
 
-	for _, f := range nodes {
-		if f.reachable() && f.StatusState == election.StatusMissing {
+	for i, f := range nodes {
+		if f.reachable() && f.StatusState == election.StatusMissing && !suspects[i] {
 			out = append(out, Blocker{Kind: KindNoExtension, Node: f.Addr.String(), Detail: fmt.Sprintf(
 				"%s has no status file: every control-plane node must run the extension (installed there? its service started?)", f.Addr)})
 		}
@@ -583,67 +804,143 @@ func groups(m map[string][]string) string {
 	return strings.Join(parts, "; ")
 }
 
-// lockBlockers finds locks that Step keeps to a leader that is gone: out of
-// sight (the escape hatch applies) or rebooted without releasing them.
-func lockBlockers(v Verdict, nodes []Facts, runs []stepped) Verdict {
+// lockFindings are the locks Step keeps to a leader out of sight.
+type lockFindings struct {
+	blockers   []Blocker
+	breakLocks []BreakLock
+	// suspects are nodes named as maybe a lock's leader.
+	suspects map[int]bool
+	// seen says that a lock's leader was last seen bootstrapping.
+	seen string
+}
+
+// lockBlockers finds locks whose leader the election does not find in
+// view (election.LockLeader: by node name and past boots). The escape hatch
+// is offered only when every node that answered has a status of its
+// current boot: one that answers without it (apid answers before /var is
+// mounted) may be that leader after a reboot, with etcd data.
+func lockBlockers(nodes []Facts, runs []stepped) lockFindings {
+	out := lockFindings{suspects: map[int]bool{}}
+
+	var silent []int
+
+	for i, f := range nodes {
+		if f.reachable() && f.current() == nil {
+			silent = append(silent, i)
+		}
+	}
+
 	for _, r := range runs {
 		self := nodes[r.i]
 		lock := r.next.Lock
 
-		if lock == nil || lock.Leader.BootID == self.BootID {
+		if lock == nil || lock.Leader.BootID == self.BootID || election.LockLeader(r.obs, *lock) != nil {
+			continue // no lock to another leader, or Step sees its leader and decides
+		}
+
+		// Said first in the verdict and in the escape hatch's conditions.
+		seen := lastSeenBootstrapping(nodes, *lock)
+		if out.seen == "" {
+			out.seen = seen
+		}
+
+		if seen != "" {
+			seen += "; "
+		}
+
+		if len(silent) > 0 {
+			names := make([]string, 0, len(silent))
+			for _, i := range silent {
+				names = append(names, withoutStatus(nodes[i], *lock))
+				out.suspects[i] = true
+			}
+
+			out.blockers = append(out.blockers, Blocker{Kind: KindUnidentifiedLeader, Node: self.Addr.String(), Detail: fmt.Sprintf(
+				"%s is locked to %s, whose leader is out of sight; %s answers without a status of its current boot and may be "+
+					"that leader after a reboot (apid answers before /var is mounted): no BREAK_LOCK until every node that answers has one",
+				self.Addr, lock, strings.Join(names, ", "))})
+
 			continue
 		}
 
-		leader := findLeader(nodes, lock.Leader)
-
-		switch {
-		case leader == nil || !leader.reachable():
-			where := "is not among the nodes asked"
-			if leader != nil {
-				where = "is " + rowOf(*leader, 0).State + ": " + cmp.Or(leader.Foreign, leader.Unreachable)
-			}
-
-			v.Blockers = append(v.Blockers, Blocker{Kind: KindVanishedLeader, Node: self.Addr.String(), Detail: fmt.Sprintf(
-				"%s is locked to %s, whose leader %s %s", self.Addr, lock, lock.Leader.IP, where)})
-			v.BreakLocks = append(v.BreakLocks, BreakLock{
-				Node:   self.Addr.String(),
-				Leader: lock.Leader.IP.String(),
-				Line:   BreakLockVariable + "=" + config.LockRef{IP: lock.Leader.IP, BootID: lock.Leader.BootID, Intent: lock.Number}.String(),
-				Conditions: fmt.Sprintf("only if %s never ran etcd and will not come back with its disk (it is powered off, wiped, "+
-					"or out of the network for good); set it on %s only; only that exact lock is released (README, Safety, escape hatch)",
-					lock.Leader.IP, self.Addr),
-			})
-		case leader.BootID != lock.Leader.BootID && leader.StatusState == election.StatusStale:
-			v.Notes = append(v.Notes, fmt.Sprintf("%s is locked to %s, whose leader rebooted: the lock is released once its daemon "+
-				"publishes a status of the new boot and its /var/lib/etcd is empty", self.Addr, lock))
-		case leader.BootID != lock.Leader.BootID:
-			v.Blockers = append(v.Blockers, Blocker{Kind: KindLeaderRebooted, Node: self.Addr.String(), Detail: fmt.Sprintf(
-				"%s is locked to %s, whose leader rebooted (boot id now %s) without a status of its new boot (%s) that would release it",
-				self.Addr, lock, leader.BootID, rowOf(*leader, 0).State)})
-		}
+		out.blockers = append(out.blockers, Blocker{Kind: KindVanishedLeader, Node: self.Addr.String(), Detail: fmt.Sprintf(
+			"%s is locked to %s, whose leader %s %s", self.Addr, lock, lock.Leader.IP, whereIs(nodes, lock.Leader.IP))})
+		out.breakLocks = append(out.breakLocks, BreakLock{
+			Node:   self.Addr.String(),
+			Leader: lock.Leader.IP.String(),
+			Line:   BreakLockVariable + "=" + config.LockRef{IP: lock.Leader.IP, BootID: lock.Leader.BootID, Intent: lock.Number}.String(),
+			Conditions: fmt.Sprintf("%sonly if %s never ran etcd and will not come back with its disk (it is powered off, wiped, "+
+				"or out of the network for good); set it on %s only; only that exact lock is released (README, Safety, escape hatch)",
+				seen, lock.Leader.IP, self.Addr),
+		})
 	}
 
-	return v
+	return out
 }
 
-// findLeader finds a lock's leader among the nodes asked: by node name when
-// both have one (as Step does), else by address.
-func findLeader(nodes []Facts, leader election.Incarnation) *Facts {
-	for i := range nodes {
-		if st := nodes[i].current(); st != nil && st.Incarnation.Node != "" && leader.Node != "" {
-			if st.Incarnation.Node == leader.Node {
-				return &nodes[i]
-			}
-
+// whereIs says what became of a leader's address among the nodes asked.
+func whereIs(nodes []Facts, ip netip.Addr) string {
+	for _, f := range nodes {
+		if f.Addr != ip {
 			continue
 		}
 
-		if nodes[i].ip() == leader.IP {
-			return &nodes[i]
+		switch {
+		case f.Foreign != "":
+			return "is foreign: " + f.Foreign
+		case !f.reachable():
+			return "is unreachable: " + f.Unreachable
+		default:
+			return fmt.Sprintf("now answers as another machine (boot %s, whose status does not list the locked boot)", f.BootID)
 		}
 	}
 
-	return nil
+	return "is not among the nodes asked"
+}
+
+// withoutStatus names a node that answered without a status of its current
+// boot, and what its status file says of it.
+func withoutStatus(f Facts, lock election.IntentRef) string {
+	switch f.StatusState {
+	case election.StatusMissing:
+		return fmt.Sprintf("%s (no status file)", f.Addr)
+	case election.StatusStale:
+		if es := f.EarlierStatus; es != nil && es.Incarnation.BootID == lock.Leader.BootID {
+			return fmt.Sprintf("%s (its status file was written by %s, the locked boot: it is that leader, rebooted, and its daemon "+
+				"has not resumed yet)", f.Addr, es.Incarnation)
+		}
+
+		return fmt.Sprintf("%s (status file of an earlier boot: its daemon has not resumed yet)", f.Addr)
+	}
+
+	return fmt.Sprintf("%s (status file unreadable: %s)", f.Addr, f.StatusErr)
+}
+
+// lastSeenBootstrapping says when a status shows lock's leader in a phase
+// that may have founded etcd: a follower's last published reason, or the
+// leader's own status file of the locked boot. "" when none does, which
+// proves nothing (a later round overwrites a reason).
+func lastSeenBootstrapping(nodes []Facts, lock election.IntentRef) string {
+	for _, f := range nodes {
+		if st := f.current(); st != nil {
+			if ip, k, phase, ok := election.SeenBootstrapping(st.Reason); ok && ip == lock.Leader.IP && k == lock.Number {
+				return fmt.Sprintf("%s was last seen in phase %s of intent %d (in %s's status): it may have founded etcd", ip, phase, k, f.Addr)
+			}
+		}
+
+		es := f.EarlierStatus
+		if !f.reachable() || es == nil || es.Incarnation.BootID != lock.Leader.BootID {
+			continue
+		}
+
+		switch es.Phase { //nolint:exhaustive
+		case election.PhaseBootstrapping, election.PhaseBootstrapped, election.PhaseDone:
+			return fmt.Sprintf("%s was last seen in phase %s of intent %d (its own status file of that boot, read at %s): it may have founded etcd",
+				lock.Leader.IP, es.Phase, es.Bootstrapping, f.Addr)
+		}
+	}
+
+	return ""
 }
 
 // electionNotes: what the election waits for on its own.

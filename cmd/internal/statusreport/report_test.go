@@ -232,6 +232,9 @@ func TestVanishedLeader(t *testing.T) {
 		}
 	})
 
+	// Without a status of its new boot nothing names the machine, so it
+	// may be the leader: no escape hatch, and it is not reported apart as
+	// a node without the extension.
 	t.Run("leader rebooted without a status of its new boot", func(t *testing.T) {
 		rebooted := node(1, nil)
 		rebooted.BootID = "0000000a-0000-4000-8000-00000000000a"
@@ -240,8 +243,24 @@ func TestVanishedLeader(t *testing.T) {
 			node(2, status(election.PhaseLocked, 3, lockTo(1, 4), 0)),
 		}, settings).Verdict
 
-		if v.State != statusreport.Blocked || kinds(v) != "no-extension,leader-rebooted" || len(v.BreakLocks) != 0 {
-			t.Fatalf("verdict %+v, want blocked by no-extension and leader-rebooted, no break lock", v)
+		if v.State != statusreport.Blocked || kinds(v) != "leader-unidentified" || len(v.BreakLocks) != 0 ||
+			!strings.Contains(v.Summary, "10.0.0.1 (no status file) answers without a status of its current boot") {
+			t.Fatalf("verdict %+v, want blocked by leader-unidentified naming 10.0.0.1, no break lock", v)
+		}
+	})
+
+	t.Run("another node without a status blocks the escape hatch", func(t *testing.T) {
+		stale := node(3, status(election.PhaseIdle, 3, nil, 0))
+		stale.Status, stale.StatusState = nil, election.StatusStale
+		v := statusreport.Build([]statusreport.Facts{
+			unreachable(1),
+			node(2, status(election.PhaseLocked, 3, lockTo(1, 4), 0)),
+			stale,
+		}, settings).Verdict
+
+		if v.State != statusreport.Blocked || kinds(v) != "leader-unidentified" || len(v.BreakLocks) != 0 ||
+			!strings.Contains(v.Summary, "10.0.0.3 (status file of an earlier boot: its daemon has not resumed yet)") {
+			t.Fatalf("verdict %+v, want blocked naming 10.0.0.3, no break lock", v)
 		}
 	})
 }
@@ -307,7 +326,7 @@ func TestWriteText(t *testing.T) {
 	r := statusreport.Build([]statusreport.Facts{
 		unreachable(1),
 		node(2, status(election.PhaseLocked, 3, lockTo(1, 4), 0)),
-		node(3, nil),
+		node(3, status(election.PhaseIdle, 3, nil, 0)),
 	}, settings)
 
 	var out bytes.Buffer
@@ -320,8 +339,8 @@ func TestWriteText(t *testing.T) {
 		"NODE      BOOT TIME             RANK  PHASE   LOCK                 INTENT  QUORUM  ORDER      ETCD  STATE        REASON",
 		"10.0.0.1  -                     -     -       -                    -       -       -          -     unreachable  dial apid",
 		"10.0.0.2  2025-06-01T11:02:00Z  1     locked  10.0.0.1/00000001#4  0       3       boot-time  none  ok           published reason",
-		"10.0.0.3  2025-06-01T11:03:00Z  2     -       -                    -       -       -          none  no-status",
-		"Verdict: BLOCKED: 10.0.0.3 has no status file",
+		"10.0.0.3  2025-06-01T11:03:00Z  2     idle    -                    0       3       boot-time  none  ok           published reason",
+		"Verdict: BLOCKED: 10.0.0.2 is locked to 10.0.0.1/00000001#4, whose leader 10.0.0.1 is unreachable",
 		"[vanished-leader] 10.0.0.2 is locked to 10.0.0.1/00000001#4, whose leader 10.0.0.1 is unreachable",
 		"  10.0.0.2:  TALOS_AUTO_BOOTSTRAP_BREAK_LOCK=10.0.0.1/00000001-0000-4000-8000-000000000001/4\n      only if 10.0.0.1 never ran etcd",
 		"10.0.0.2: wait: quorum missing: 2 of 3 control-plane nodes in view",
@@ -329,5 +348,243 @@ func TestWriteText(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// bootstrappedLeader is node 1's status after Bootstrap for intent 1 was
+// accepted in its current boot.
+func bootstrappedLeader() *election.Status {
+	st := status(election.PhaseBootstrapped, 3, lockTo(1, 1), 1)
+	st.Bootstrapping, st.BootstrapBootID, st.BootstrapSent, st.BootstrapAt = 1, inc(1).BootID, true, now.Add(-time.Minute)
+
+	return st
+}
+
+// followersSawBootstrapping are nodes 2 and 3 locked to 1#1 with the
+// reasons their daemons published while node 1 was bootstrapped in view.
+func followersSawBootstrapping(t *testing.T) (statusreport.Facts, statusreport.Facts) {
+	t.Helper()
+
+	f2 := node(2, status(election.PhaseLocked, 3, lockTo(1, 1), 0))
+	f3 := node(3, status(election.PhaseLocked, 3, lockTo(1, 1), 0))
+	r := statusreport.Build([]statusreport.Facts{node(1, bootstrappedLeader()), f2, f3}, settings)
+
+	f2.Status.Reason, f3.Status.Reason = r.Rows[1].NextReason, r.Rows[2].NextReason
+	if !strings.Contains(f2.Status.Reason, "is bootstrapping intent 1") {
+		t.Fatalf("follower's reason %q does not name the bootstrapping leader", f2.Status.Reason)
+	}
+
+	return f2, f3
+}
+
+// A leader that bootstrapped comes back from a reboot at another address
+// (DHCP). Before its /var is mounted it answers without a status: nothing
+// names it, so it may be the leader, with etcd data.
+func TestLeaderBackAtAnotherAddress(t *testing.T) {
+	f2, f3 := followersSawBootstrapping(t)
+
+	back := statusreport.Facts{
+		Addr:        netip.MustParseAddr("10.0.0.9"),
+		BootID:      "00000009-0000-4000-8000-000000000009",
+		BootTime:    now.Add(-time.Minute),
+		StatusState: election.StatusMissing,
+		// /var/lib/etcd absent: apid answers before /var is mounted.
+		Signs: election.Signs{EtcdRunning: election.No, DataDirNonEmpty: election.No, HasMembers: election.No, DataDirUnproven: true},
+	}
+
+	t.Run("/var not mounted yet", func(t *testing.T) {
+		v := statusreport.Build([]statusreport.Facts{f2, f3, back}, settings).Verdict
+
+		if v.State != statusreport.Blocked || kinds(v) != "leader-unidentified,leader-unidentified" || len(v.BreakLocks) != 0 {
+			t.Fatalf("verdict %+v, want blocked by two unidentified-leader locks and no BREAK_LOCK", v)
+		}
+
+		first := "10.0.0.1 was last seen in phase bootstrapped of intent 1 (in 10.0.0.2's status): it may have founded etcd. "
+		if !strings.HasPrefix(v.Summary, first) || !strings.Contains(v.Summary, "10.0.0.9 (no status file) answers without a status") {
+			t.Fatalf("summary %q, want it to start with %q and name 10.0.0.9", v.Summary, first)
+		}
+	})
+
+	// Every node that answers has a status: the escape hatch is offered,
+	// and both it and the verdict say first what the leader was doing.
+	t.Run("gone for good", func(t *testing.T) {
+		v := statusreport.Build([]statusreport.Facts{unreachable(1), f2, f3}, settings).Verdict
+
+		seen := "10.0.0.1 was last seen in phase bootstrapped of intent 1 (in 10.0.0.2's status): it may have founded etcd"
+		if v.State != statusreport.Blocked || kinds(v) != "vanished-leader,vanished-leader" || len(v.BreakLocks) != 2 ||
+			!strings.HasPrefix(v.Summary, seen+". ") {
+			t.Fatalf("verdict %+v, want blocked, saying first %q", v, seen)
+		}
+
+		for _, b := range v.BreakLocks {
+			if !strings.HasPrefix(b.Conditions, seen+"; only if 10.0.0.1 never ran etcd") {
+				t.Errorf("conditions %q do not start with %q", b.Conditions, seen)
+			}
+		}
+	})
+
+	t.Run("/var mounted, daemon not resumed", func(t *testing.T) {
+		stale := back
+		stale.StatusState, stale.EarlierStatus = election.StatusStale, bootstrappedLeader()
+		stale.EarlierStatus.Incarnation = inc(1)
+		f2 := f2
+		f2.Status = status(election.PhaseLocked, 3, lockTo(1, 1), 0) // its reason no longer says
+
+		v := statusreport.Build([]statusreport.Facts{f2, stale}, settings).Verdict
+
+		if v.State != statusreport.Blocked || len(v.BreakLocks) != 0 ||
+			!strings.HasPrefix(v.Summary, "10.0.0.1 was last seen in phase bootstrapped of intent 1 (its own status file of that boot, read at 10.0.0.9)") ||
+			!strings.Contains(v.Summary, "10.0.0.9 (its status file was written by 10.0.0.1/00000001, the locked boot") {
+			t.Fatalf("verdict %+v, want blocked, quoting 10.0.0.9's status of the locked boot", v)
+		}
+	})
+
+	// Its daemon resumed: its status of the new boot lists the locked boot,
+	// so the election finds its leader there, etcd data and all.
+	t.Run("status of the new boot", func(t *testing.T) {
+		resumed := back
+		st := bootstrappedLeader()
+		st.Incarnation = election.Incarnation{IP: back.Addr, BootID: back.BootID, Node: inc(1).Node}
+		st.PastBoots = []string{inc(1).BootID}
+		resumed.Status, resumed.StatusState = st, election.StatusOK
+		resumed.Signs = election.Signs{EtcdRunning: election.No, DataDirNonEmpty: election.Yes, HasMembers: election.No}
+
+		r := statusreport.Build([]statusreport.Facts{f2, f3, resumed}, settings)
+		v := r.Verdict
+
+		if v.State != statusreport.Progressing || len(v.Blockers) != 0 || len(v.BreakLocks) != 0 ||
+			v.Summary != "etcd was bootstrapped by 10.0.0.9 (intent 1); waiting for 10.0.0.2 (etcd none), 10.0.0.3 (etcd none), 10.0.0.9 (etcd present) to be healthy" {
+			t.Fatalf("verdict %+v, want progressing with the leader found at 10.0.0.9", v)
+		}
+
+		if r.Rows[2].Next != "await-etcd" {
+			t.Fatalf("row %+v, want the leader awaiting its etcd", r.Rows[2])
+		}
+	})
+}
+
+// movedLeader is node 1 bootstrapping intent 1, now at 10.0.0.9 within
+// the same boot: its daemon restarted there and its own lock names the old
+// address. It sent Bootstrap ten minutes ago and no data showed.
+func movedLeader() statusreport.Facts {
+	f := node(1, nil)
+	f.Addr = netip.MustParseAddr("10.0.0.9")
+	st := bootstrappedLeader()
+	st.Phase, st.BootstrapAt = election.PhaseBootstrapping, now.Add(-10*time.Minute)
+	st.Incarnation = election.Incarnation{IP: f.Addr, BootID: inc(1).BootID, Node: inc(1).Node}
+	st.BootTime = f.BootTime
+	f.Status, f.StatusState = st, election.StatusOK
+
+	return f
+}
+
+func TestUnconfirmedBootstrapIsBlocked(t *testing.T) {
+	locked := func(n int) statusreport.Facts { return node(n, status(election.PhaseLocked, 3, lockTo(1, 1), 0)) }
+
+	t.Run("leader moved within its boot", func(t *testing.T) {
+		v := statusreport.Build([]statusreport.Facts{movedLeader(), locked(2), locked(3)}, settings).Verdict
+
+		if v.State != statusreport.Blocked || kinds(v) != "unconfirmed-bootstrap" || v.Leader.Node != "10.0.0.9" || v.Leader.Role != "bootstrapping" {
+			t.Fatalf("verdict %+v, want blocked: the leader at 10.0.0.9 cannot confirm", v)
+		}
+
+		for _, want := range []string{"does not hold live intent 1", "its address changed from 10.0.0.1 within its boot", "reboot it"} {
+			if !strings.Contains(v.Summary, want) {
+				t.Errorf("summary %q lacks %q", v.Summary, want)
+			}
+		}
+	})
+
+	t.Run("too few locks", func(t *testing.T) {
+		leader := bootstrappedLeader()
+		leader.Phase, leader.BootstrapAt, leader.BootstrapSent = election.PhaseBootstrapping, time.Time{}, false
+		v := statusreport.Build([]statusreport.Facts{
+			node(1, leader), locked(2), node(3, status(election.PhaseLocked, 3, lockTo(4, 2), 0)),
+		}, settings).Verdict
+
+		if v.State != statusreport.Blocked || kinds(v) != "unconfirmed-bootstrap" ||
+			!strings.Contains(v.Summary, "only 2 of quorum 3 nodes locked to 10.0.0.1/00000001#1") {
+			t.Fatalf("verdict %+v, want blocked with ConfirmLocks' reason", v)
+		}
+	})
+
+	t.Run("confirmed: progressing", func(t *testing.T) {
+		leader := bootstrappedLeader()
+		leader.Phase, leader.BootstrapAt, leader.BootstrapSent = election.PhaseBootstrapping, time.Time{}, false
+		v := statusreport.Build([]statusreport.Facts{node(1, leader), locked(2), locked(3)}, settings).Verdict
+
+		if v.State != statusreport.Progressing || len(v.Blockers) != 0 ||
+			v.Summary != "10.0.0.1 is bootstrapping intent 1: sending Bootstrap for intent 1" {
+			t.Fatalf("verdict %+v, want progressing: the leader sends Bootstrap", v)
+		}
+	})
+
+	t.Run("sent, waiting for data: progressing", func(t *testing.T) {
+		v := statusreport.Build([]statusreport.Facts{node(1, bootstrappedLeader()), locked(2), locked(3)}, settings).Verdict
+
+		if v.State != statusreport.Progressing || !strings.Contains(v.Summary, "10.0.0.1 is bootstrapping intent 1: bootstrap 1 answered") {
+			t.Fatalf("verdict %+v, want progressing: the leader waits for its etcd", v)
+		}
+	})
+}
+
+func TestBootstrappedNeedsEtcdHealthyNow(t *testing.T) {
+	down := func(n int) statusreport.Facts {
+		f := done(n, 0)
+		f.EtcdHealthy = false
+		f.Signs.EtcdRunning, f.Signs.HasMembers = election.Unsure, election.Unsure
+
+		return f
+	}
+
+	v := statusreport.Build([]statusreport.Facts{done(1, 1), down(2), down(3)}, settings).Verdict
+	if v.State != statusreport.Progressing || !strings.Contains(v.Summary,
+		"waiting for 10.0.0.2 (etcd present now, although its status says done), 10.0.0.3 (etcd present now, although its status says done)") {
+		t.Fatalf("verdict %+v, want progressing: etcd is down on two nodes whose status says done", v)
+	}
+
+	// A node whose bootstrap died with an earlier boot (withdrawn by rule
+	// 7) and that later joined is no bootstrapper.
+	withdrawn := done(2, 1)
+	withdrawn.Status.WithdrawnThrough = 1
+
+	v = statusreport.Build([]statusreport.Facts{unreachable(1), withdrawn, done(3, 0)}, settings).Verdict
+	if v.State != statusreport.Bootstrapped || v.Leader != nil || !strings.HasPrefix(v.Summary, "etcd exists; ") {
+		t.Fatalf("verdict %+v, want bootstrapped without naming 10.0.0.2", v)
+	}
+}
+
+func TestSplit(t *testing.T) {
+	withMembers := func(n int, members ...int) statusreport.Facts {
+		f := done(n, 0)
+		for _, m := range members {
+			f.EtcdMembers = append(f.EtcdMembers, statusreport.EtcdMember{ID: uint64(100 + m), Name: fmt.Sprintf("talos-%d", m)})
+		}
+
+		return f
+	}
+
+	r := statusreport.Build([]statusreport.Facts{withMembers(1, 1, 3), withMembers(2, 2), withMembers(3, 3, 1)}, settings)
+	v := r.Verdict
+
+	want := "2 separate etcd clusters, whose member lists share no member: 10.0.0.1, 10.0.0.3 (members talos-1, talos-3); 10.0.0.2 (members talos-2)"
+	if v.State != statusreport.Split || v.Summary != want || len(v.EtcdClusters) != 2 {
+		t.Fatalf("verdict %+v, want split: %s", v, want)
+	}
+
+	var out bytes.Buffer
+	if err := statusreport.WriteText(&out, r); err != nil {
+		t.Fatal(err)
+	}
+
+	if !strings.Contains(out.String(), "Verdict: SPLIT: 2 separate etcd clusters") ||
+		!strings.Contains(out.String(), "  10.0.0.2: members talos-2\n") {
+		t.Fatalf("text lacks the split:\n%s", out.String())
+	}
+
+	// Lists that share a member are one cluster, even through a third.
+	v = statusreport.Build([]statusreport.Facts{withMembers(1, 1), withMembers(2, 2, 3), withMembers(3, 1, 2, 3)}, settings).Verdict
+	if v.State != statusreport.Bootstrapped {
+		t.Fatalf("verdict %+v, want bootstrapped: one cluster", v)
 	}
 }

@@ -44,6 +44,14 @@ func WriteText(w io.Writer, r Report) error {
 	v := r.Verdict
 	fmt.Fprintf(&b, "\nVerdict: %s: %s\n", strings.ToUpper(v.State), v.Summary)
 
+	if len(v.EtcdClusters) > 0 {
+		b.WriteString("\nEtcd clusters, by the nodes' member lists:\n")
+
+		for _, c := range v.EtcdClusters {
+			fmt.Fprintf(&b, "  %s: members %s\n", strings.Join(c.Nodes, ", "), strings.Join(c.Members, ", "))
+		}
+	}
+
 	if len(v.Blockers) > 0 {
 		b.WriteString("\nBlocked by:\n")
 
