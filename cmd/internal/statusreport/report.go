@@ -765,7 +765,7 @@ func mismatches(nodes []Facts, runs []stepped) []Blocker {
 
 	if len(order) > 1 {
 		out = append(out, Blocker{Kind: KindOrderMismatch, Detail: "TALOS_AUTO_BOOTSTRAP_LEADER_ORDER differs: " + groups(order) +
-			": give every node the same value (unset means boot-time)"})
+			": give every node the same value (unset means address; a status without one, from an older release, boot-time)"})
 	}
 
 	if len(out) > 0 {
