@@ -75,6 +75,9 @@ type Node struct {
 
 	// StartDelay: the listener opens only this long after Start.
 	StartDelay time.Duration
+	// StartGate, when set, holds the listener closed (after StartDelay)
+	// until it is closed: a test starts the node on an event, not a time.
+	StartGate <-chan struct{}
 	// NotReadyFor: Bootstrap answers "bootstrap is not available yet" for
 	// this long after start (CRI not up yet).
 	NotReadyFor time.Duration

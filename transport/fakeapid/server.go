@@ -115,7 +115,7 @@ func Start(cfg Config, node Node) (*Server, error) {
 		listen = []string{netip.AddrPortFrom(node.IP, 0).String()}
 	}
 
-	listeners, err := s.bind(listen, node.StartDelay == 0)
+	listeners, err := s.bind(listen, node.StartDelay == 0 && node.StartGate == nil)
 	if err != nil {
 		s.removeTempRoot()
 
@@ -208,6 +208,14 @@ func (s *Server) serve(ctx context.Context, listen []string, listeners []net.Lis
 		case <-ctx.Done():
 			return
 		case <-time.After(s.node.StartDelay):
+		}
+
+		if s.node.StartGate != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.node.StartGate:
+			}
 		}
 
 		for _, ap := range s.addrs {

@@ -89,6 +89,65 @@ type node struct {
 	// withdrawal published in its status file.
 	later      func(t *testing.T, srv *fakeapid.Server, port uint16, statusPath string, all map[string]election.Incarnation)
 	laterAfter time.Duration
+	// laterWhen, when set, holds later back until it holds for the status
+	// files under root (polled): an event, so that a loaded machine does
+	// not reorder the case.
+	laterWhen func(root string) bool
+	// startWhen, when set, keeps the node's apid closed until it holds.
+	startWhen func(root string) bool
+}
+
+// when polls cond every few milliseconds (real time) until it holds or ctx
+// ends, then runs fn.
+func when(ctx context.Context, root string, cond func(root string) bool, fn func()) {
+	go func() {
+		for {
+			if cond(root) {
+				fn()
+
+				return
+			}
+
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+}
+
+// followerRounds holds once name published n rounds of FollowerWait.
+func followerRounds(name string, n int) func(root string) bool {
+	seen := map[time.Time]bool{}
+
+	return func(root string) bool {
+		data, err := os.ReadFile(statusPathOf(root, name))
+		if err != nil {
+			return false
+		}
+
+		if st, err := election.ParseStatus(data); err == nil && st.FSMState == "FollowerWait" {
+			seen[st.UpdatedAt] = true
+		}
+
+		return len(seen) >= n
+	}
+}
+
+// published reports whether name's status file says phase, or a reason
+// containing reason ("" for any).
+func published(name string, phase election.Phase, reason string) func(root string) bool {
+	return func(root string) bool {
+		data, err := os.ReadFile(statusPathOf(root, name))
+		if err != nil {
+			return false
+		}
+
+		st, err := election.ParseStatus(data)
+
+		return err == nil && (phase == "" || st.Phase == phase) && strings.Contains(st.Reason, reason)
+	}
 }
 
 type result struct {
@@ -160,6 +219,12 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 			mkdir(t, filepath.Join(root, name, "host", "system", "secrets", "etcd"))
 		}
 
+		if spec.startWhen != nil {
+			gate := make(chan struct{})
+			spec.fake.StartGate = gate
+			when(t.Context(), root, spec.startWhen, func() { close(gate) })
+		}
+
 		srv, err := fakeapid.Start(fakeapid.Config{
 			PKI: pki, Registry: registry,
 			Listen: []string{netip.AddrPortFrom(ips[name], port).String()},
@@ -204,19 +269,25 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 	defer cancel()
 
 	// Fast-forward: the fake apids keep real time (their delays are a few
-	// milliseconds), the daemons' waits run on the virtual clock.
+	// milliseconds), the daemons' waits run on the virtual clock, which
+	// moves in proportion to real time (virtualStep per realTick) even
+	// when a loaded machine drops ticks: a case that compares a fake's
+	// delay with a daemon's wait keeps its order.
 	start := clock.Now()
 
 	go func() {
 		ticker := time.NewTicker(realTick)
 		defer ticker.Stop()
 
+		last := time.Now()
+
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-ticker.C:
-				clock.Advance(virtualStep)
+			case now := <-ticker.C:
+				clock.Advance(min(now.Sub(last)*(virtualStep/realTick), 50*virtualStep))
+				last = now
 
 				if clock.Since(start) > virtualDeadline {
 					cancel()
@@ -227,9 +298,14 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 
 	for _, name := range names {
 		if spec := nodes[name]; spec.later != nil {
-			timer := time.AfterFunc(spec.laterAfter, func() {
-				spec.later(t, servers[name], port, statusPathOf(root, name), incarnations)
-			})
+			run := func() { spec.later(t, servers[name], port, statusPathOf(root, name), incarnations) }
+			if spec.laterWhen != nil {
+				when(ctx, root, spec.laterWhen, run)
+
+				continue
+			}
+
+			timer := time.AfterFunc(spec.laterAfter, run)
 			t.Cleanup(func() { timer.Stop() })
 		}
 	}
@@ -343,6 +419,17 @@ func transitions(steps []fsm.Step) []string {
 	}
 
 	return out
+}
+
+// withoutSelfLoops drops the waiting rounds from a path: whether a state
+// waited once more depends on the machine's load, the path does not.
+func withoutSelfLoops(lines []string) []string {
+	return slices.DeleteFunc(slices.Clone(lines), func(l string) bool {
+		from, rest, _ := strings.Cut(l, " -")
+		_, to, _ := strings.Cut(rest, "-> ")
+
+		return from == to
+	})
 }
 
 func path(lines ...string) []string { return lines }
@@ -507,11 +594,11 @@ func TestFSM(t *testing.T) {
 			names: []string{"cp1"},
 			nodes: map[string]node{"cp1": {
 				// The crashed daemon's Bootstrap was accepted, but etcd's data
-				// directory fills only after the daemon's 5 min (virtual)
-				// wait; the resent request finds it filled just in time.
+				// directory fills only after the daemon's 5 min (virtual, 3 s
+				// real) wait; the resent request finds it filled just in time.
 				fake: func() fakeapid.Node {
 					n := cp(0)
-					n.DataFillDelay = 4 * time.Second
+					n.DataFillDelay = 8 * time.Second
 					n.BootstrapHook = func(_ context.Context, call int) error {
 						if call == 2 {
 							return status.Error(codes.AlreadyExists, "etcd data directory is not empty")
@@ -614,9 +701,9 @@ func TestFSM(t *testing.T) {
 			name: "a leader withdraws when an older node appears", quorum: 1,
 			names: []string{"cp1", "cp2"},
 			nodes: map[string]node{
-				// cp2 is alone at first and leads; cp1 (older) comes up
-				// ~5 s (virtual) later, long before cp2's 60 s delay ends.
-				"cp1": {fake: func() fakeapid.Node { n := cp(0); n.StartDelay = 50 * time.Millisecond; return n }()},
+				// cp2 is alone at first and leads; cp1 (older) comes up once
+				// cp2 announced, long before cp2's 60 s delay ends.
+				"cp1": {fake: cp(0), startWhen: published("cp2", election.PhaseAnnounced, "")},
 				"cp2": {fake: cp(1)},
 			},
 			tune:           func(c *daemonconfig.Config) { c.PreBootstrapDelay = time.Minute },
@@ -654,9 +741,9 @@ func TestFSM(t *testing.T) {
 			names: []string{"cp1", "cp2"},
 			nodes: map[string]node{
 				"cp1": {fake: cp(1)},
-				// cp2's apid comes up ~20 s (virtual) late; nothing may
-				// happen before.
-				"cp2": {fake: func() fakeapid.Node { n := cp(0); n.StartDelay = 200 * time.Millisecond; return n }()},
+				// cp2's apid comes up once cp1 waits for quorum; nothing
+				// may happen before.
+				"cp2": {fake: cp(0), startWhen: published("cp1", "", "waiting for quorum")},
 			},
 			wantBootstraps: map[string]int{"cp1": 0, "cp2": 1}, wantClusters: 1, wantFounder: "cp2",
 			check: func(t *testing.T, r run) {
@@ -694,7 +781,7 @@ func TestFSM(t *testing.T) {
 				"cp1": {fake: cp(0)},
 				// cp2 runs no extension (no status file): cp1 leads but is
 				// blocked, until an operator bootstraps cp2 by hand.
-				"cp2": {fake: cp(1), noDaemon: true, laterAfter: 150 * time.Millisecond,
+				"cp2": {fake: cp(1), noDaemon: true, laterWhen: published("cp1", election.PhaseAnnounced, "has no status file"),
 					later: func(t *testing.T, srv *fakeapid.Server, port uint16, _ string, _ map[string]election.Incarnation) {
 						prebootstrap(t, srv, port, false)
 					}},
@@ -724,10 +811,9 @@ func TestFSM(t *testing.T) {
 			name: "a follower's lock is released when its leader withdraws", quorum: 2,
 			names: []string{"cp1", "cp2"},
 			nodes: map[string]node{
-				// cp1 (no daemon here) announced intent 1, then withdraws it.
-				// Late enough (~50 s virtual) for cp2 to wait as a follower
-				// a few times first.
-				"cp1": {fake: cp(0), noDaemon: true, status: announced(oldest), laterAfter: 500 * time.Millisecond,
+				// cp1 (no daemon here) announced intent 1, then withdraws it,
+				// once cp2 waited as a follower a few rounds.
+				"cp1": {fake: cp(0), noDaemon: true, status: announced(oldest), laterWhen: followerRounds("cp2", 3),
 					later: func(t *testing.T, _ *fakeapid.Server, _ uint16, statusPath string, all map[string]election.Incarnation) {
 						st := announced(oldest)(all["cp1"], all)
 						st.Phase, st.Lock, st.WithdrawnThrough, st.Quorum = election.PhaseIdle, nil, 1, 2
@@ -759,7 +845,7 @@ func TestFSM(t *testing.T) {
 				// cp1 (older, no extension here) comes up while cp2 waits out
 				// its delay: cp2 withdraws and, with no intent to follow,
 				// scans again.
-				"cp1": {fake: func() fakeapid.Node { n := cp(0); n.StartDelay = 50 * time.Millisecond; return n }(), noDaemon: true},
+				"cp1": {fake: cp(0), noDaemon: true, startWhen: published("cp2", election.PhaseAnnounced, "")},
 				"cp2": {fake: cp(1)},
 			},
 			tune:           func(c *daemonconfig.Config) { c.PreBootstrapDelay = time.Minute },
@@ -880,7 +966,7 @@ func TestFSM(t *testing.T) {
 			}
 
 			for name, want := range tc.want {
-				if got := transitions(r.results[name].steps); !slices.Equal(got, want) {
+				if got := transitions(r.results[name].steps); !slices.Equal(withoutSelfLoops(got), withoutSelfLoops(want)) {
 					t.Errorf("%s walked\n  %s\nwant\n  %s\n%s", name, strings.Join(got, "\n  "), strings.Join(want, "\n  "), r.results[name].logs)
 				}
 			}
