@@ -183,6 +183,9 @@ type Targets struct {
 	Count uint64
 	// Range is the swept prefix; invalid for a static peer list.
 	Range netip.Prefix
+	// Init are the addresses of nodes the source knows as Talos init nodes
+	// (discovery members say so), whether they answer or not.
+	Init []netip.Addr
 }
 
 // NewTargets resolves what to scan: the static peer list, else ScanCIDR,

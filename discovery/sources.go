@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -99,7 +100,15 @@ func (m Members) Targets(ctx context.Context) (Targets, error) {
 
 	addrs := MemberAddrs(list)
 
-	return Targets{Addrs: slices.Values(addrs), Count: uint64(len(addrs))}, nil
+	var inits []transport.Member
+
+	for _, m := range list {
+		if m.MachineType == transport.MachineTypeInit {
+			inits = append(inits, m)
+		}
+	}
+
+	return Targets{Addrs: slices.Values(addrs), Count: uint64(len(addrs)), Init: MemberAddrs(inits)}, nil
 }
 
 // MemberAddrs are the addresses of discovery members worth probing: unicast
@@ -142,6 +151,8 @@ type Combined struct {
 	failing map[SourceName]string // the failure last logged
 	listed  map[netip.Addr]map[SourceName]bool
 	ranges  map[SourceName]netip.Prefix
+	// inits: the init nodes each source named in its last answer.
+	inits map[SourceName][]netip.Addr
 }
 
 // NewCombined combines sources for scanner. pollEvery (SCAN_TIMEOUT) is
@@ -153,6 +164,7 @@ func NewCombined(scanner *Scanner, sources []Source, pollEvery time.Duration, en
 	return &Combined{
 		scanner: scanner, sources: sources, log: log, clock: clock, pollEvery: pollEvery, enough: enough,
 		failing: map[SourceName]string{},
+		inits:   map[SourceName][]netip.Addr{},
 		listed:  map[netip.Addr]map[SourceName]bool{},
 		ranges:  map[SourceName]netip.Prefix{},
 	}
@@ -164,6 +176,9 @@ type Round struct {
 	// BySource counts the candidates (control-plane and worker peers) each
 	// source named; a peer named by two sources counts for both.
 	BySource map[SourceName]int
+	// InitMembers are the Talos init nodes the sources named (the last
+	// answer of each source), answering or not.
+	InitMembers []netip.Addr
 }
 
 // Scan probes the known peers and every source's targets.
@@ -175,7 +190,7 @@ func (c *Combined) Scan(ctx context.Context) (Round, error) {
 	if len(finite) > 0 && len(sweeps) > 0 && c.enough != nil {
 		res, err := c.scanner.Scan(ctx, slices.Values(finite))
 		if err != nil || c.enough(res) {
-			return Round{Result: res, BySource: c.attribute(res)}, err
+			return Round{Result: res, BySource: c.attribute(res), InitMembers: c.initMembers()}, err
 		}
 
 		// Probed once this round: the peers found there are known now and
@@ -208,14 +223,14 @@ func (c *Combined) Scan(ctx context.Context) (Round, error) {
 	res, err := c.scanner.Scan(ctx, all)
 	res.Probed += probed
 
-	return Round{Result: res, BySource: c.attribute(res)}, err
+	return Round{Result: res, BySource: c.attribute(res), InitMembers: c.initMembers()}, err
 }
 
 // Refresh re-probes the known peers only.
 func (c *Combined) Refresh(ctx context.Context) (Round, error) {
 	res, err := c.scanner.Scan(ctx, nil)
 
-	return Round{Result: res, BySource: c.attribute(res)}, err
+	return Round{Result: res, BySource: c.attribute(res), InitMembers: c.initMembers()}, err
 }
 
 // targets asks every source for this round's addresses.
@@ -227,7 +242,13 @@ func (c *Combined) targets(ctx context.Context) ([]netip.Addr, []iter.Seq[netip.
 
 	for _, src := range c.sources {
 		t, err := src.Targets(ctx)
-		if !c.note(src.Name(), err) || t.Addrs == nil {
+		if !c.note(src.Name(), err) {
+			continue
+		}
+
+		c.inits[src.Name()] = t.Init
+
+		if t.Addrs == nil {
 			continue
 		}
 
@@ -253,6 +274,23 @@ func (c *Combined) targets(ctx context.Context) ([]netip.Addr, []iter.Seq[netip.
 	}
 
 	return finite, sweeps
+}
+
+// initMembers joins the init nodes every source named last.
+func (c *Combined) initMembers() []netip.Addr {
+	var out []netip.Addr
+
+	for _, name := range slices.Sorted(maps.Keys(c.inits)) {
+		for _, a := range c.inits[name] {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+
+	slices.SortFunc(out, netip.Addr.Compare)
+
+	return out
 }
 
 // note logs a source's failure once (and its recovery); it reports whether

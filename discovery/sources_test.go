@@ -300,3 +300,24 @@ func TestCombinedSkipsTheSweepWhenListedAreEnough(t *testing.T) {
 		t.Fatalf("quorum missing: %v, probed %d, peers %v; want the sweep to find the second peer", err, round.Probed, addrsOf(round.ControlPlane))
 	}
 }
+
+// A discovery member of machine type init is named as an init node whether
+// it answers or not: Talos founds etcd there, and no quorum may form
+// around it.
+func TestMembersNameInitNodes(t *testing.T) {
+	l := &lister{}
+	l.set(nil,
+		transport.Member{ID: "a", MachineType: transport.MachineTypeControlPlane, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
+		transport.Member{ID: "b", MachineType: transport.MachineTypeInit, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fe80::1")}},
+		transport.Member{ID: "c", MachineType: transport.MachineTypeWorker, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.3")}},
+	)
+
+	got, err := Members{Lister: l}.Targets(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if want := []netip.Addr{netip.MustParseAddr("10.0.0.2")}; !slices.Equal(got.Init, want) {
+		t.Fatalf("init nodes %v, want %v", got.Init, want)
+	}
+}

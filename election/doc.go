@@ -38,7 +38,9 @@
 //  5. OneFounding: no two different nodes hold, at the same moment, a
 //     founding that may still create a cluster: a Bootstrap accepted by
 //     machined in the node's current boot (until that boot ends with
-//     /var/lib/etcd empty), or the data of the cluster it founded. Repeats
+//     /var/lib/etcd empty), an init node's own founding, or the data of
+//     the cluster it founded; every bootstrapper counts (this daemon, the
+//     Cluster API provider, Talos's init node). Repeats
 //     on one node in one boot are one founding; an overlap counts even if
 //     one founding later dies without data.
 //
@@ -102,6 +104,13 @@
 // peer, or a peer whose valid status says bootstrapping, bootstrapped or
 // done, means a cluster exists or is being created: Follow. An own announced
 // intent is withdrawn first (allowed: no Bootstrap was sent).
+//
+// A Talos init node known by any source (this node's own type, a peer's
+// apid or status, a discovery member that need not answer) founds the
+// cluster by itself: it is remembered like a cluster, an unsent bootstrap
+// is withdrawn, ConfirmLocks refuses, the init node waits for its own etcd
+// and everyone else to join (init.go). Two init nodes: nobody bootstraps,
+// and the reason names both.
 //
 // 6a. An announced leader that no longer ranks first in its view withdraws
 // at once. This covers "a higher-ranked peer announced" and "a peer is

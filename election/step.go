@@ -24,6 +24,7 @@ func Step(st Status, obs Observation) (Status, Decision) {
 	st.Quorum = obs.Quorum
 	st.LeaderOrder = obs.LeaderOrder.orDefault()
 	st.TimeUnsynced = !obs.SelfTimeSynced
+	st.Init = obs.SelfInit
 	st.Candidates = st.Candidates[:0:0]
 
 	for _, c := range RankBy(obs.LeaderOrder, viewOf(obs)) {
@@ -77,6 +78,14 @@ func step(st Status, obs Observation) (Status, Decision) {
 
 		return st, Decision{Kind: Joined, Reason: released + "this node already has etcd (" +
 			obs.SelfSigns.describe() + "): waiting for it to be healthy, never bootstrapping"}
+	}
+
+	// A Talos init node founds the cluster by itself: nobody else may.
+	if inits := initNodes(obs); len(inits) > 0 {
+		d := initDecision(&st, obs, inits)
+		d.Reason = released + d.Reason
+
+		return st, d
 	}
 
 	// A cluster seen anywhere, now or earlier, ends the election for good:
@@ -247,6 +256,15 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 				": withdrew the unsent bootstrap, waiting for own etcd to join"}, true
 		}
 
+		if inits := initNodes(obs); len(inits) > 0 {
+			st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent, k)
+			st.Lock, st.Phase, st.Bootstrapping, st.BootstrapBootID = nil, PhaseIdle, 0, ""
+			d := initDecision(&st, obs, inits)
+			d.Reason = "withdrew the unsent bootstrap: " + d.Reason
+
+			return st, d, true
+		}
+
 		return st, Decision{Kind: BeginBootstrap, Leader: &leader, Reason: fmt.Sprintf("sending Bootstrap for intent %d", k)}, true
 	}
 
@@ -397,6 +415,10 @@ func ConfirmLocks(st Status, obs Observation) error {
 	locked := 1
 
 	var errs []error
+
+	if inits := initNodes(obs); len(inits) > 0 {
+		errs = append(errs, fmt.Errorf("init node %s founds etcd by itself", inits[0]))
+	}
 
 	for _, p := range obs.Peers {
 		if p.StatusState != StatusOK || p.Status == nil || !p.Status.Incarnation.Is(p.Incarnation) {

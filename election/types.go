@@ -69,6 +69,9 @@ type Candidate struct {
 	// so it ranks after every synced node: a node that never syncs must not
 	// hold the lead.
 	Unsynced bool
+	// Init: Talos says the node's machine type is init (its apid, or its
+	// published status): Talos founds etcd there by itself.
+	Init bool
 }
 
 // LeaderOrder is TALOS_AUTO_BOOTSTRAP_LEADER_ORDER: how candidates rank.
@@ -212,6 +215,9 @@ type Status struct {
 	LeaderOrder LeaderOrder `json:"leaderOrder,omitempty"`
 	// TimeUnsynced: this node's time is not synced (it ranks last).
 	TimeUnsynced bool `json:"timeUnsynced,omitempty"`
+	// Init: this node's machine type is init: Talos founds etcd here by
+	// itself, and no daemon of the cluster sends Bootstrap.
+	Init bool `json:"init,omitempty"`
 	// Cluster is durable evidence that an etcd cluster exists: once a node
 	// has seen one, it never takes part in an election again, even when the
 	// node that showed it is out of sight.
@@ -439,6 +445,11 @@ type Observation struct {
 	SelfTimeSynced bool
 	// SelfEtcdHealthy: the local etcd service is Running and healthy (Done).
 	SelfEtcdHealthy bool
+	// SelfInit: this node's machine type is init (its config or COSI).
+	SelfInit bool
+	// InitMembers are the addresses of nodes that Talos cluster discovery
+	// lists with machine type init, reachable or not.
+	InitMembers []netip.Addr
 	// Peers are the control-plane peers in view, self excluded.
 	Peers []PeerFacts
 	// Quorum is QUORUM_NODES; it counts self.

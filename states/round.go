@@ -59,6 +59,8 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 		Self:              self,
 		SelfSigns:         selfSigns,
 		SelfEtcdHealthy:   selfEtcd.Running(),
+		SelfInit:          s.selfInit(ctx),
+		InitMembers:       s.initMembers,
 		SelfTimeSynced:    synced,
 		Peers:             make([]election.PeerFacts, len(s.peers)),
 		Quorum:            s.Settings.Quorum,
@@ -99,6 +101,7 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 		Candidate: election.Candidate{
 			Incarnation: election.Incarnation{IP: peer.Node.Addr(), BootID: peer.BootID},
 			BootTime:    peer.BootTime,
+			Init:        peer.MachineType == transport.MachineTypeInit,
 		},
 	}
 
@@ -112,6 +115,19 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 	}
 
 	return facts
+}
+
+// selfInit: this node's machine type is init, by its machine config or by
+// COSI (read every round: the config may not tell, with talosconfig
+// credentials). A failed read leaves the config's word.
+func (s *Session) selfInit(ctx context.Context) bool {
+	if s.machineType == transport.MachineTypeInit {
+		return true
+	}
+
+	mt, err := s.local.MachineType(ctx)
+
+	return err == nil && mt == transport.MachineTypeInit
 }
 
 // decide runs one round: observe, Step, persist the new status BEFORE any
@@ -147,7 +163,7 @@ func (s *Session) rescanAndDecide(ctx context.Context) (election.Observation, el
 		return election.Observation{}, election.Decision{}, fmt.Errorf("rescan: %w", err)
 	}
 
-	s.peers = result.ControlPlane
+	s.peers, s.initMembers = result.ControlPlane, result.InitMembers
 
 	return s.decide(ctx)
 }
@@ -185,7 +201,7 @@ func (s *Session) refreshAndDecide(ctx context.Context) (election.Observation, e
 		return s.rescanAndDecide(ctx)
 	}
 
-	s.peers = result.ControlPlane
+	s.peers, s.initMembers = result.ControlPlane, result.InitMembers
 
 	return s.decide(ctx)
 }

@@ -37,7 +37,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 		return "", fmt.Errorf("scan %s: %w", s.network.Range, err)
 	}
 
-	s.peers = result.ControlPlane
+	s.peers, s.initMembers = result.ControlPlane, result.InitMembers
 	ev := s.Log.Info().
 		Int("peers_found", len(result.ControlPlane)).
 		Int("workers", result.Workers).

@@ -59,6 +59,8 @@ type ScanResult struct {
 	// BySource counts the peers each discovery source named (members,
 	// scan, peers); nil when the scanner does not tell (the simulator's).
 	BySource map[string]int
+	// InitMembers are the Talos init nodes discovery names, answering or not.
+	InitMembers []netip.Addr
 }
 
 // Scanner discovers peers. It keeps connections to known peers between
@@ -143,6 +145,7 @@ type Session struct {
 	local          transport.Node
 	scanner        Scanner
 	peers          []discovery.Peer // control-plane peers of the last scan
+	initMembers    []netip.Addr     // init nodes discovery named in the last scan
 	scanAttempt    int
 	tracker        election.ViewTracker
 	status         election.Status

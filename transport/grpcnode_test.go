@@ -118,8 +118,9 @@ func TestReadOnlyMethods(t *testing.T) {
 			synced:      true,
 		},
 		{
-			name:        "init with COSI",
-			node:        fakeapid.Node{MachineType: transport.MachineTypeInit},
+			name: "init with COSI",
+			// Its etcd image still pulling: not founded yet.
+			node:        fakeapid.Node{MachineType: transport.MachineTypeInit, InitFoundAfter: time.Hour},
 			machineType: transport.MachineTypeInit,
 			etcd:        transport.ServiceState{Found: true, State: "Preparing", Message: "Running pre stage"},
 			synced:      true,

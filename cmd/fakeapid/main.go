@@ -175,6 +175,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.node.TimeSyncWait, "time-sync-wait", fakeapid.TalosTimeSyncWait, "how long Bootstrap waits for time sync")
 	fs.StringVar(&faults, "bootstrap-faults", "", "comma-separated faults for successive Bootstrap calls: none, time-not-synced, hang, lost-reply, unavailable")
 	fs.DurationVar(&o.node.DataFillDelay, "data-fill-delay", 0, "after Bootstrap, /var/lib/etcd fills this late")
+	fs.DurationVar(&o.node.InitFoundAfter, "init-found-after", 0,
+		"with --machine-type init: etcd founds the cluster by itself this long after the start (its image pull), with no Bootstrap call")
 	fs.DurationVar(&o.node.HealthyDelay, "healthy-delay", 0, "etcd turns healthy this long after its data dir fills")
 	fs.DurationVar(&o.node.JoinDelay, "join-delay", 0, "join an existing cluster this long after its founder is healthy")
 	fs.BoolVar(&o.node.COSIUnimplemented, "cosi-unimplemented", false, "answer COSI with Unimplemented")

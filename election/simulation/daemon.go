@@ -76,7 +76,7 @@ func (w *world) startDaemon(n *tnode) {
 			StatusPath:            statusfile.Path,
 		},
 		Marker:      marker{n: n},
-		Credentials: credentialSource{},
+		Credentials: credentialSource{init: n.init},
 		Network:     network{w: w, n: n},
 		Dialer: func(transport.Identity) transport.Dialer {
 			return dialer{w: w, d: d}
@@ -232,10 +232,14 @@ func (credentialSource) ClientCertificate() (*tls.Certificate, error) { return &
 func (credentialSource) ClusterCA() *x509.CertPool                    { return x509.NewCertPool() }
 
 // credentialSource stands for the machine config on STATE: a control-plane
-// config with the cluster's CA.
-type credentialSource struct{}
+// (or init) config with the cluster's CA.
+type credentialSource struct{ init bool }
 
 func (c credentialSource) Load(context.Context) (transport.MachineType, transport.Identity, error) {
+	if c.init {
+		return transport.MachineTypeInit, c, nil
+	}
+
 	return transport.MachineTypeControlPlane, c, nil
 }
 

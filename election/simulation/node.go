@@ -152,6 +152,10 @@ func (a *apiNode) ReadFile(ctx context.Context, path string, limit int64) ([]byt
 
 func (a *apiNode) MachineType(ctx context.Context) (transport.MachineType, error) {
 	v, err := a.rpc(ctx, "COSI MachineType", transport.DefaultCallTimeout, 0, func(m *tnode) (any, error) {
+		if m.init {
+			return transport.MachineTypeInit, nil
+		}
+
 		if m.cp {
 			return transport.MachineTypeControlPlane, nil
 		}

@@ -31,6 +31,7 @@ type params struct {
 	aliases           int
 	resets            bool
 	disk              storageFaults
+	initNode          bool // one control-plane node is of machine type init
 }
 
 func (w *world) setup() {
@@ -80,6 +81,20 @@ func (w *world) setup() {
 		n.foreign = i == total-1 // another cluster's node (other CA), up from the start
 		n.etcdVolume = n.cp && w.chance(p.etcdVolume)
 		w.nodes = append(w.nodes, n)
+	}
+
+	// A Talos init node founds etcd by itself. QUORUM_NODES is then the
+	// number of control-plane nodes, as the README asks, so that no quorum
+	// forms before the init node is seen.
+	p.initNode = p.nCP >= 2 && !p.preBootstrapped && !p.mixedQuorum && w.chance(0.1)
+	if p.initNode {
+		n := w.nodes[w.rng.IntN(p.nCP)]
+		n.init, n.initPullMax = true, w.dur(time.Second, 3*time.Minute)
+		p.quorum, p.cfg.Quorum = p.nCP, p.nCP
+
+		for _, m := range w.nodes {
+			m.quorum = p.nCP
+		}
 	}
 
 	mixed := -1
@@ -213,7 +228,7 @@ func (w *world) chaos() {
 			})
 		}
 
-		if p.resets && w.chance(0.3) {
+		if p.resets && !n.init && w.chance(0.3) {
 			// An operator resets EPHEMERAL of a node that is done (it had
 			// joined), one node at a time as the README asks: it comes
 			// back empty and must rejoin, never found a cluster of its own.
@@ -250,9 +265,9 @@ func (w *world) configOf(n *tnode) daemonConfig {
 func (w *world) describe() string {
 	p := w.p
 
-	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f slowPull=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s disk=[%s]",
+	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f slowPull=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s init=%v disk=[%s]",
 		p.cfg.LeaderOrder, p.nCP, p.nWorkers, p.quorum, p.mixedQuorum, p.cfg.ScanInterval.Round(time.Millisecond), p.cfg.FollowerCheckInterval.Round(time.Millisecond),
 		p.cfg.PreBootstrapDelay.Round(time.Millisecond), p.chaosEnd.Round(time.Second), p.loss, p.replyLoss, p.crashRate,
 		p.slowMount, p.etcdVolume, p.slowPull, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second),
-		strings.Join(p.disk.kinds(), ", "))
+		p.initNode, strings.Join(p.disk.kinds(), ", "))
 }

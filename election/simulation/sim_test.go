@@ -269,6 +269,7 @@ var revertedRules = []struct{ rule, family, finds string }{
 	{"cluster-ends-election", "", "invariant:" + invClusterEndsElection},                  // a recorded cluster does not end the election
 	{"w1", "w1", "invariant:" + invLockReleasedForReason},                                 // a lock released in the leader's pre-mount window
 	{"confirm", "confirm", "invariant:" + invOneFounding},                                 // bootstrap without waiting for locks
+	{"init-node", "init-node", "invariant:" + invOneFounding},                             // an init node counted as a plain control-plane node
 }
 
 // TestNegativeControls builds the simulator with each rule switched off

@@ -37,8 +37,11 @@ type tnode struct {
 	idx     int
 	cp      bool
 	foreign bool // another cluster's CA (or maintenance mode): fails the CA check
-	ip      netip.Addr
-	quorum  int // its QUORUM_NODES
+	init    bool // machine type init: Talos founds etcd here by itself
+	// initPullMax bounds an init node's etcd image pull.
+	initPullMax time.Duration
+	ip          netip.Addr
+	quorum      int // its QUORUM_NODES
 
 	up         bool
 	boots      int
@@ -99,6 +102,9 @@ func (n *tnode) storage() *disk {
 
 	return n.disk
 }
+
+// initPull is how long an init node's etcd image takes to pull.
+func (n *tnode) initPull() time.Duration { return n.initPullMax }
 
 // etcdVisible: /var/lib/etcd shows its data (/var and, on a node with its
 // own ETCD volume, that volume are mounted).

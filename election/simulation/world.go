@@ -201,6 +201,17 @@ func (w *world) boot(n *tnode) {
 				n.services = true
 				n.etcd = "Preparing"
 
+				if n.init && n.data == 0 {
+					// Talos's StartAllServices on an init node: etcd in
+					// bootstrap mode, no Bootstrap call, once its image is
+					// pulled (seconds, or minutes).
+					w.at(n.initPull(), func() {
+						if alive() && n.data == 0 && n.pending == nil {
+							w.accept(n, "init node")
+						}
+					})
+				}
+
 				if n.data != 0 {
 					w.at(2*time.Second, func() {
 						if alive() && n.data != 0 && n.etcd != "" {
@@ -228,7 +239,8 @@ func (w *world) etcdLoop(n *tnode, boots int) {
 			return
 		}
 
-		if n.data == 0 && n.pending == nil && !n.joining && n.etcd == "Preparing" {
+		// An init node's etcd starts in bootstrap mode: it founds, never joins.
+		if n.data == 0 && n.pending == nil && !n.joining && n.etcd == "Preparing" && !n.init {
 			for _, m := range w.nodes {
 				if m != n && m.cp && m.healthy && m.data != 0 && w.reachable(n, m) && w.reachable(m, n) {
 					n.joining = true

@@ -122,6 +122,12 @@ type Node struct {
 	// JoinDelay: once a cluster of the same CA has a healthy founder, this
 	// control-plane node joins it after this long.
 	JoinDelay time.Duration
+	// InitFoundAfter: on a node of machine type init, Talos's
+	// StartAllServices starts etcd in bootstrap mode by itself (v1.13.9):
+	// the cluster is founded this long after the start (the etcd image
+	// pull), with no Bootstrap call; DataFillDelay then applies as after
+	// an accepted Bootstrap.
+	InitFoundAfter time.Duration
 
 	// COSIUnimplemented: the COSI State service is not served (Unimplemented).
 	COSIUnimplemented bool

@@ -233,12 +233,39 @@ func (s *Server) serve(ctx context.Context, listen []string, listeners []net.Lis
 
 	close(s.listening)
 
+	if s.node.MachineType == transport.MachineTypeInit {
+		go s.foundAsInit(ctx)
+	}
+
 	for _, l := range listeners {
 		go func() {
 			if err := s.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				s.serveErr <- err
 			}
 		}()
+	}
+}
+
+// foundAsInit is an init node's etcd founding the cluster by itself.
+func (s *Server) foundAsInit(ctx context.Context) {
+	if !s.sleep(ctx, s.node.InitFoundAfter) {
+		return
+	}
+
+	if err := s.registry.update(func(st *registryState) error {
+		self, ok := st.node(s.node.IP.String(), s.pki.Fingerprint())
+		if !ok {
+			return fmt.Errorf("node %s is not in the registry", s.node.IP)
+		}
+
+		// Data from an earlier start: etcd starts from it, founding nothing.
+		if now := time.Now(); st.etcdOf(self, now).ClusterID == 0 {
+			st.createCluster(self, now)
+		}
+
+		return nil
+	}); err != nil {
+		s.serveErr <- fmt.Errorf("init node founding etcd: %w", err)
 	}
 }
 

@@ -450,7 +450,8 @@ func (s *scanner) result(round discovery.Round, err error) (states.ScanResult, e
 		by[string(name)] = round.BySource[name]
 	}
 
-	return states.ScanResult{ControlPlane: round.ControlPlane, Workers: len(round.Workers), Foreign: round.Foreign, Probed: round.Probed, BySource: by}, nil
+	return states.ScanResult{ControlPlane: round.ControlPlane, Workers: len(round.Workers), Foreign: round.Foreign, Probed: round.Probed, BySource: by,
+		InitMembers: round.InitMembers}, nil
 }
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {

@@ -698,6 +698,29 @@ func TestFSM(t *testing.T) {
 			wantBootstraps: map[string]int{"cp2": 0}, wantClusters: 1, wantFounder: "cp1",
 		},
 		{
+			// v1.13.9's StartAllServices starts etcd in bootstrap mode on an
+			// init node by itself once its image is pulled: without the
+			// rule, the oldest node (cp2) would lead and found a second
+			// cluster before the init node's data shows.
+			name: "a Talos init node founds etcd by itself: nobody sends Bootstrap", quorum: 3,
+			names: []string{"cp1", "cp2", "cp3"},
+			nodes: map[string]node{
+				"cp1": {fake: fakeapid.Node{
+					MachineType: transport.MachineTypeInit, BootTime: oldest.Add(5 * time.Minute),
+					InitFoundAfter: 3 * time.Second, DataFillDelay: time.Second,
+				}},
+				"cp2": {fake: cp(0)}, "cp3": {fake: cp(1)},
+			},
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 0, "cp3": 0}, wantClusters: 1, wantFounder: "cp1",
+			check: func(t *testing.T, r run) {
+				for _, name := range []string{"cp1", "cp2", "cp3"} {
+					if !strings.Contains(r.results[name].logs.String(), "the Talos init node") {
+						t.Errorf("%s never named the init node:\n%s", name, r.results[name].logs)
+					}
+				}
+			},
+		},
+		{
 			name: "a leader withdraws when an older node appears", quorum: 1,
 			names: []string{"cp1", "cp2"},
 			nodes: map[string]node{
