@@ -362,6 +362,10 @@ func readNode(ctx context.Context, dialer transport.Dialer, ap netip.AddrPort) (
 
 	f.BootID, f.BootTime = bootID, bootTime
 
+	if mt, err := node.MachineType(ctx); err == nil {
+		f.MachineType = mt
+	}
+
 	st, state, err := transport.ReadStatus(ctx, node, statusfile.Path, bootID)
 	if denied(err) {
 		return f, fmt.Errorf("%s: %w (%w)", ap.Addr(), errReadDenied, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
 // Row states: how reading a node went.
@@ -50,6 +51,8 @@ const (
 	// KindUnconfirmed: a bootstrapping leader whose last check
 	// (ConfirmLocks) fails, so it never sends Bootstrap.
 	KindUnconfirmed = "unconfirmed-bootstrap"
+	// KindTwoInitNodes: Talos founds a cluster on each init node.
+	KindTwoInitNodes = "two-init-nodes"
 )
 
 // BreakLockVariable is the escape hatch's variable.
@@ -79,6 +82,14 @@ type Facts struct {
 	// etcd does not run or the list was not read (EtcdMembersErr says why).
 	EtcdMembers    []EtcdMember
 	EtcdMembersErr string
+	// MachineType is what the node's apid says it is ("" when unread).
+	MachineType transport.MachineType
+}
+
+// init: Talos founds etcd on this node by itself (its apid or its status
+// says machine type init).
+func (f Facts) init() bool {
+	return f.reachable() && (f.MachineType == transport.MachineTypeInit || (f.current() != nil && f.current().Init))
 }
 
 // EtcdMember is one member of the etcd cluster a node's etcd belongs to.
@@ -229,6 +240,7 @@ func observation(nodes []Facts, i int, set Settings) election.Observation {
 		SelfSigns:         f.Signs,
 		SelfTimeSynced:    true,
 		SelfEtcdHealthy:   f.EtcdHealthy,
+		SelfInit:          f.init(),
 		ViewStableSince:   set.Now,
 		PreBootstrapDelay: set.PreBootstrapDelay,
 		ResendAfter:       set.ResendAfter,
@@ -249,6 +261,7 @@ func observation(nodes []Facts, i int, set Settings) election.Observation {
 			Candidate: election.Candidate{
 				Incarnation: election.Incarnation{IP: p.Addr, BootID: p.BootID},
 				BootTime:    p.BootTime,
+				Init:        p.MachineType == transport.MachineTypeInit,
 			},
 			Status:      p.Status,
 			StatusState: p.StatusState,
@@ -393,6 +406,10 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 		return splitVerdict(v, clusters)
 	}
 
+	if inits := initNodes(nodes); len(inits) > 0 {
+		return initVerdict(v, nodes, inits)
+	}
+
 	if bl, l := unconfirmed(nodes, runs); len(bl) > 0 {
 		v.Leader, v.Blockers = l, bl
 
@@ -441,6 +458,63 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 
 	if r := leaderRun(nodes, runs, v.Leader); r != nil {
 		v.Summary += ": " + r.d.Reason
+	}
+
+	if i := slices.IndexFunc(nodes, func(f Facts) bool { return f.Addr.String() == v.Leader.Node }); i >= 0 &&
+		order == election.OrderAddress && nodes[i].current() != nil && nodes[i].current().TimeUnsynced {
+		// Under address the lowest address leads whatever its clock, as the
+		// Cluster API provider would pick it; boot-time ranked it last.
+		v.Summary += fmt.Sprintf("; %s ranks first by address but its time is not synced: nothing is bootstrapped until it syncs (check its NTP servers)",
+			v.Leader.Node)
+	}
+
+	return v
+}
+
+// initNodes are the nodes Talos founds etcd on by itself.
+func initNodes(nodes []Facts) []Facts {
+	return slices.DeleteFunc(slices.Clone(nodes), func(f Facts) bool { return !f.init() })
+}
+
+// initVerdict: a Talos init node founds the cluster, nobody sends
+// Bootstrap. Two of them are a configuration Talos splits in two.
+func initVerdict(v Verdict, nodes []Facts, inits []Facts) Verdict {
+	names := make([]string, len(inits))
+	for i, f := range inits {
+		names[i] = f.Addr.String()
+	}
+
+	if len(inits) > 1 {
+		v.Blockers = append(v.Blockers, Blocker{Kind: KindTwoInitNodes, Detail: fmt.Sprintf(
+			"%s are all Talos init nodes: Talos founds a separate etcd cluster on each; give one control-plane node machine type init at most, "+
+				"or none (the daemons then bootstrap); no daemon sends Bootstrap meanwhile", strings.Join(names, ", "))})
+
+		return blocked(v, "")
+	}
+
+	in := inits[0]
+	v.Leader = &Leader{Node: in.Addr.String(), BootID: in.BootID, Role: "init node"}
+
+	if clusterExists(nodes, nil) {
+		v = clusterVerdict(v, nodes)
+		v.Notes = append(v.Notes, fmt.Sprintf("%s is the Talos init node: Talos founded etcd there by itself", in.Addr))
+
+		return v
+	}
+
+	var waiting []string
+
+	for _, f := range nodes {
+		if f.reachable() && f.Addr != in.Addr {
+			waiting = append(waiting, f.Addr.String())
+		}
+	}
+
+	v.State = Progressing
+	v.Summary = fmt.Sprintf("%s is the Talos init node: Talos founds etcd there by itself (its etcd image may still be pulling); nobody sends Bootstrap", in.Addr)
+
+	if len(waiting) > 0 {
+		v.Summary += "; " + strings.Join(waiting, ", ") + " wait to join"
 	}
 
 	return v

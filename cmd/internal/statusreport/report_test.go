@@ -11,6 +11,7 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/statusreport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
 var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -586,5 +587,47 @@ func TestSplit(t *testing.T) {
 	v = statusreport.Build([]statusreport.Facts{withMembers(1, 1), withMembers(2, 2, 3), withMembers(3, 1, 2, 3)}, settings).Verdict
 	if v.State != statusreport.Bootstrapped {
 		t.Fatalf("verdict %+v, want bootstrapped: one cluster", v)
+	}
+}
+
+// A Talos init node founds etcd by itself: the verdict names it and who
+// waits; two of them block, naming both; no BREAK_LOCK line is offered.
+func TestInitNodeVerdicts(t *testing.T) {
+	initNode := func(n int) statusreport.Facts {
+		f := node(n, status(election.PhaseIdle, 3, nil, 0))
+		f.MachineType = transport.MachineTypeInit
+
+		return f
+	}
+
+	v := statusreport.Build([]statusreport.Facts{node(1, status(election.PhaseIdle, 3, nil, 0)), node(2, status(election.PhaseIdle, 3, nil, 0)), initNode(3)}, settings).Verdict
+	if v.State != statusreport.Progressing || !strings.Contains(v.Summary, "10.0.0.3 is the Talos init node") ||
+		!strings.Contains(v.Summary, "10.0.0.1, 10.0.0.2 wait to join") || len(v.BreakLocks) != 0 {
+		t.Fatalf("verdict %+v, want progressing, the init node 10.0.0.3 founding and the others waiting", v)
+	}
+
+	v = statusreport.Build([]statusreport.Facts{initNode(1), node(2, status(election.PhaseIdle, 3, nil, 0)), initNode(3)}, settings).Verdict
+	if v.State != statusreport.Blocked || kinds(v) != statusreport.KindTwoInitNodes ||
+		!strings.Contains(v.Blockers[0].Detail, "10.0.0.1, 10.0.0.3 are all Talos init nodes") {
+		t.Fatalf("verdict %+v, want blocked on two init nodes, naming both", v)
+	}
+}
+
+// Under LEADER_ORDER=address the lowest address leads whatever its clock:
+// when it is not synced, the verdict says that nothing happens until it is.
+func TestUnsyncedAddressLeaderIsNamed(t *testing.T) {
+	st := func() *election.Status {
+		s := status(election.PhaseIdle, 3, nil, 0)
+		s.LeaderOrder = election.OrderAddress
+
+		return s
+	}
+
+	first := st()
+	first.TimeUnsynced = true
+
+	v := statusreport.Build([]statusreport.Facts{node(1, first), node(2, st()), node(3, st())}, settings).Verdict
+	if !strings.Contains(v.Summary, "10.0.0.1 ranks first by address but its time is not synced") {
+		t.Fatalf("verdict %+v, want the unsynced lowest-address leader named", v)
 	}
 }
