@@ -91,6 +91,13 @@
 // boot's memory: it is withdrawn and the election resumes; with the
 // directory unknown, wait.
 //
+// Stand down (after the two done checks): a node whose status says it stood
+// down, because Talos shows that Omni manages the machine or because a
+// peer's status of its current boot says so, never announces, takes a new
+// lock or sends Bootstrap (StandDown); it withdraws an own announced intent
+// and keeps the rest, locks and a bootstrap that may be under way included
+// (standdown.go).
+//
 // 1. A lock to another leader is released only when (a) that node's status
 // has WithdrawnThrough >= k (and Intent >= k, so a wiped file with a reset
 // counter cannot release it); (b) that node's boot ID differs from the

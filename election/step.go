@@ -52,6 +52,11 @@ func step(st Status, obs Observation) (Status, Decision) {
 		return st, Decision{Kind: Done, Reason: "own etcd is running and healthy"}
 	}
 
+	// Another bootstrapper founds this cluster (standdown.go).
+	if next, d, ok := standDown(st, obs); ok {
+		return next, d
+	}
+
 	if st.Phase == PhaseBootstrapping || st.Phase == PhaseBootstrapped {
 		next, d, settled := ownBootstrap(st, obs)
 		if settled {

@@ -227,6 +227,15 @@ type Status struct {
 	// boot proves it is the same machine only by listing the earlier one
 	// (a cloned /var carries the same node name to another machine).
 	PastBoots []string `json:"pastBoots,omitempty"`
+	// StandDown says why this node stood down: another bootstrapper founds
+	// this cluster (Omni, seen on this machine or on a peer that stood
+	// down). Once set, this node never announces, takes a new lock or
+	// sends Bootstrap, and peers that read it stand down too. It is kept
+	// across boots: Omni manages the machine until it is wiped, and a wipe
+	// removes this file. An older release ignores the field, so it still
+	// loads the file, and reads the node as idle and unlocked: a leader of
+	// that release that sees it stays blocked.
+	StandDown string `json:"standDown,omitempty"`
 	// QuorumMismatch is the last peer seen publishing another QUORUM_NODES;
 	// while it is set this node neither leads nor locks.
 	QuorumMismatch *Mismatch     `json:"quorumMismatch,omitempty"`
@@ -484,6 +493,7 @@ const (
 	Joined                             // own etcd exists (data or service): wait for it to be healthy
 	Done                               // own etcd Running and healthy
 	Halt                               // this node can never bootstrap (Talos says it is not a control plane)
+	StandDown                          // another bootstrapper (Omni) founds this cluster: never bootstrap, exit 0
 )
 
 func (k DecisionKind) String() string {
@@ -504,6 +514,8 @@ func (k DecisionKind) String() string {
 		return "done"
 	case Halt:
 		return "halt"
+	case StandDown:
+		return "stand-down"
 	}
 
 	return fmt.Sprintf("DecisionKind(%d)", int(k))
