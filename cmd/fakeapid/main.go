@@ -180,6 +180,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.node.HealthyDelay, "healthy-delay", 0, "etcd turns healthy this long after its data dir fills")
 	fs.DurationVar(&o.node.JoinDelay, "join-delay", 0, "join an existing cluster this long after its founder is healthy")
 	fs.BoolVar(&o.node.COSIUnimplemented, "cosi-unimplemented", false, "answer COSI with Unimplemented")
+	fs.StringVar(&o.node.SideroLinkAPI, "siderolink-api", "", "the node is connected to Omni: COSI serves SiderolinkConfigs with this API endpoint, e.g. https://omni.example.com?jointoken=...")
 	fs.BoolVar(&o.node.DiscoveryDisabled, "discovery-disabled", false, "the machine config disables cluster discovery: DiscoveryConfigs says so, Affiliates and Members are empty")
 	fs.StringVar(&discoveryAddrs, "discovery-addrs", "", "comma-separated addresses advertised in cluster discovery, e.g. 198.18.0.2,fd00:198:18::2 (default: the node IP and the non-loopback listen addresses)")
 	fs.DurationVar(&o.node.DiscoveryTTL, "discovery-ttl", 0, "keep stopped nodes in the Affiliates and Members this node lists this long (Talos: about 30m)")

@@ -201,3 +201,18 @@ func TestDiscoveryFlags(t *testing.T) {
 		t.Errorf("node = disabled %v, ttl %v, addrs %v; want true, 30m, %v", o.node.DiscoveryDisabled, o.node.DiscoveryTTL, o.node.DiscoveryAddrs, want)
 	}
 }
+
+func TestSideroLinkFlag(t *testing.T) {
+	base := []string{"--listen", "198.18.0.6:50000", "--ca-cert", "c", "--ca-key", "k"}
+
+	o, err := parseFlags(base)
+	if err != nil || o.node.SideroLinkAPI != "" {
+		t.Fatalf("default: %q, %v; want no SideroLink", o.node.SideroLinkAPI, err)
+	}
+
+	const api = "https://omni.example.com?jointoken=secret"
+
+	if o, err = parseFlags(append(base, "--siderolink-api", api)); err != nil || o.node.SideroLinkAPI != api {
+		t.Fatalf("--siderolink-api: %q, %v; want %q", o.node.SideroLinkAPI, err, api)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	machinetype "github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/resources/cluster"
 	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	"github.com/siderolabs/talos/pkg/machinery/resources/siderolink"
 	timeres "github.com/siderolabs/talos/pkg/machinery/resources/time"
 	"github.com/siderolabs/talos/pkg/machinery/role"
 	"google.golang.org/grpc/codes"
@@ -101,6 +102,17 @@ func (c *cosiState) resources(typ resource.Type) ([]resource.Resource, error) {
 		}
 
 		return []resource.Resource{discoveryConfig(c.s.node, c.s.pki.Fingerprint())}, nil
+	case siderolink.ConfigType:
+		if c.s.node.SideroLinkAPI == "" {
+			return nil, nil
+		}
+
+		// Talos's siderolink.ConfigController writes it from the
+		// SideroLinkConfig document or the siderolink.api kernel argument.
+		r := siderolink.NewConfig(configres.NamespaceName, siderolink.ConfigID)
+		r.TypedSpec().APIEndpoint = c.s.node.SideroLinkAPI
+
+		return []resource.Resource{r}, nil
 	case cluster.AffiliateType:
 		affiliates, err := c.s.affiliates()
 
@@ -188,6 +200,7 @@ var servedDefinitions = definitions(
 	cluster.NewConfig(configres.NamespaceName, cluster.ConfigID),
 	cluster.NewAffiliate(cluster.NamespaceName, ""),
 	cluster.NewMember(cluster.NamespaceName, ""),
+	siderolink.NewConfig(configres.NamespaceName, siderolink.ConfigID),
 )
 
 func definitions(rs ...meta.ResourceDefinitionProvider) map[string]meta.ResourceDefinitionSpec {

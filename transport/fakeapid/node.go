@@ -131,6 +131,11 @@ type Node struct {
 
 	// COSIUnimplemented: the COSI State service is not served (Unimplemented).
 	COSIUnimplemented bool
+	// SideroLinkAPI: the node is connected to Omni; COSI serves
+	// SiderolinkConfigs (namespace config, id siderolink) with this
+	// APIEndpoint, as Talos does for a SideroLinkConfig document or the
+	// siderolink.api kernel argument. "": no such resource (NotFound).
+	SideroLinkAPI string
 
 	// NodeID is the node's discovery identity (Talos's cluster.Identity
 	// NodeID, base62 of 32 random bytes, which names its Affiliate);
