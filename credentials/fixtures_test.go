@@ -227,3 +227,9 @@ func containsAny(haystack []byte, needles ...[]byte) bool {
 
 	return false
 }
+
+// withSideroLink is config data with a SideroLinkConfig document for api
+// appended, as Omni's join config adds it.
+func withSideroLink(data []byte, api string) []byte {
+	return append(bytes.Clone(data), "\n---\napiVersion: v1alpha1\nkind: SideroLinkConfig\napiUrl: "+api+"\n"...)
+}

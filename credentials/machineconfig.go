@@ -6,6 +6,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/siderolabs/crypto/x509"
+	"github.com/siderolabs/talos/pkg/machinery/config/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 
@@ -21,7 +22,23 @@ type machineConfig struct {
 	machineType transport.MachineType
 	issuingCA   *x509.PEMEncodedCertificateAndKey
 	acceptedCAs []*x509.PEMEncodedCertificate
+	// sideroLinkAPI is the apiUrl of a SideroLinkConfig document.
+	sideroLinkAPI string
 }
+
+// MachineIdentity is the identity StateSource.Load gives a control-plane
+// node: the issuer of its machine CA, and what else the daemon must know
+// from the same machine config.
+type MachineIdentity struct {
+	*Issuer
+
+	sideroLinkAPI string
+}
+
+// SideroLinkAPI is the apiUrl of the machine config's SideroLinkConfig
+// document: the machine connects to Omni (or another SideroLink API). ""
+// when the config has none. The URL may carry Omni's join token.
+func (m *MachineIdentity) SideroLinkAPI() string { return m.sideroLinkAPI }
 
 // parseMachineConfig parses config.yaml (single v1alpha1 document or a
 // multi-document config) with machinery's loader. All failures are
@@ -59,10 +76,21 @@ func parseMachineConfig(data []byte) (machineConfig, error) {
 	}
 
 	return machineConfig{
-		machineType: mt,
-		issuingCA:   ca,
-		acceptedCAs: m.Security().AcceptedCAs(),
+		machineType:   mt,
+		issuingCA:     ca,
+		acceptedCAs:   m.Security().AcceptedCAs(),
+		sideroLinkAPI: sideroLinkAPI(cfg),
 	}, nil
+}
+
+// sideroLinkAPI reads the SideroLinkConfig document as Talos's siderolink
+// ConfigController does: a document without apiUrl connects nowhere.
+func sideroLinkAPI(cfg config.Config) string {
+	if sl := cfg.SideroLink(); sl != nil && sl.APIUrl() != nil {
+		return sl.APIUrl().String()
+	}
+
+	return ""
 }
 
 // machineType maps machinery's type onto the transport's. Talos itself reads

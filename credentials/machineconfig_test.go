@@ -219,3 +219,30 @@ func parseConfigForTest(data []byte) (*x509.PEMEncodedCertificateAndKey, error) 
 
 	return cfg.Machine().Security().IssuingCA(), nil
 }
+
+func TestParseMachineConfigSideroLink(t *testing.T) {
+	const api = "https://omni.example.com?jointoken=secret"
+
+	for _, contract := range testedContracts {
+		g := generateConfigs(t, contract)
+
+		for name, tc := range map[string]struct {
+			data []byte
+			want string
+		}{
+			"without": {g.controlPlane, ""},
+			"with":    {withSideroLink(g.controlPlane, api), api},
+		} {
+			t.Run(contractName(contract)+"/"+name, func(t *testing.T) {
+				cfg, err := parseMachineConfig(tc.data)
+				if err != nil {
+					t.Fatalf("parse: %v", err)
+				}
+
+				if cfg.sideroLinkAPI != tc.want {
+					t.Errorf("SideroLink API %q, want %q", cfg.sideroLinkAPI, tc.want)
+				}
+			})
+		}
+	}
+}

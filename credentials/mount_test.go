@@ -329,8 +329,8 @@ func TestStateSourceReadsUnmountedFilesystem(t *testing.T) {
 				t.Errorf("machine type %q, want controlplane", mt)
 			}
 
-			issuer, ok := id.(*Issuer)
-			if !ok || !bytes.Equal(issuer.ca.Crt, g.bundle.Certs.OS.Crt) {
+			issuer, ok := id.(*MachineIdentity)
+			if !ok || !bytes.Equal(issuer.ca.Crt, g.bundle.Certs.OS.Crt) || issuer.SideroLinkAPI() != "" {
 				t.Errorf("identity %v does not hold the generated OS CA", id)
 			}
 
@@ -356,6 +356,24 @@ func TestStateSourceReadsUnmountedFilesystem(t *testing.T) {
 // v1.6–v1.9, detached on v1.12+). A read-only mount gets EBUSY; the
 // fallback must still read the config, read-only, and leave Talos's mount
 // as it was.
+// Load hands the SideroLinkConfig document's apiUrl on with the identity:
+// the daemon stands down on a machine connected to Omni.
+func TestStateSourceReportsSideroLink(t *testing.T) {
+	const api = "https://omni.example.com?jointoken=secret"
+
+	g := generateConfigs(t, config.TalosVersionCurrent)
+	dev := newStateDevice(t, withSideroLink(g.controlPlane, api))
+
+	_, id, err := StateSource{Devices: []string{dev}, MountBase: filepath.Join(t.TempDir(), "run")}.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if m, ok := id.(*MachineIdentity); !ok || m.SideroLinkAPI() != api {
+		t.Fatalf("identity %v: want a MachineIdentity naming %s", id, api)
+	}
+}
+
 func TestStateSourceSharesTalosReadWriteMount(t *testing.T) {
 	g := generateConfigs(t, config.TalosVersionCurrent)
 

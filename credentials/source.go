@@ -50,7 +50,8 @@ func (s StateSource) Describe() string {
 }
 
 // Load finds the STATE filesystem, mounts it read-only for as long as it
-// takes to read config.yaml, and returns an Issuer for the machine CA.
+// takes to read config.yaml, and returns a MachineIdentity: an Issuer for
+// the machine CA, and the config's SideroLink API.
 //
 // Outcomes: a worker config gives MachineTypeWorker and no identity (a
 // worker config has no CA key; the daemon stops cleanly); a config that
@@ -129,7 +130,7 @@ func (s StateSource) Load(ctx context.Context) (transport.MachineType, transport
 			return transport.MachineTypeUnknown, nil, backoff.Permanent(fmt.Errorf("STATE %s: %w", path, err))
 		}
 
-		return cfg.machineType, issuer, nil
+		return cfg.machineType, &MachineIdentity{Issuer: issuer, sideroLinkAPI: cfg.sideroLinkAPI}, nil
 	}
 
 	return transport.MachineTypeUnknown, nil, fmt.Errorf("no usable STATE filesystem; tried %s", describeAttempts(attempts))
