@@ -45,6 +45,7 @@ const (
 	AlreadyBootstrapped  Event = "already_bootstrapped"
 	EtcdReady            Event = "etcd_ready"
 	ClusterBootstrapped  Event = "cluster_bootstrapped"
+	StoodDown            Event = "stood_down"
 )
 
 // Transition is one row of the table: Event moves From any of the listed
@@ -92,6 +93,10 @@ var Table = []Transition{
 	// Also from Scan: a node of a healthy cluster need not wait for quorum.
 	{EtcdReady, []State{AwaitEtcd, Scan}, Done},
 	{ClusterBootstrapped, []State{FollowerWait}, Done},
+	// Another bootstrapper founds this cluster (Omni): Talos shows it on
+	// this machine (Connect), or any protocol round reads a peer's status
+	// that stood down. Exit 0: no Bootstrap from this node, ever.
+	{StoodDown, []State{Connect, Elect, LeaderDelay, Bootstrap, AwaitEtcd, FollowerWait}, Done},
 }
 
 // Initial is where every run starts.

@@ -98,6 +98,22 @@ func (s *Session) connect(ctx context.Context) (fsm.Event, error) {
 	s.status.Quorum = s.Settings.Quorum
 	s.status.LeaderOrder = cmp.Or(s.Settings.LeaderOrder, election.OrderBootTime)
 
+	// Omni bootstraps the clusters it manages: on its machines, and on one
+	// that stood down before, the first write already says so.
+	signal, err := s.sideroLinkSignal(ctx)
+	if err != nil {
+		return "", err
+	}
+
+	reason := s.status.StandDown // a stand-down stays (election.Status)
+	if signal != "" {
+		reason = election.StandDownMessage(signal)
+	}
+
+	if reason != "" {
+		return "", s.standDown(reason)
+	}
+
 	if err := s.persist(s.status); err != nil {
 		return "", err
 	}

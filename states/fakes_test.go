@@ -34,6 +34,7 @@ type memNode struct {
 	bootstrapErr error
 	bootstraps   int
 	onBootstrap  func() // runs when Bootstrap is called, before it answers
+	sideroLink   string // the SiderolinkConfigs resource's APIEndpoint
 }
 
 // newNode is a control-plane node at 198.18.0.host that has not run etcd.
@@ -71,6 +72,10 @@ func (n *memNode) TimeSynced(context.Context) (bool, error) {
 }
 
 func (n *memNode) Close() error { return nil }
+
+func (n *memNode) SideroLinkEndpoint(context.Context) (string, error) {
+	return n.sideroLink, n.errs["SideroLinkEndpoint"]
+}
 
 func (n *memNode) Bootstrap(context.Context) error {
 	n.bootstraps++

@@ -151,6 +151,10 @@ func (s *Session) decide(ctx context.Context) (election.Observation, election.De
 		Str("phase", string(next.Phase)).
 		Msg("protocol round")
 
+	if decision.Kind == election.StandDown {
+		return obs, decision, errStoodDown // whatever state asked (standdown.go)
+	}
+
 	return obs, decision, nil
 }
 

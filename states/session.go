@@ -127,6 +127,10 @@ type Deps struct {
 	// NewScanner builds discovery for the local network.
 	NewScanner func(id transport.Identity, dialer transport.Dialer, network Network) (Scanner, error)
 	Store      StatusStore
+	// KernelCmdline reads the host's kernel command line (/proc/cmdline),
+	// where siderolink.api= connects the machine to Omni; nil: not read
+	// (the simulator).
+	KernelCmdline func() (string, error)
 	// Adopted, when set, observes every status the session adopts as the
 	// one it acts on (the simulator checks it against what peers read);
 	// nil in the daemon.
@@ -164,13 +168,13 @@ func (s *Session) Handlers() map[fsm.State]fsm.Handler {
 	return map[fsm.State]fsm.Handler{
 		fsm.Detect:       fsm.HandlerFunc(s.detect),
 		fsm.Credentials:  fsm.HandlerFunc(s.credentials),
-		fsm.Connect:      fsm.HandlerFunc(s.connect),
+		fsm.Connect:      s.endsOnStandDown(s.connect),
 		fsm.Scan:         fsm.HandlerFunc(s.scan),
-		fsm.Elect:        fsm.HandlerFunc(s.elect),
-		fsm.LeaderDelay:  fsm.HandlerFunc(s.leaderDelay),
-		fsm.Bootstrap:    fsm.HandlerFunc(s.bootstrap),
-		fsm.AwaitEtcd:    fsm.HandlerFunc(s.awaitEtcd),
-		fsm.FollowerWait: fsm.HandlerFunc(s.followerWait),
+		fsm.Elect:        s.endsOnStandDown(s.elect),
+		fsm.LeaderDelay:  s.endsOnStandDown(s.leaderDelay),
+		fsm.Bootstrap:    s.endsOnStandDown(s.bootstrap),
+		fsm.AwaitEtcd:    s.endsOnStandDown(s.awaitEtcd),
+		fsm.FollowerWait: s.endsOnStandDown(s.followerWait),
 	}
 }
 

@@ -4,9 +4,10 @@
 // `kommodity-autobootstrap-extension status` is the operator's view from a
 // workstation instead: see statusCommand.
 //
-// Exit codes: 0 when this node is part of a healthy etcd cluster (or is a
-// worker); 2 for an invalid configuration; 1 for any other failure. Talos's
-// restart policy untilSuccess restarts it after a non-zero exit.
+// Exit codes: 0 when this node is part of a healthy etcd cluster, is a
+// worker, or stood down because Omni bootstraps its cluster; 2 for an
+// invalid configuration; 1 for any other failure. Talos's restart policy
+// untilSuccess restarts it after a non-zero exit.
 package main
 
 import (

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,7 +29,8 @@ import (
 )
 
 // Run runs the daemon until this node is part of a healthy etcd cluster (or
-// found to be a worker), a permanent error, or ctx ends.
+// found to be a worker, or stands down because Omni bootstraps its
+// cluster), a permanent error, or ctx ends.
 func Run(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	return RunWithClock(ctx, cfg, log, clockwork.NewRealClock())
 }
@@ -91,6 +93,11 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 			return newScanner(cfg, log, clock, id, dialer, network)
 		},
 		Store: statusfile.Store{Dir: cfg.StatusDir},
+		KernelCmdline: func() (string, error) {
+			data, err := os.ReadFile(filepath.Join(cfg.ProcDir, "cmdline"))
+
+			return string(data), err // an *fs.PathError: names the file
+		},
 	}
 }
 

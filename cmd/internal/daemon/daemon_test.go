@@ -516,6 +516,13 @@ func TestFSM(t *testing.T) {
 		return fakeapid.Node{MachineType: transport.MachineTypeControlPlane, BootTime: oldest.Add(time.Duration(age) * time.Minute)}
 	}
 
+	// A host /proc whose kernel command line connects the machine to Omni.
+	omniProc := t.TempDir()
+	if err := os.WriteFile(filepath.Join(omniProc, "cmdline"),
+		[]byte("BOOT_IMAGE=/A/vmlinuz talos.platform=metal siderolink.api=https://omni.example.com?jointoken=secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	cases := []struct {
 		name   string
 		quorum int
@@ -934,6 +941,69 @@ func TestFSM(t *testing.T) {
 				}
 			},
 		},
+		{
+			// Omni bootstraps the clusters it manages: Talos tells cp1 it is
+			// connected (the SiderolinkConfigs resource), and cp2, which
+			// sees no sign itself, stands down once it reads cp1's status.
+			name: "a machine connected to Omni stands down, and so does its peer", quorum: 2,
+			names: []string{"cp1", "cp2"},
+			nodes: map[string]node{
+				"cp1": {fake: func() fakeapid.Node {
+					n := cp(0)
+					n.SideroLinkAPI = "https://omni.example.com?jointoken=secret"
+					return n
+				}()},
+				"cp2": {fake: cp(1)},
+			},
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -stood_down-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp1": 0, "cp2": 0},
+			check: func(t *testing.T, r run) {
+				// Whether cp2 first saw cp1 before it published depends on
+				// timing; cp1 ranks first, so cp2 never leads meanwhile.
+				got := transitions(r.results["cp2"].steps)
+				if got[len(got)-1] != "Elect -stood_down-> Done" || slices.Contains(got, "Elect -elected_leader-> LeaderDelay") {
+					t.Errorf("cp2 walked %v, want it to stand down from Elect, never leading", got)
+				}
+
+				own := election.StandDownMessage("SiderolinkConfigs resource, apiEndpoint https://omni.example.com")
+				want := map[string]string{"cp1": own, "cp2": r.servers["cp1"].Node().IP.String() + " stood down: " + own}
+
+				for name, reason := range want {
+					if st := r.status(t, name); st.StandDown != reason || st.Lock != nil || st.Phase != election.PhaseIdle {
+						t.Errorf("%s published standDown %q, lock %v, phase %s; want %q, unlocked and idle", name, st.StandDown, st.Lock, st.Phase, reason)
+					}
+
+					if n := len(logLines(r.results[name].logs, reason)); n != 1 {
+						t.Errorf("%s logged %q %d times, want once:\n%s", name, reason, n, r.results[name].logs)
+					}
+
+					if strings.Contains(r.results[name].logs.String(), "jointoken") {
+						t.Errorf("%s logged the join token:\n%s", name, r.results[name].logs)
+					}
+				}
+			},
+		},
+		{
+			name: "the siderolink.api kernel argument alone stands a node down", quorum: 1,
+			names: []string{"cp1"}, nodes: map[string]node{"cp1": {fake: cp(0)}},
+			tune: func(c *daemonconfig.Config) { c.ProcDir = omniProc },
+			want: map[string][]string{"cp1": path(
+				"Detect -controlplane_detected-> Credentials",
+				"Credentials -credentials_ready-> Connect",
+				"Connect -stood_down-> Done",
+			)},
+			wantBootstraps: map[string]int{"cp1": 0},
+			check: func(t *testing.T, r run) {
+				want := election.StandDownMessage("siderolink.api=https://omni.example.com")
+				if st := r.status(t, "cp1"); st.StandDown != want {
+					t.Errorf("published standDown %q, want %q", st.StandDown, want)
+				}
+			},
+		},
 	}
 
 	// Every row of the table must be taken by some case: a deleted row
@@ -960,8 +1030,13 @@ func TestFSM(t *testing.T) {
 		// STATE partition (root, loop devices): deploy/e2e takes it.
 		// Bootstrap -elected_follower-> FollowerWait needs a cluster to
 		// appear between a leader's decision and its send: the simulator
-		// takes it (TestSimulation asserts that every row is taken).
-		if !slices.Equal(untested, []string{"Credentials -worker_detected-> Done", "Bootstrap -elected_follower-> FollowerWait"}) {
+		// takes it (TestSimulation asserts that every row is taken). A
+		// stand-down is taken here from Connect and Elect; the states
+		// tests take it from every other protocol state.
+		if !slices.Equal(untested, []string{
+			"Credentials -worker_detected-> Done", "Bootstrap -elected_follower-> FollowerWait",
+			"LeaderDelay -stood_down-> Done", "Bootstrap -stood_down-> Done", "AwaitEtcd -stood_down-> Done", "FollowerWait -stood_down-> Done",
+		}) {
 			t.Errorf("transition table rows no case takes: %v", untested)
 		}
 	}()
