@@ -35,7 +35,7 @@ import (
 
 // Exit codes of the status command.
 const (
-	statusOK      = 0 // bootstrapped, or progressing on its own
+	statusOK      = 0 // bootstrapped, progressing on its own, or stood down (Omni bootstraps)
 	statusError   = 1
 	statusBlocked = 3
 	statusSplit   = 4 // two etcd clusters: what the daemon exists to prevent
@@ -55,8 +55,9 @@ Reads every control-plane node's status file, boot id and signs of etcd
 through apid, prints one row per node, and runs the election's rules from
 every node's point of view to say who leads and what blocks it.
 
-Exit codes: 0 bootstrapped or progressing, 3 blocked, 4 split (the nodes'
-etcd member lists show separate etcd clusters), 1 error.
+Exit codes: 0 bootstrapped, progressing, or stood down (Omni manages the
+cluster and bootstraps it), 3 blocked, 4 split (the nodes' etcd member
+lists show separate etcd clusters), 1 error.
 
 `
 

@@ -311,6 +311,29 @@ func TestStatusWaitingForQuorum(t *testing.T) {
 	}
 }
 
+func TestStatusStoodDownForOmni(t *testing.T) {
+	c := startCluster(t, 51, 1, 2)
+	omni := election.StandDownMessage("SiderolinkConfigs resource, apiEndpoint https://omni.example.com")
+
+	c.writeStatus(1, election.Status{Phase: election.PhaseIdle, Quorum: 2, StandDown: omni, Reason: omni})
+	c.writeStatus(2, election.Status{Phase: election.PhaseIdle, Quorum: 2})
+
+	code, out, errOut := c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(1, 2))
+	if code != statusOK {
+		t.Fatalf("exit %d, want 0 (Omni bootstraps)\n%s%s", code, out, errOut)
+	}
+
+	for _, want := range []string{
+		"Verdict: STOOD-DOWN: 127.0.51.1 stood down: " + omni + "; no daemon of this cluster sends Bootstrap",
+		"127.0.51.2 stands down on its next round: 127.0.51.1 stood down: " + omni,
+		"127.0.51.2: stand-down: 127.0.51.1 stood down",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestStatusBlockedByVanishedLeader(t *testing.T) {
 	c := startCluster(t, 43, 2, 3) // the leader, node 1, is gone
 

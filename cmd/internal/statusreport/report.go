@@ -37,6 +37,9 @@ const (
 	Split = "split"
 	// Unknown: no node could be read.
 	Unknown = "unknown"
+	// StoodDown: no daemon bootstraps, because a node stood down: Omni
+	// manages the cluster and bootstraps it.
+	StoodDown = "stood-down"
 )
 
 // Blocker kinds.
@@ -131,6 +134,8 @@ type Row struct {
 	LeaderOrder string    `json:"leaderOrder,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	Etcd        string    `json:"etcd,omitempty"`
+	// StandDown is why the node stood down (Omni manages it).
+	StandDown string `json:"standDown,omitempty"`
 	// Next is what election.Step decides from this node's point of view.
 	Next       string `json:"next,omitempty"`
 	NextReason string `json:"nextReason,omitempty"`
@@ -349,6 +354,7 @@ func rowOf(f Facts, rank int) Row {
 		r.Quorum = st.Quorum
 		r.LeaderOrder = string(orderOf(st))
 		r.Reason = st.Reason
+		r.StandDown = st.StandDown
 
 		if st.Lock != nil {
 			r.Lock = st.Lock.String()
@@ -404,6 +410,10 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 
 	if clusters := etcdClusters(nodes); len(clusters) > 1 {
 		return splitVerdict(v, clusters)
+	}
+
+	if down := stoodDown(nodes, runs); len(down) > 0 {
+		return stoodDownVerdict(v, nodes, runs, down)
 	}
 
 	if inits := initNodes(nodes); len(inits) > 0 {
@@ -609,6 +619,43 @@ func splitVerdict(v Verdict, clusters []EtcdCluster) Verdict {
 	v.State = Split
 	v.EtcdClusters = clusters
 	v.Summary = fmt.Sprintf("%d separate etcd clusters, whose member lists share no member: %s", len(clusters), strings.Join(parts, "; "))
+
+	return v
+}
+
+// stoodDown says which nodes stood down and why: by their status, or by
+// Step's decision on their next round (a peer of theirs stood down).
+func stoodDown(nodes []Facts, runs []stepped) []string {
+	var out []string
+
+	for _, r := range runs {
+		f := nodes[r.i]
+
+		switch {
+		case f.current().StandDown != "":
+			out = append(out, fmt.Sprintf("%s stood down: %s", f.Addr, f.current().StandDown))
+		case r.d.Kind == election.StandDown:
+			out = append(out, fmt.Sprintf("%s stands down on its next round: %s", f.Addr, r.d.Reason))
+		}
+	}
+
+	return out
+}
+
+// stoodDownVerdict: once a cluster exists (Omni bootstrapped it) it is
+// judged as any cluster, with the stand-downs as notes; before, no daemon
+// sends Bootstrap, and the verdict says who stood down and why.
+func stoodDownVerdict(v Verdict, nodes []Facts, runs []stepped, down []string) Verdict {
+	if clusterExists(nodes, runs) {
+		v = clusterVerdict(v, nodes)
+		v.Notes = append(v.Notes, down...)
+
+		return v
+	}
+
+	v.State = StoodDown
+	v.Summary = down[0] + "; no daemon of this cluster sends Bootstrap"
+	v.Notes = append(v.Notes, down[1:]...)
 
 	return v
 }

@@ -631,3 +631,52 @@ func TestUnsyncedAddressLeaderIsNamed(t *testing.T) {
 		t.Fatalf("verdict %+v, want the unsynced lowest-address leader named", v)
 	}
 }
+
+func TestStoodDown(t *testing.T) {
+	omni := election.StandDownMessage("siderolink.api=https://omni.example.com")
+
+	// Node 1 saw Omni and stood down; node 2 does on its next round; node 3
+	// (no extension) is not named.
+	st1 := status(election.PhaseIdle, 3, nil, 0)
+	st1.StandDown, st1.Reason = omni, omni
+	r := statusreport.Build([]statusreport.Facts{
+		node(1, st1),
+		node(2, status(election.PhaseIdle, 3, nil, 0)),
+		node(3, nil),
+	}, settings)
+
+	v := r.Verdict
+	if v.State != statusreport.StoodDown || v.Summary != "10.0.0.1 stood down: "+omni+"; no daemon of this cluster sends Bootstrap" {
+		t.Fatalf("verdict %+v, want stood down, naming 10.0.0.1 and its signal", v)
+	}
+
+	if len(v.Blockers) != 0 || v.Leader != nil {
+		t.Fatalf("verdict %+v: no leader and no blockers once Omni bootstraps", v)
+	}
+
+	if want := "10.0.0.2 stands down on its next round: 10.0.0.1 stood down: " + omni; len(v.Notes) != 1 || v.Notes[0] != want {
+		t.Fatalf("notes %q, want %q", v.Notes, want)
+	}
+
+	if r.Rows[0].StandDown != omni || r.Rows[1].Next != "stand-down" || r.Rows[1].StandDown != "" {
+		t.Fatalf("rows %+v", r.Rows)
+	}
+
+	var out bytes.Buffer
+	if err := statusreport.WriteText(&out, r); err != nil {
+		t.Fatal(err)
+	}
+
+	if want := "Verdict: STOOD-DOWN: 10.0.0.1 stood down: SideroLink configured (siderolink.api=https://omni.example.com)"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+
+	// Once Omni bootstrapped: a cluster like any, the stand-down a note.
+	f1 := done(1, 0)
+	f1.Status.StandDown = omni
+	r = statusreport.Build([]statusreport.Facts{f1, done(2, 0), done(3, 0)}, settings)
+
+	if v := r.Verdict; v.State != statusreport.Bootstrapped || v.Leader != nil || !strings.Contains(strings.Join(v.Notes, "\n"), "10.0.0.1 stood down: "+omni) {
+		t.Fatalf("verdict %+v, want bootstrapped (by no daemon), noting 10.0.0.1's stand-down", v)
+	}
+}
