@@ -60,3 +60,26 @@ func (w *world) capiLoop() {
 		w.capiLoop()
 	})
 }
+
+// omniLoop is Omni's ClusterBootstrapStatus controller, from its own
+// network: once the cluster's machines answer, it calls Bootstrap on the
+// first machine's management address and, unanswered, again no earlier
+// than five minutes later.
+func (w *world) omniLoop(first *tnode, after time.Duration) {
+	w.at(after, func() {
+		if !first.up || !first.apidUp || (first.etcdVisible() && first.data != 0) {
+			if first.data == 0 {
+				w.omniLoop(first, 10*time.Second)
+			}
+
+			return
+		}
+
+		err := w.machinedBootstrapBy(first, "Omni")
+		w.tracef(first, "Omni called Bootstrap: %v", err)
+
+		if err != nil && status.Code(err) != codes.AlreadyExists {
+			w.omniLoop(first, 5*time.Minute)
+		}
+	})
+}

@@ -76,7 +76,7 @@ func (w *world) startDaemon(n *tnode) {
 			StatusPath:            statusfile.Path,
 		},
 		Marker:      marker{n: n},
-		Credentials: credentialSource{init: n.init},
+		Credentials: credentialSource{init: n.init, omni: n.omni},
 		Network:     network{w: w, n: n},
 		Dialer: func(transport.Identity) transport.Dialer {
 			return dialer{w: w, d: d}
@@ -233,7 +233,17 @@ func (credentialSource) ClusterCA() *x509.CertPool                    { return x
 
 // credentialSource stands for the machine config on STATE: a control-plane
 // (or init) config with the cluster's CA.
-type credentialSource struct{ init bool }
+type credentialSource struct{ init, omni bool }
+
+// SideroLinkAPI is the machine config's SideroLinkConfig apiUrl: set on a
+// machine Omni manages.
+func (c credentialSource) SideroLinkAPI() string {
+	if c.omni {
+		return "https://omni.example.org:8090"
+	}
+
+	return ""
+}
 
 func (c credentialSource) Load(context.Context) (transport.MachineType, transport.Identity, error) {
 	if c.init {

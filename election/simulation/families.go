@@ -15,7 +15,7 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); each
 // negative control runs its family with one rule off and must fail.
 var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "init-node"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "init-node", "omni"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -370,6 +370,18 @@ func (w *world) setupFamily(name string) error {
 		in := w.nodes[2]
 		in.init, in.initPullMax = true, w.dur(90*time.Second, 4*time.Minute)
 		w.isolate(in, 0, w.dur(20*time.Second, 60*time.Second))
+		w.p.chaosEnd = 2 * time.Minute
+	case "omni":
+		// The machines are connected to Omni (SideroLinkConfig), which
+		// bootstraps the youngest one, its first machine, after a minute
+		// or so; the daemons' own order would pick the oldest, whose
+		// config shows no SideroLink (Talos would still show the kernel
+		// argument; here it learns from its peers). Every daemon must
+		// stand down and leave the cluster to Omni.
+		w.site(3, 0, 5*time.Second, 10*time.Second)
+		w.nodes[1].omni, w.nodes[2].omni = true, true
+
+		w.omniLoop(w.nodes[2], w.dur(40*time.Second, 90*time.Second))
 		w.p.chaosEnd = 2 * time.Minute
 	default:
 		return fmt.Errorf("unknown scenario family %q", name)

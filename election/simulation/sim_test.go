@@ -271,6 +271,7 @@ var revertedRules = []struct{ rule, family, finds string }{
 	{"w1", "w1", "invariant:" + invLockReleasedForReason},                                 // a lock released in the leader's pre-mount window
 	{"confirm", "confirm", "invariant:" + invOneFounding},                                 // bootstrap without waiting for locks
 	{"init-node", "init-node", "invariant:" + invOneFounding},                             // an init node counted as a plain control-plane node
+	{"stand-down", "omni", "invariant:" + invOneFounding},                                 // a machine Omni manages runs the election as if alone
 }
 
 // TestNegativeControls builds the simulator with each rule switched off

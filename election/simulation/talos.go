@@ -38,6 +38,7 @@ type tnode struct {
 	cp      bool
 	foreign bool // another cluster's CA (or maintenance mode): fails the CA check
 	init    bool // machine type init: Talos founds etcd here by itself
+	omni    bool // connected to Omni (SideroLink): Omni bootstraps its cluster
 	// initPullMax bounds an init node's etcd image pull.
 	initPullMax time.Duration
 	ip          netip.Addr
