@@ -2,13 +2,16 @@
 // without a Docker engine (see deploy/imagebuild): an OCI image layout with
 // one image per platform, a tar archive of it, and optionally a push.
 //
-//	go run ./cmd/build-image -version v1.0.0                       # _out/image, _out/image.tar
-//	go run ./cmd/build-image -version v1.0.0 -push ghcr.io/org/x:v1.0.0
+//	go run ./cmd/build-image                                       # _out/image, _out/image.tar
+//	go run ./cmd/build-image -version v1.0.0 -push ghcr.io/org/x     # tag v1.0.0
 //	go run ./cmd/build-image -version v1.0.0 -platforms linux/arm64 \
 //	    -binary linux/arm64=bin/daemon -rootfs /out/tree              # unpacked tree (Dockerfile)
+//	go run ./cmd/build-image -print-version                        # the version make uses
 //
-// The only timestamp in the result is SOURCE_DATE_EPOCH (Unix seconds; 0
-// when unset), so the same inputs give the same digests.
+// The version is semver, derived from the commit unless -version gives one
+// (see imagebuild.GitState.Version). The only timestamp in the result is
+// SOURCE_DATE_EPOCH (Unix seconds; 0 when unset), so the same inputs give
+// the same digests.
 package main
 
 import (
@@ -23,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/deploy"
@@ -59,16 +63,16 @@ func parsePlatform(p string) (string, error) {
 }
 
 type options struct {
-	version   string
-	platforms []string // arches
-	binaries  binaryFlags
-	pkg       string
-	ldflags   string
-	out       string
-	archive   string
-	rootfs    string
-	push      string
-	created   time.Time
+	version      string // "" until derived from git
+	printVersion bool
+	platforms    []string // arches
+	binaries     binaryFlags
+	pkg          string
+	out          string
+	archive      string
+	rootfs       string
+	push         string
+	created      time.Time
 }
 
 func parseFlags(args []string, getenv func(string) string) (options, error) {
@@ -78,15 +82,15 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 
 	var platforms, epoch string
 
-	fs.StringVar(&opts.version, "version", "", "version stamped into manifest.yaml and main.version (required)")
+	fs.StringVar(&opts.version, "version", "", "version stamped into manifest.yaml and main.version: vX.Y.Z[-PRERELEASE] (default: derived from the commit)")
+	fs.BoolVar(&opts.printVersion, "print-version", false, "print the version (given or derived) and exit")
 	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms of the index")
 	fs.Var(opts.binaries, "binary", "prebuilt daemon for a platform, linux/ARCH=PATH (repeatable); others are built with go build")
 	fs.StringVar(&opts.pkg, "package", imagebuild.MainPackage, "main package built when no -binary is given")
-	fs.StringVar(&opts.ldflags, "ldflags", "", "linker flags of the daemon build (default \"-s -w -X main.version=VERSION\", as make build)")
 	fs.StringVar(&opts.out, "out", "_out/image", "OCI image layout directory (replaced)")
 	fs.StringVar(&opts.archive, "archive", "_out/image.tar", "tar archive of the layout; empty to skip")
 	fs.StringVar(&opts.rootfs, "rootfs", "", "write only the unpacked extension tree of the single platform to this directory")
-	fs.StringVar(&opts.push, "push", "", "push the index to this reference (e.g. ghcr.io/org/image:v1.0.0)")
+	fs.StringVar(&opts.push, "push", "", "push the index to this repository, tagged with the version (e.g. ghcr.io/org/image)")
 	fs.StringVar(&epoch, "source-date-epoch", getenv("SOURCE_DATE_EPOCH"), "timestamp of every file and of the image, Unix seconds (default $SOURCE_DATE_EPOCH, else 0)")
 
 	if err := fs.Parse(args); err != nil {
@@ -97,8 +101,10 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		return opts, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 
-	if opts.version == "" {
-		return opts, errors.New("-version is required (make passes VERSION)")
+	if opts.version != "" {
+		if err := imagebuild.CheckVersion(opts.version); err != nil {
+			return opts, err
+		}
 	}
 
 	for _, p := range strings.Split(platforms, ",") {
@@ -160,6 +166,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
+	opts.version, err = imagebuild.VersionOf(ctx, opts.version, "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "build-image:", err)
+		os.Exit(2)
+	}
+
+	if opts.printVersion {
+		fmt.Println(opts.version)
+
+		return
+	}
+
 	if err := run(ctx, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "build-image:", err)
 		os.Exit(1)
@@ -185,7 +203,7 @@ func run(ctx context.Context, opts options) error {
 		if !ok {
 			path = filepath.Join(tmp, arch, imagebuild.BinaryName)
 
-			build := imagebuild.GoBuild{Package: opts.pkg, Arch: arch, Version: opts.version, LDFlags: opts.ldflags, Output: path}
+			build := imagebuild.GoBuild{Package: opts.pkg, Arch: arch, Version: opts.version, Output: path}
 			if err := build.Run(ctx); err != nil {
 				return err
 			}
@@ -244,7 +262,12 @@ func run(ctx context.Context, opts options) error {
 	}
 
 	if opts.push != "" {
-		pushed, err := imagebuild.Push(ctx, idx, opts.push)
+		tag, err := pushTag(opts.push, opts.version)
+		if err != nil {
+			return err
+		}
+
+		pushed, err := imagebuild.Push(ctx, idx, tag.String())
 		if err != nil {
 			return err
 		}
@@ -253,6 +276,27 @@ func run(ctx context.Context, opts options) error {
 	}
 
 	return nil
+}
+
+// pushTag is where -push sends the index: the repository, tagged with the
+// version. A tag given with it must be the version, so that the image tag
+// always agrees with the manifest and --version.
+func pushTag(ref, version string) (name.Tag, error) {
+	repo, err := name.NewRepository(ref)
+	if err == nil {
+		return repo.Tag(version), nil
+	}
+
+	tag, tagErr := name.NewTag(ref)
+	if tagErr != nil {
+		return name.Tag{}, fmt.Errorf("-push %q: want a repository such as ghcr.io/org/image: %w", ref, err)
+	}
+
+	if tag.TagStr() != version {
+		return name.Tag{}, fmt.Errorf("-push %q: the tag %q is not the version %s; give the repository alone", ref, tag.TagStr(), version)
+	}
+
+	return tag, nil
 }
 
 // report prints the index digest and, per platform, the image digest and

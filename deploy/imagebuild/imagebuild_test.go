@@ -11,8 +11,10 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -494,9 +496,20 @@ func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 
 	// machined runs Entrypoint inside the container root: it must be the
 	// executable binary there.
-	info, err := os.Stat(filepath.Join(dir, filepath.FromSlash(imagebuild.ContainerRoot), "kommodity-autobootstrap-extension"))
+	entrypoint := filepath.Join(dir, filepath.FromSlash(imagebuild.ContainerRoot), "kommodity-autobootstrap-extension")
+
+	info, err := os.Stat(entrypoint)
 	if err != nil || info.Mode().Perm()&0o111 == 0 {
 		t.Errorf("entrypoint not executable in container root: %v %v", info, err)
+	}
+
+	// The binary's --version agrees with the manifest (run where this
+	// machine can; both are built from one version value by construction).
+	if arch == runtime.GOARCH && runtime.GOOS == "linux" && useRealDaemon {
+		out, err := exec.Command(entrypoint, "--version").Output()
+		if err != nil || strings.TrimSpace(string(out)) != m.Metadata.Version {
+			t.Errorf("%s --version: %q %v, manifest says %q", arch, out, err, m.Metadata.Version)
+		}
 	}
 }
 
