@@ -64,6 +64,7 @@ func parsePlatform(p string) (string, error) {
 
 type options struct {
 	version      string // "" until derived from git
+	revision     string // "" until read from git
 	printVersion bool
 	platforms    []string // arches
 	binaries     binaryFlags
@@ -83,6 +84,7 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	var platforms, epoch string
 
 	fs.StringVar(&opts.version, "version", "", "version stamped into manifest.yaml and main.version: vX.Y.Z[-PRERELEASE] (default: derived from the commit)")
+	fs.StringVar(&opts.revision, "revision", "", "full hash of the commit built, for the revision annotation (default: HEAD of the git checkout)")
 	fs.BoolVar(&opts.printVersion, "print-version", false, "print the version (given or derived) and exit")
 	fs.StringVar(&platforms, "platforms", "linux/amd64,linux/arm64", "comma-separated platforms of the index")
 	fs.Var(opts.binaries, "binary", "prebuilt daemon for a platform, linux/ARCH=PATH (repeatable); others are built with go build")
@@ -166,7 +168,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	opts.version, err = imagebuild.VersionOf(ctx, opts.version, "")
+	opts, err = fromGit(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "build-image:", err)
 		os.Exit(2)
@@ -184,11 +186,38 @@ func main() {
 	}
 }
 
+// fromGit fills in what was not given by hand from the git checkout: the
+// version and the revision (the commit). -print-version needs only the
+// version, so that `make build VERSION=...` works outside git too.
+func fromGit(ctx context.Context, opts options) (options, error) {
+	if opts.version != "" && (opts.revision != "" || opts.printVersion) {
+		return opts, nil
+	}
+
+	g, err := imagebuild.ReadGitState(ctx, "")
+	if err != nil {
+		return opts, fmt.Errorf("outside a git checkout, give -version and -revision: %w", err)
+	}
+
+	if opts.version == "" {
+		if opts.version, err = g.Version(); err != nil {
+			return opts, err
+		}
+	}
+
+	if opts.revision == "" {
+		opts.revision = g.Commit
+	}
+
+	return opts, nil
+}
+
 func run(ctx context.Context, opts options) error {
 	in := imagebuild.Input{
 		Manifest:    deploy.Manifest,
 		ServiceSpec: deploy.ServiceSpec,
 		Version:     opts.version,
+		Revision:    opts.revision,
 		Created:     opts.created,
 	}
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io/fs"
 	"path"
 	"slices"
@@ -67,6 +68,31 @@ func TestParseFlags(t *testing.T) {
 		if _, err := parseFlags(args, env("")); err == nil {
 			t.Errorf("%s: accepted %v", name, args)
 		}
+	}
+}
+
+func TestFromGit(t *testing.T) {
+	ctx := context.Background()
+
+	// -print-version with a given version needs no git (make build outside a checkout).
+	got, err := fromGit(ctx, options{version: "v1.0.0", printVersion: true})
+	if err != nil || got.version != "v1.0.0" || got.revision != "" {
+		t.Errorf("given version: %+v %v", got, err)
+	}
+
+	// This test runs inside the project's checkout.
+	got, err = fromGit(ctx, options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if imagebuild.CheckVersion(got.version) != nil || len(got.revision) != 40 {
+		t.Errorf("derived: version %q revision %q", got.version, got.revision)
+	}
+
+	given, err := fromGit(ctx, options{version: "v2.0.0", revision: strings.Repeat("a", 40)})
+	if err != nil || given.version != "v2.0.0" || given.revision != strings.Repeat("a", 40) {
+		t.Errorf("given version and revision were replaced: %+v %v", given, err)
 	}
 }
 

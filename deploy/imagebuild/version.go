@@ -3,7 +3,6 @@ package imagebuild
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -169,19 +168,4 @@ func ReadGitState(ctx context.Context, dir string) (GitState, error) {
 	g.Dirty = status != ""
 
 	return g, nil
-}
-
-// VersionOf returns the version given by hand after checking it, or else the
-// one derived from the git work tree at dir.
-func VersionOf(ctx context.Context, given, dir string) (string, error) {
-	if given != "" {
-		return given, CheckVersion(given)
-	}
-
-	g, err := ReadGitState(ctx, dir)
-	if err != nil {
-		return "", errors.Join(errors.New("no version given and none derived"), err)
-	}
-
-	return g.Version()
 }
