@@ -74,7 +74,7 @@ image:
 ## container: the same image with Docker BuildKit (deploy/Dockerfile), as an OCI archive _out/container.tar
 container:
 	v=$(version) && docker buildx build --platform '$(PLATFORMS)' -f deploy/Dockerfile \
-		--build-arg VERSION="$$v" --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+		--build-arg VERSION="$$v" --build-arg REVISION="$$(git rev-parse HEAD)" --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
 		--output type=oci,dest=$(OUT)/container.tar .
 
 ## container-push: build and push IMAGE:<version> (credentials from docker login / crane auth login)

@@ -416,6 +416,8 @@ func TestDockerfile(t *testing.T) {
 		"./cmd/" + path.Base(imagebuild.MainPackage),
 		"go run ./cmd/build-image",
 		"-rootfs /out/tree",
+		`-version "${VERSION}"`,
+		`-revision "${REVISION}"`,
 		"COPY --from=build /out/tree/ /",
 	} {
 		if !strings.Contains(code, want) {

@@ -249,7 +249,7 @@ func run(ctx context.Context, opts options) error {
 	}
 
 	if opts.rootfs != "" {
-		tree, err := imagebuild.NewTree(in.Manifest, in.ServiceSpec, in.Version, in.Platforms[0].Binary)
+		tree, err := imagebuild.NewTree(in, in.Platforms[0])
 		if err != nil {
 			return err
 		}

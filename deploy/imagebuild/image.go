@@ -147,7 +147,7 @@ func Layer(t Tree, mtime time.Time) (v1.Layer, error) {
 // Image builds one platform's image: a single layer holding the extension
 // tree, an OCI manifest and a config whose only time is in.Created.
 func Image(in Input, p Platform) (v1.Image, error) {
-	tree, err := NewTree(in.Manifest, in.ServiceSpec, in.Version, p.Binary)
+	tree, err := NewTree(in, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Arch, err)
 	}

@@ -469,6 +469,9 @@ func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 		"rootfs/usr/local/lib/containers/":                         0o755,
 		"rootfs/usr/local/lib/containers/kommodity-autobootstrap/": 0o755,
 		"rootfs/usr/local/lib/containers/kommodity-autobootstrap/kommodity-autobootstrap-extension": 0o755,
+		"rootfs/usr/local/share/":                                       0o755,
+		"rootfs/usr/local/share/spdx/":                                  0o755,
+		"rootfs/usr/local/share/spdx/kommodity-autobootstrap.spdx.json": 0o644,
 	}
 
 	if got, want := keys(entries), keys(wantModes); strings.Join(got, " ") != strings.Join(want, " ") {
@@ -518,6 +521,8 @@ func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 	if m.Metadata.Version != testVersion {
 		t.Errorf("manifest version %q, want %q", m.Metadata.Version, testVersion)
 	}
+
+	checkSBOM(t, arch, entries[imagebuild.SBOMPath].content, bin)
 
 	if !bytes.Equal(entries[imagebuild.ServiceSpecPath].content, deploy.ServiceSpec) {
 		t.Error("service spec in image differs from deploy/kommodity-autobootstrap.yaml")
@@ -780,7 +785,9 @@ func TestStampManifest(t *testing.T) {
 func TestWriteDirMatchesImage(t *testing.T) {
 	bins := binaries(t)
 
-	tree, err := imagebuild.NewTree(deploy.Manifest, deploy.ServiceSpec, testVersion, bins["arm64"])
+	in := input(bins, testVersion, epoch)
+
+	tree, err := imagebuild.NewTree(in, imagebuild.Platform{Arch: "arm64", Binary: bins["arm64"]})
 	if err != nil {
 		t.Fatal(err)
 	}
