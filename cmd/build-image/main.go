@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,13 +74,18 @@ type options struct {
 	archive      string
 	rootfs       string
 	push         string
+	// signKey is a cosign or PKCS#8 PEM key file; signPassword decrypts a
+	// cosign key ($COSIGN_PASSWORD, as cosign reads it).
+	signKey      string
+	signPassword string
+	signatureOut string
 	created      time.Time
 }
 
 func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs := flag.NewFlagSet("build-image", flag.ContinueOnError)
 
-	opts := options{binaries: binaryFlags{}}
+	opts := options{binaries: binaryFlags{}, signPassword: getenv("COSIGN_PASSWORD")}
 
 	var platforms, epoch string
 
@@ -93,6 +99,8 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 	fs.StringVar(&opts.archive, "archive", "_out/image.tar", "tar archive of the layout; empty to skip")
 	fs.StringVar(&opts.rootfs, "rootfs", "", "write only the unpacked extension tree of the single platform to this directory")
 	fs.StringVar(&opts.push, "push", "", "push the index to this repository, tagged with the version (e.g. ghcr.io/org/image)")
+	fs.StringVar(&opts.signKey, "sign-key", "", "sign the index with this ECDSA P-256 key: a cosign key (password in $COSIGN_PASSWORD) or a PKCS#8 PEM key")
+	fs.StringVar(&opts.signatureOut, "signature-out", "_out/image-signature", "OCI layout of the cosign signature, written when signing (replaced)")
 	fs.StringVar(&epoch, "source-date-epoch", getenv("SOURCE_DATE_EPOCH"), "timestamp of every file and of the image, Unix seconds (default $SOURCE_DATE_EPOCH, else 0)")
 
 	if err := fs.Parse(args); err != nil {
@@ -221,6 +229,29 @@ func run(ctx context.Context, opts options) error {
 		Created:     opts.created,
 	}
 
+	// Refuse a bad key or push target before minutes of building.
+	var key *ecdsa.PrivateKey
+
+	if opts.signKey != "" {
+		raw, err := os.ReadFile(opts.signKey)
+		if err != nil {
+			return fmt.Errorf("read signing key: %w", err)
+		}
+
+		if key, err = imagebuild.LoadSigningKey(raw, []byte(opts.signPassword)); err != nil {
+			return fmt.Errorf("%s: %w", opts.signKey, err)
+		}
+	}
+
+	var target name.Tag
+
+	if opts.push != "" {
+		var err error
+		if target, err = pushTag(opts.push, opts.version); err != nil {
+			return err
+		}
+	}
+
 	tmp, err := os.MkdirTemp("", "build-image-")
 	if err != nil {
 		return fmt.Errorf("temp dir: %w", err)
@@ -268,8 +299,9 @@ func run(ctx context.Context, opts options) error {
 		return err
 	}
 
-	if err := report(idx); err != nil {
-		return err
+	digest, err := idx.Digest()
+	if err != nil {
+		return fmt.Errorf("index digest: %w", err)
 	}
 
 	if err := os.MkdirAll(filepath.Dir(opts.out), 0o755); err != nil {
@@ -290,21 +322,57 @@ func run(ctx context.Context, opts options) error {
 		fmt.Printf("archive: %s\n", opts.archive)
 	}
 
-	if opts.push != "" {
-		tag, err := pushTag(opts.push, opts.version)
-		if err != nil {
+	signed := "unsigned (no signing key given)"
+
+	var sig v1.Image
+
+	// A signature left from an earlier build would name another digest.
+	if key == nil {
+		if err := os.RemoveAll(opts.signatureOut); err != nil {
+			return fmt.Errorf("remove the old signature: %w", err)
+		}
+	}
+
+	if key != nil {
+		repository, _ := name.NewRepository(imagebuild.DefaultRepository)
+		if opts.push != "" {
+			repository = target.Context()
+		}
+
+		if sig, err = imagebuild.SignatureImage(key, repository, digest); err != nil {
 			return err
 		}
 
-		pushed, err := imagebuild.Push(ctx, idx, tag.String())
+		if err := imagebuild.VerifySignatureImage(key.Public(), sig, digest); err != nil {
+			return fmt.Errorf("the signature just made does not verify: %w", err)
+		}
+
+		if err := imagebuild.WriteSignatureLayout(opts.signatureOut, sig, digest); err != nil {
+			return err
+		}
+
+		signed = fmt.Sprintf("signed: cosign signature %s in %s", imagebuild.SignatureTag(digest), opts.signatureOut)
+	}
+
+	if opts.push != "" {
+		pushed, err := imagebuild.Push(ctx, idx, target.String())
 		if err != nil {
 			return err
 		}
 
 		fmt.Printf("pushed: %s\n", pushed)
+
+		if sig != nil {
+			sigTag, err := imagebuild.PushSignature(ctx, sig, target.Context(), digest)
+			if err != nil {
+				return err
+			}
+
+			signed = "signed: cosign signature pushed to " + sigTag.String()
+		}
 	}
 
-	return nil
+	return summary(in, idx, signed)
 }
 
 // pushTag is where -push sends the index: the repository, tagged with the
@@ -328,9 +396,11 @@ func pushTag(ref, version string) (name.Tag, error) {
 	return tag, nil
 }
 
-// report prints the index digest and, per platform, the image digest and
-// its size as pulled (manifest, config and compressed layers).
-func report(idx v1.ImageIndex) error {
+// summary prints what was built: per platform the image digest, its size
+// as pulled (manifest, config and compressed layers) and the number of
+// packages in its SBOM; the index digest, version and revision; whether it
+// is signed.
+func summary(in imagebuild.Input, idx v1.ImageIndex, signed string) error {
 	digest, err := idx.Digest()
 	if err != nil {
 		return fmt.Errorf("index digest: %w", err)
@@ -340,6 +410,16 @@ func report(idx v1.ImageIndex) error {
 	if err != nil {
 		return fmt.Errorf("index manifest: %w", err)
 	}
+
+	packages := map[string]int{}
+
+	for _, p := range in.Platforms {
+		if packages[p.Arch], err = imagebuild.SBOMPackageCount(in, p); err != nil {
+			return err
+		}
+	}
+
+	fmt.Println("summary:")
 
 	for _, desc := range im.Manifests {
 		img, err := idx.Image(desc.Digest)
@@ -352,10 +432,12 @@ func report(idx v1.ImageIndex) error {
 			return err
 		}
 
-		fmt.Printf("linux/%s: image %s, %d bytes to pull\n", desc.Platform.Architecture, desc.Digest, size)
+		arch := desc.Platform.Architecture
+		fmt.Printf("  linux/%s: image %s, %d bytes to pull, SBOM of %d packages\n", arch, desc.Digest, size, packages[arch])
 	}
 
-	fmt.Printf("index: %s\n", digest)
+	fmt.Printf("  index: %s (version %s, revision %s)\n", digest, in.Version, in.Revision)
+	fmt.Printf("  %s\n", signed)
 
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"debug/buildinfo"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"runtime/debug"
@@ -199,4 +200,22 @@ func uniqueID(taken map[common.ElementID]bool, name string) common.ElementID {
 	taken[id] = true
 
 	return id
+}
+
+// SBOMPackageCount is the number of packages in the SBOM of p.
+func SBOMPackageCount(in Input, p Platform) (int, error) {
+	raw, err := SBOM(in, p)
+	if err != nil {
+		return 0, err
+	}
+
+	var doc struct {
+		Packages []json.RawMessage `json:"packages"`
+	}
+
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return 0, fmt.Errorf("sbom: count packages: %w", err)
+	}
+
+	return len(doc.Packages), nil
 }
