@@ -136,6 +136,10 @@ func parseFlags(args []string, getenv func(string) string) (options, error) {
 		return opts, errors.New("-rootfs writes one platform's tree: give exactly one -platforms entry")
 	}
 
+	if opts.rootfs != "" && (opts.signKey != "" || opts.push != "") {
+		return opts, errors.New("-rootfs writes a tree, not an image: nothing to sign or push")
+	}
+
 	secs := int64(0)
 
 	if epoch != "" {

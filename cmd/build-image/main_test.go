@@ -60,6 +60,7 @@ func TestParseFlags(t *testing.T) {
 		"binary for other arch":   {"-version", "v1.0.0", "-platforms", "linux/amd64", "-binary", "linux/arm64=/x"},
 		"binary without path":     {"-version", "v1.0.0", "-binary", "linux/arm64="},
 		"rootfs for two arches":   {"-version", "v1.0.0", "-rootfs", "/tmp/t"},
+		"rootfs signed":           {"-version", "v1.0.0", "-platforms", "linux/amd64", "-rootfs", "/tmp/t", "-sign-key", "k"},
 		"negative epoch":          {"-version", "v1.0.0", "-source-date-epoch", "-5"},
 		"epoch not a number":      {"-version", "v1.0.0", "-source-date-epoch", "yesterday"},
 		"stray argument":          {"-version", "v1.0.0", "extra"},
