@@ -13,6 +13,8 @@ import (
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -281,11 +283,11 @@ func TestSignatureOfTheLayout(t *testing.T) {
 	}
 }
 
-// TestSignaturePushedBesideTheImage pushes a signed index to a registry on
-// loopback and finds the signature where cosign and Image Factory look:
-// <repository>:sha256-<index digest>.sig.
-func TestSignaturePushedBesideTheImage(t *testing.T) {
-	privPEM, pub := throwawayKey(t, "pw")
+// pushSignedIndex builds the index, signs it with the cosign key privPEM
+// (password "pw") and pushes both to a registry on loopback, which lives
+// as long as the test.
+func pushSignedIndex(ctx context.Context, t *testing.T, privPEM []byte) (name.Repository, v1.Hash, name.Tag) {
+	t.Helper()
 
 	key, err := imagebuild.LoadSigningKey(privPEM, []byte("pw"))
 	if err != nil {
@@ -303,15 +305,12 @@ func TestSignaturePushedBesideTheImage(t *testing.T) {
 	}
 
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 
 	repo, err := name.NewRepository(strings.TrimPrefix(srv.URL, "http://") + "/kommodity-io/kommodity-autobootstrap-extension")
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 
 	if _, err := imagebuild.Push(ctx, idx, repo.Tag(testVersion).String()); err != nil {
 		t.Fatal(err)
@@ -327,6 +326,20 @@ func TestSignaturePushedBesideTheImage(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	return repo, digest, tag
+}
+
+// TestSignaturePushedBesideTheImage pushes a signed index to a registry on
+// loopback and finds the signature where cosign and Image Factory look:
+// <repository>:sha256-<index digest>.sig.
+func TestSignaturePushedBesideTheImage(t *testing.T) {
+	privPEM, pub := throwawayKey(t, "pw")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	repo, digest, tag := pushSignedIndex(ctx, t, privPEM)
+
 	if want := repo.Tag("sha256-" + digest.Hex + ".sig"); tag != want {
 		t.Errorf("signature tag %s, want %s", tag, want)
 	}
@@ -336,6 +349,10 @@ func TestSignaturePushedBesideTheImage(t *testing.T) {
 	desc, err := remote.Head(repo.Tag(testVersion), remote.WithContext(ctx))
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	if desc.Digest != digest {
+		t.Errorf("the tag resolves to %s, signed %s", desc.Digest, digest)
 	}
 
 	fetched, err := remote.Image(repo.Tag(imagebuild.SignatureTag(desc.Digest)), remote.WithContext(ctx))
@@ -350,5 +367,53 @@ func TestSignaturePushedBesideTheImage(t *testing.T) {
 	claim, _ := signatureParts(t, fetched)
 	if !bytes.Contains(claim, []byte(`"docker-reference":"`+repo.Name()+`"`)) {
 		t.Errorf("payload %s does not name the repository %s", claim, repo.Name())
+	}
+}
+
+// TestCosignVerifies runs cosign itself, where it is installed, against a
+// signed index pushed to a registry on loopback: `cosign verify --key
+// --insecure-ignore-tlog=true` accepts it, and refuses another key.
+func TestCosignVerifies(t *testing.T) {
+	cosign, err := exec.LookPath("cosign")
+	if err != nil {
+		t.Skip("cosign is not installed")
+	}
+
+	privPEM, pubPEM, err := cryptoutils.GeneratePEMEncodedECDSAKeyPair(elliptic.P256(), cryptoutils.StaticPasswordFunc([]byte("pw")))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, otherPubPEM, err := cryptoutils.GeneratePEMEncodedECDSAKeyPair(elliptic.P256(), cryptoutils.SkipPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	for file, content := range map[string][]byte{"cosign.pub": pubPEM, "other.pub": otherPubPEM} {
+		if err := os.WriteFile(filepath.Join(dir, file), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	repo, _, _ := pushSignedIndex(ctx, t, privPEM)
+
+	verify := func(pub string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, cosign, "verify", "--key", filepath.Join(dir, pub),
+			"--insecure-ignore-tlog=true", "--allow-insecure-registry", repo.Tag(testVersion).String())
+		cmd.Env = append(os.Environ(), "HOME="+dir) // cosign's caches stay in the test's directory
+
+		return cmd.CombinedOutput()
+	}
+
+	if out, err := verify("cosign.pub"); err != nil {
+		t.Errorf("cosign verify: %v\n%s", err, out)
+	}
+
+	if out, err := verify("other.pub"); err == nil {
+		t.Errorf("cosign verify accepted another key:\n%s", out)
 	}
 }
