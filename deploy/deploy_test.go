@@ -73,12 +73,15 @@ func TestServiceSpec(t *testing.T) {
 		t.Error("service does not wait for its ExtensionServiceConfig")
 	}
 
+	if spec.LogToConsole {
+		t.Error("logToConsole is on: the daemon's per-round lines would fill the console")
+	}
+
 	// The least mounts that work; the only writable ones are the daemon's own
 	// directories (not all of /run).
 	want := map[string]specs.Mount{
 		"/system/secrets":                  {Source: "/system/secrets", Type: "bind", Options: []string{"bind", "ro"}},
 		"/host/proc":                       {Source: "/proc", Type: "bind", Options: []string{"bind", "ro"}},
-		"/etc":                             {Source: "/etc", Type: "bind", Options: []string{"rbind", "ro"}},
 		"/dev":                             {Source: "/dev", Type: "bind", Options: []string{"bind", "ro"}},
 		"/run/kommodity-autobootstrap":     {Source: "/run/kommodity-autobootstrap", Type: "bind", Options: []string{"bind", "rw", "rprivate"}},
 		"/var/lib/kommodity-autobootstrap": {Source: "/var/lib/kommodity-autobootstrap", Type: "bind", Options: []string{"bind", "rw"}},
@@ -416,6 +419,8 @@ func TestDockerfile(t *testing.T) {
 		"./cmd/" + path.Base(imagebuild.MainPackage),
 		"go run ./cmd/build-image",
 		"-rootfs /out/tree",
+		`-version "${VERSION}"`,
+		`-revision "${REVISION}"`,
 		"COPY --from=build /out/tree/ /",
 	} {
 		if !strings.Contains(code, want) {

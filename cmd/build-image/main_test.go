@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io/fs"
 	"path"
 	"slices"
@@ -41,25 +42,83 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("defaults: %+v", opts)
 	}
 
-	opts, err = parseFlags([]string{"-version", "v1"}, env(""))
+	opts, err = parseFlags([]string{"-version", "v1.0.0"}, env(""))
 	if err != nil || !opts.created.Equal(time.Unix(0, 0)) {
 		t.Errorf("unset SOURCE_DATE_EPOCH: %v %v", opts.created, err)
 	}
 
+	opts, err = parseFlags(nil, env(""))
+	if err != nil || opts.version != "" {
+		t.Errorf("no version: %q %v (derived later, from git)", opts.version, err)
+	}
+
 	for name, args := range map[string][]string{
-		"no version":              {},
-		"windows":                 {"-version", "v1", "-platforms", "windows/amd64"},
-		"no arch":                 {"-version", "v1", "-platforms", "linux"},
-		"binary for other arch":   {"-version", "v1", "-platforms", "linux/amd64", "-binary", "linux/arm64=/x"},
-		"binary without path":     {"-version", "v1", "-binary", "linux/arm64="},
-		"rootfs for two arches":   {"-version", "v1", "-rootfs", "/tmp/t"},
-		"negative epoch":          {"-version", "v1", "-source-date-epoch", "-5"},
-		"epoch not a number":      {"-version", "v1", "-source-date-epoch", "yesterday"},
-		"stray argument":          {"-version", "v1", "extra"},
-		"variant in the platform": {"-version", "v1", "-platforms", "linux/arm/v7"},
+		"version not semver":      {"-version", "1.0"},
+		"version with build":      {"-version", "v1.0.0+abc"},
+		"windows":                 {"-version", "v1.0.0", "-platforms", "windows/amd64"},
+		"no arch":                 {"-version", "v1.0.0", "-platforms", "linux"},
+		"binary for other arch":   {"-version", "v1.0.0", "-platforms", "linux/amd64", "-binary", "linux/arm64=/x"},
+		"binary without path":     {"-version", "v1.0.0", "-binary", "linux/arm64="},
+		"rootfs for two arches":   {"-version", "v1.0.0", "-rootfs", "/tmp/t"},
+		"rootfs signed":           {"-version", "v1.0.0", "-platforms", "linux/amd64", "-rootfs", "/tmp/t", "-sign-key", "k"},
+		"negative epoch":          {"-version", "v1.0.0", "-source-date-epoch", "-5"},
+		"epoch not a number":      {"-version", "v1.0.0", "-source-date-epoch", "yesterday"},
+		"stray argument":          {"-version", "v1.0.0", "extra"},
+		"variant in the platform": {"-version", "v1.0.0", "-platforms", "linux/arm/v7"},
 	} {
 		if _, err := parseFlags(args, env("")); err == nil {
 			t.Errorf("%s: accepted %v", name, args)
+		}
+	}
+}
+
+func TestFromGit(t *testing.T) {
+	ctx := context.Background()
+
+	// -print-version with a given version needs no git (make build outside a checkout).
+	got, err := fromGit(ctx, options{version: "v1.0.0", printVersion: true})
+	if err != nil || got.version != "v1.0.0" || got.revision != "" {
+		t.Errorf("given version: %+v %v", got, err)
+	}
+
+	// This test runs inside the project's checkout.
+	got, err = fromGit(ctx, options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if imagebuild.CheckVersion(got.version) != nil || len(got.revision) != 40 {
+		t.Errorf("derived: version %q revision %q", got.version, got.revision)
+	}
+
+	given, err := fromGit(ctx, options{version: "v2.0.0", revision: strings.Repeat("a", 40)})
+	if err != nil || given.version != "v2.0.0" || given.revision != strings.Repeat("a", 40) {
+		t.Errorf("given version and revision were replaced: %+v %v", given, err)
+	}
+}
+
+func TestPushTag(t *testing.T) {
+	for ref, want := range map[string]string{
+		"ghcr.io/org/x":                                   "ghcr.io/org/x:v1.2.3",
+		"127.0.0.1:5000/org/x":                            "127.0.0.1:5000/org/x:v1.2.3",
+		"ghcr.io/org/x:v1.2.3":                            "ghcr.io/org/x:v1.2.3",
+		"127.0.0.1:5000/org/x:v1.2.3":                     "127.0.0.1:5000/org/x:v1.2.3",
+		"ghcr.io/org/x:latest":                            "",
+		"127.0.0.1:5000/org/x:v9.9.9":                     "",
+		"not a reference":                                 "",
+		"ghcr.io/org/x@sha256:" + strings.Repeat("0", 64): "",
+	} {
+		got, err := pushTag(ref, "v1.2.3")
+		if want == "" {
+			if err == nil {
+				t.Errorf("%s: accepted as %s", ref, got)
+			}
+
+			continue
+		}
+
+		if err != nil || got.String() != want {
+			t.Errorf("%s: %s %v, want %s", ref, got, err, want)
 		}
 	}
 }

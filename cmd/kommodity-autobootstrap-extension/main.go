@@ -2,7 +2,7 @@
 // ext-kommodity-autobootstrap service on every node.
 //
 // `kommodity-autobootstrap-extension status` is the operator's view from a
-// workstation instead: see statusCommand.
+// workstation instead: see statusCommand. `--version` prints the version.
 //
 // Exit codes: 0 when this node is part of a healthy etcd cluster, is a
 // worker, or stood down because Omni bootstraps its cluster; 2 for an
@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,10 +24,17 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/daemon"
 )
 
-// version is stamped by the Makefile (-ldflags -X main.version=...).
+// version is stamped by the Makefile (-ldflags -X main.version=...): the
+// extension's version, the one in its manifest and its image tag.
 var version = "dev"
 
 func main() {
+	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
+		fmt.Println(version)
+
+		return
+	}
+
 	if len(os.Args) > 1 && os.Args[1] == "status" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		code := statusCommand(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)

@@ -176,3 +176,14 @@ func (b *lockedBuffer) String() string {
 }
 
 func (b *lockedBuffer) Bytes() []byte { return []byte(b.String()) }
+
+func TestVersionFlag(t *testing.T) {
+	out, err := exec.Command(binary(t), "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if got := string(out); got != "v9.9.9-test\n" {
+		t.Errorf("--version printed %q", got)
+	}
+}

@@ -560,7 +560,7 @@ func (tp *topology) addNode(spec nodeSpec) *node {
 	for _, d := range []string{
 		"host/var/lib/kommodity-autobootstrap", "secrets", "run", "mnt", "hold",
 		// The container's rootfs: mount points only, and the binary.
-		"rootfs/system/secrets", "rootfs/host/proc", "rootfs/proc", "rootfs/etc", "rootfs/dev",
+		"rootfs/system/secrets", "rootfs/host/proc", "rootfs/proc", "rootfs/dev",
 		"rootfs/run", "rootfs/var/lib/kommodity-autobootstrap",
 	} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
@@ -768,7 +768,7 @@ func daemonEnv(quorum int, overrides ...string) []string {
 // (deploy/kommodity-autobootstrap.yaml) describes it, inside the mount
 // namespace that `unshare --mount --propagation private` made: a read-only
 // rootfs holding the binary, /system/secrets (ro), the host's /proc at
-// /host/proc (ro), /etc (ro), a /dev (ro) whose
+// /host/proc (ro), a /dev (ro) whose
 // /dev/disk/by-partlabel/STATE links to the node's loop device,
 // /run/kommodity-autobootstrap (rw, private) and
 // /var/lib/kommodity-autobootstrap (rw). Then it execs the daemon chrooted
@@ -779,7 +779,6 @@ ro() { mount --bind "$1" "$2"; mount -o remount,bind,ro "$2"; }
 mount --bind "$R" "$R"
 mount --bind /proc "$R/proc"
 ro /proc "$R/host/proc"
-ro /etc "$R/etc"
 ro "$SECRETS" "$R/system/secrets"
 mount -t tmpfs -o mode=0755 dev "$R/dev"
 mknod -m 666 "$R/dev/null" c 1 3

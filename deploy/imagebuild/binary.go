@@ -27,27 +27,22 @@ type GoBuild struct {
 	// Package is the main package (import path or ./relative path).
 	Package string
 	Arch    string // GOARCH
+	// Version goes into main.version, always: the binary's --version is
+	// the version of the image it ships in.
 	Version string
-	// LDFlags replaces DefaultLDFlags(Version) when set.
-	LDFlags string
 	// Output is the binary's path.
 	Output string
 }
 
 // Run runs `go build` for linux/Arch.
 func (b GoBuild) Run(ctx context.Context) error {
-	if b.Arch == "" || b.Package == "" || b.Output == "" {
-		return fmt.Errorf("go build: arch, package and output are required (got %q, %q, %q)", b.Arch, b.Package, b.Output)
-	}
-
-	ldflags := b.LDFlags
-	if ldflags == "" {
-		ldflags = DefaultLDFlags(b.Version)
+	if b.Arch == "" || b.Package == "" || b.Output == "" || b.Version == "" {
+		return fmt.Errorf("go build: arch, package, output and version are required (got %q, %q, %q, %q)", b.Arch, b.Package, b.Output, b.Version)
 	}
 
 	cmd := exec.CommandContext(ctx, "go", "build",
 		"-trimpath",
-		"-ldflags", ldflags,
+		"-ldflags", DefaultLDFlags(b.Version),
 		"-o", b.Output,
 		b.Package,
 	)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"time"
 
@@ -15,12 +16,43 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
+// Provenance of the image, fixed here rather than read from the checkout
+// (a fork's `git remote` is not where the project lives).
+const (
+	// SourceURL is the project's repository.
+	SourceURL = "https://github.com/kommodity-io/kommodity-autobootstrap-extension"
+	// License is the project's license, as an SPDX identifier.
+	License = "Apache-2.0"
+	// Description is the one-line summary of the extension.
+	Description = "Talos system extension that bootstraps etcd on a control plane without an operator"
+)
+
 // Annotation keys (OCI image spec, pre-defined annotations).
 const (
-	annotationVersion = "org.opencontainers.image.version"
-	annotationCreated = "org.opencontainers.image.created"
-	annotationTitle   = "org.opencontainers.image.title"
+	AnnotationTitle       = "org.opencontainers.image.title"
+	AnnotationVersion     = "org.opencontainers.image.version"
+	AnnotationCreated     = "org.opencontainers.image.created"
+	AnnotationSource      = "org.opencontainers.image.source"
+	AnnotationRevision    = "org.opencontainers.image.revision"
+	AnnotationLicenses    = "org.opencontainers.image.licenses"
+	AnnotationDescription = "org.opencontainers.image.description"
 )
+
+var commitHash = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// Annotations are the OCI annotations of the index and of every image
+// manifest (and the labels of every image config).
+func (in Input) Annotations() map[string]string {
+	return map[string]string{
+		AnnotationTitle:       ExtensionName,
+		AnnotationVersion:     in.Version,
+		AnnotationCreated:     in.Created.UTC().Truncate(time.Second).Format(time.RFC3339),
+		AnnotationSource:      SourceURL,
+		AnnotationRevision:    in.Revision,
+		AnnotationLicenses:    License,
+		AnnotationDescription: Description,
+	}
+}
 
 // Platform is one linux architecture of the index, with the daemon binary
 // built for it.
@@ -34,6 +66,8 @@ type Input struct {
 	Manifest    []byte // unstamped manifest.yaml
 	ServiceSpec []byte
 	Version     string
+	// Revision is the full hash of the commit built.
+	Revision string
 	// Created is the one timestamp written anywhere (file times, image
 	// config, annotations): SOURCE_DATE_EPOCH.
 	Created   time.Time
@@ -113,7 +147,7 @@ func Layer(t Tree, mtime time.Time) (v1.Layer, error) {
 // Image builds one platform's image: a single layer holding the extension
 // tree, an OCI manifest and a config whose only time is in.Created.
 func Image(in Input, p Platform) (v1.Image, error) {
-	tree, err := NewTree(in.Manifest, in.ServiceSpec, in.Version, p.Binary)
+	tree, err := NewTree(in, p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Arch, err)
 	}
@@ -148,14 +182,19 @@ func Image(in Input, p Platform) (v1.Image, error) {
 	cfg.OS = "linux"
 	cfg.Architecture = p.Arch
 	cfg.Created = created
-	cfg.Config.Labels = map[string]string{annotationVersion: in.Version}
+	cfg.Config.Labels = in.Annotations()
 
 	img, err = mutate.ConfigFile(img, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: set config: %w", p.Arch, err)
 	}
 
-	return img, nil
+	annotated, ok := mutate.Annotations(img, in.Annotations()).(v1.Image)
+	if !ok {
+		return nil, fmt.Errorf("%s: annotations changed the image type", p.Arch)
+	}
+
+	return annotated, nil
 }
 
 // Index builds every platform's image and gathers them in an OCI index whose
@@ -164,6 +203,10 @@ func Image(in Input, p Platform) (v1.Image, error) {
 func Index(in Input) (v1.ImageIndex, error) {
 	if len(in.Platforms) == 0 {
 		return nil, fmt.Errorf("build index: no platforms")
+	}
+
+	if !commitHash.MatchString(in.Revision) {
+		return nil, fmt.Errorf("build index: revision %q is not a full commit hash", in.Revision)
 	}
 
 	seen := map[string]bool{}
@@ -190,13 +233,7 @@ func Index(in Input) (v1.ImageIndex, error) {
 		})
 	}
 
-	created := in.Created.UTC().Truncate(time.Second).Format(time.RFC3339)
-
-	annotated, ok := mutate.Annotations(idx, map[string]string{
-		annotationTitle:   ExtensionName,
-		annotationVersion: in.Version,
-		annotationCreated: created,
-	}).(v1.ImageIndex)
+	annotated, ok := mutate.Annotations(idx, in.Annotations()).(v1.ImageIndex)
 	if !ok {
 		return nil, fmt.Errorf("build index: annotations changed the index type")
 	}

@@ -9,10 +9,13 @@ import (
 	"io"
 	"io/fs"
 	"log"
+	"maps"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -55,7 +58,10 @@ var (
 	epoch   = time.Unix(1_700_000_000, 0).UTC()
 )
 
-const testVersion = "v1.2.3-test"
+const (
+	testVersion  = "v1.2.3-test"
+	testRevision = "0123456789abcdef0123456789abcdef01234567"
+)
 
 // buildDaemon cross-compiles the daemon (or the stand-in) for every arch into
 // dir with imagebuild.GoBuild, the code path `make image` uses.
@@ -153,6 +159,7 @@ func input(bins map[string][]byte, version string, created time.Time) imagebuild
 		Manifest:    deploy.Manifest,
 		ServiceSpec: deploy.ServiceSpec,
 		Version:     version,
+		Revision:    testRevision,
 		Created:     created,
 	}
 
@@ -312,6 +319,8 @@ func readBack(t *testing.T, layoutDir string) (v1.Hash, map[string]v1.Image) {
 		t.Fatal(err)
 	}
 
+	checkAnnotations(t, "index", im.Annotations)
+
 	imgs := map[string]v1.Image{}
 
 	for _, desc := range im.Manifests {
@@ -407,6 +416,25 @@ func untarLayout(t *testing.T, archive string) string {
 	return dir
 }
 
+// checkAnnotations: the provenance every manifest and config carries.
+func checkAnnotations(t *testing.T, what string, got map[string]string) {
+	t.Helper()
+
+	want := map[string]string{
+		"org.opencontainers.image.title":       "kommodity-autobootstrap",
+		"org.opencontainers.image.version":     testVersion,
+		"org.opencontainers.image.created":     "2023-11-14T22:13:20Z", // epoch
+		"org.opencontainers.image.source":      "https://github.com/kommodity-io/kommodity-autobootstrap-extension",
+		"org.opencontainers.image.revision":    testRevision,
+		"org.opencontainers.image.licenses":    "Apache-2.0",
+		"org.opencontainers.image.description": imagebuild.Description,
+	}
+
+	if !maps.Equal(got, want) {
+		t.Errorf("%s annotations\n got %v\nwant %v", what, got, want)
+	}
+}
+
 func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 	t.Helper()
 
@@ -414,6 +442,14 @@ func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	manifest, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	checkAnnotations(t, arch+" manifest", manifest.Annotations)
+	checkAnnotations(t, arch+" config labels", cfg.Config.Labels)
 
 	if cfg.OS != "linux" || cfg.Architecture != arch || !cfg.Created.Time.Equal(epoch) {
 		t.Errorf("config: os %q arch %q created %s, want linux %s %s", cfg.OS, cfg.Architecture, cfg.Created.Time, arch, epoch)
@@ -433,6 +469,9 @@ func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 		"rootfs/usr/local/lib/containers/":                         0o755,
 		"rootfs/usr/local/lib/containers/kommodity-autobootstrap/": 0o755,
 		"rootfs/usr/local/lib/containers/kommodity-autobootstrap/kommodity-autobootstrap-extension": 0o755,
+		"rootfs/usr/local/share/":                                       0o755,
+		"rootfs/usr/local/share/spdx/":                                  0o755,
+		"rootfs/usr/local/share/spdx/kommodity-autobootstrap.spdx.json": 0o644,
 	}
 
 	if got, want := keys(entries), keys(wantModes); strings.Join(got, " ") != strings.Join(want, " ") {
@@ -483,6 +522,8 @@ func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 		t.Errorf("manifest version %q, want %q", m.Metadata.Version, testVersion)
 	}
 
+	checkSBOM(t, arch, entries[imagebuild.SBOMPath].content, bin)
+
 	if !bytes.Equal(entries[imagebuild.ServiceSpecPath].content, deploy.ServiceSpec) {
 		t.Error("service spec in image differs from deploy/kommodity-autobootstrap.yaml")
 	}
@@ -494,9 +535,20 @@ func checkImage(t *testing.T, img v1.Image, arch string, binary []byte) {
 
 	// machined runs Entrypoint inside the container root: it must be the
 	// executable binary there.
-	info, err := os.Stat(filepath.Join(dir, filepath.FromSlash(imagebuild.ContainerRoot), "kommodity-autobootstrap-extension"))
+	entrypoint := filepath.Join(dir, filepath.FromSlash(imagebuild.ContainerRoot), "kommodity-autobootstrap-extension")
+
+	info, err := os.Stat(entrypoint)
 	if err != nil || info.Mode().Perm()&0o111 == 0 {
 		t.Errorf("entrypoint not executable in container root: %v %v", info, err)
+	}
+
+	// The binary's --version agrees with the manifest (run where this
+	// machine can; both are built from one version value by construction).
+	if arch == runtime.GOARCH && runtime.GOOS == "linux" && useRealDaemon {
+		out, err := exec.Command(entrypoint, "--version").Output()
+		if err != nil || strings.TrimSpace(string(out)) != m.Metadata.Version {
+			t.Errorf("%s --version: %q %v, manifest says %q", arch, out, err, m.Metadata.Version)
+		}
 	}
 }
 
@@ -579,9 +631,13 @@ func TestReproducible(t *testing.T) {
 	}
 
 	// The inputs do reach the digest.
+	otherRevision := input(first, testVersion, epoch)
+	otherRevision.Revision = strings.Repeat("f", 40)
+
 	for what, in := range map[string]imagebuild.Input{
 		"SOURCE_DATE_EPOCH": input(first, testVersion, epoch.Add(time.Second)),
 		"version":           input(first, testVersion+"-other", epoch),
+		"revision":          otherRevision,
 	} {
 		idx, err := imagebuild.Index(in)
 		if err != nil {
@@ -676,6 +732,8 @@ func TestIndexRefusesBadInput(t *testing.T) {
 	cases := map[string]imagebuild.Input{
 		"no platforms":   {Manifest: deploy.Manifest, ServiceSpec: deploy.ServiceSpec, Version: testVersion},
 		"empty version":  input(bins, "", epoch),
+		"no revision":    func() imagebuild.Input { in := input(bins, testVersion, epoch); in.Revision = ""; return in }(),
+		"short revision": func() imagebuild.Input { in := input(bins, testVersion, epoch); in.Revision = "0123456"; return in }(),
 		"empty binary":   {Manifest: deploy.Manifest, ServiceSpec: deploy.ServiceSpec, Version: testVersion, Platforms: []imagebuild.Platform{{Arch: "amd64"}}},
 		"twice the arch": {Manifest: deploy.Manifest, ServiceSpec: deploy.ServiceSpec, Version: testVersion, Platforms: []imagebuild.Platform{{Arch: "amd64", Binary: bins["amd64"]}, {Arch: "amd64", Binary: bins["amd64"]}}},
 		"bad spec":       {Manifest: deploy.Manifest, ServiceSpec: []byte("name: kommodity-autobootstrap\n"), Version: testVersion, Platforms: []imagebuild.Platform{{Arch: "amd64", Binary: bins["amd64"]}}},
@@ -727,7 +785,9 @@ func TestStampManifest(t *testing.T) {
 func TestWriteDirMatchesImage(t *testing.T) {
 	bins := binaries(t)
 
-	tree, err := imagebuild.NewTree(deploy.Manifest, deploy.ServiceSpec, testVersion, bins["arm64"])
+	in := input(bins, testVersion, epoch)
+
+	tree, err := imagebuild.NewTree(in, imagebuild.Platform{Arch: "arm64", Binary: bins["arm64"]})
 	if err != nil {
 		t.Fatal(err)
 	}

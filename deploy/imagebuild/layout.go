@@ -147,14 +147,18 @@ func Push(ctx context.Context, idx v1.ImageIndex, ref string, opts ...remote.Opt
 		return name.Digest{}, fmt.Errorf("push: index digest: %w", err)
 	}
 
-	opts = append([]remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(authn.DefaultKeychain),
-	}, opts...)
-
-	if err := remote.WriteIndex(r, idx, opts...); err != nil {
+	if err := remote.WriteIndex(r, idx, pushOptions(ctx, opts)...); err != nil {
 		return name.Digest{}, fmt.Errorf("push %s: %w", r, err)
 	}
 
 	return r.Context().Digest(digest.String()), nil
+}
+
+// pushOptions puts the context and the Docker config's credentials before
+// the caller's options, which may override them.
+func pushOptions(ctx context.Context, opts []remote.Option) []remote.Option {
+	return append([]remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+	}, opts...)
 }

@@ -49,26 +49,33 @@ type File struct {
 // derived from the file paths.
 type Tree []File
 
-// NewTree assembles the extension's files: the stamped manifest, the service
-// spec and the daemon binary. It refuses inputs Talos would refuse later.
-func NewTree(manifest, serviceSpec []byte, version string, binary []byte) (Tree, error) {
-	stamped, err := StampManifest(manifest, version)
+// NewTree assembles one platform's files: the stamped manifest, the service
+// spec, the daemon binary and the SPDX document of that binary. It refuses
+// inputs Talos would refuse later.
+func NewTree(in Input, p Platform) (Tree, error) {
+	stamped, err := StampManifest(in.Manifest, in.Version)
 	if err != nil {
 		return nil, err
 	}
 
-	if err := CheckServiceSpec(serviceSpec); err != nil {
+	if err := CheckServiceSpec(in.ServiceSpec); err != nil {
 		return nil, err
 	}
 
-	if len(binary) == 0 {
+	if len(p.Binary) == 0 {
 		return nil, errors.New("daemon binary is empty")
+	}
+
+	sbom, err := SBOM(in, p)
+	if err != nil {
+		return nil, err
 	}
 
 	return Tree{
 		{Path: ManifestPath, Mode: 0o644, Content: stamped},
-		{Path: ServiceSpecPath, Mode: 0o644, Content: serviceSpec},
-		{Path: BinaryPath, Mode: 0o755, Content: binary},
+		{Path: ServiceSpecPath, Mode: 0o644, Content: in.ServiceSpec},
+		{Path: BinaryPath, Mode: 0o755, Content: p.Binary},
+		{Path: SBOMPath, Mode: 0o644, Content: sbom},
 	}, nil
 }
 
