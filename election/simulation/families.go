@@ -371,6 +371,17 @@ func (w *world) setupFamily(name string) error {
 		in.init, in.initPullMax = true, w.dur(90*time.Second, 4*time.Minute)
 		w.isolate(in, 0, w.dur(20*time.Second, 60*time.Second))
 		w.p.chaosEnd = 2 * time.Minute
+	case "capi-majority":
+		// Not a family TestFamilies runs: QUORUM_NODES a majority of the
+		// replicas beside the Cluster API provider. The lowest address is
+		// cut off from the other two daemons, not from the provider: they
+		// make their quorum and bootstrap the lowest address they see,
+		// the provider the lowest of all.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		w.p.cfg.LeaderOrder = election.OrderAddress
+		w.isolate(w.nodes[0], 0, 3*time.Minute)
+		w.p.chaosEnd = 3 * time.Minute
+		w.capiLoop()
 	case "omni":
 		// The machines are connected to Omni (SideroLinkConfig), which
 		// bootstraps the youngest one, its first machine, after a minute

@@ -32,6 +32,7 @@ type params struct {
 	resets            bool
 	disk              storageFaults
 	initNode          bool // one control-plane node is of machine type init
+	capi              bool // the Cluster API provider bootstraps too
 }
 
 func (w *world) setup() {
@@ -95,6 +96,19 @@ func (w *world) setup() {
 		for _, m := range w.nodes {
 			m.quorum = p.nCP
 		}
+	}
+
+	// The Cluster API provider beside the daemons, as the parent project
+	// deploys it: the shipped order (address) and QUORUM_NODES = replicas.
+	p.capi = !p.initNode && !p.preBootstrapped && !p.mixedQuorum && p.cfg.LeaderOrder == election.OrderAddress && w.chance(0.2)
+	if p.capi {
+		p.quorum, p.cfg.Quorum = p.nCP, p.nCP
+
+		for _, m := range w.nodes {
+			m.quorum = p.nCP
+		}
+
+		w.capiLoop()
 	}
 
 	mixed := -1
@@ -265,9 +279,9 @@ func (w *world) configOf(n *tnode) daemonConfig {
 func (w *world) describe() string {
 	p := w.p
 
-	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f slowPull=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s init=%v disk=[%s]",
+	return fmt.Sprintf("order=%s cp=%d workers=%d quorum=%d mixed=%v scan=%s confirm=%s delay=%s chaos=%s loss=%.2f replyLoss=%.1f crash=%.2f slowMount=%.1f etcdVolume=%.1f slowPull=%.1f ipChange=%.1f neverSync=%v preBootstrapped=%v aliases=%d resets=%v cuts=%d fill=%s join=%s init=%v capi=%v disk=[%s]",
 		p.cfg.LeaderOrder, p.nCP, p.nWorkers, p.quorum, p.mixedQuorum, p.cfg.ScanInterval.Round(time.Millisecond), p.cfg.FollowerCheckInterval.Round(time.Millisecond),
 		p.cfg.PreBootstrapDelay.Round(time.Millisecond), p.chaosEnd.Round(time.Second), p.loss, p.replyLoss, p.crashRate,
 		p.slowMount, p.etcdVolume, p.slowPull, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second),
-		p.initNode, strings.Join(p.disk.kinds(), ", "))
+		p.initNode, p.capi, strings.Join(p.disk.kinds(), ", "))
 }

@@ -356,3 +356,17 @@ func TestResettingTwoNodesAtOnceMakesTwoClusters(t *testing.T) {
 		t.Fatal("two nodes reset at once never made a second cluster: the model of resets is blind")
 	}
 }
+
+// TestClusterAPIWithAMajorityQuorumMakesTwoClusters is why the README asks
+// for QUORUM_NODES = replicas beside the Cluster API provider: with a
+// majority, daemons that cannot see the lowest address (the provider can)
+// bootstrap the lowest one they see, within these seeds.
+func TestClusterAPIWithAMajorityQuorumMakesTwoClusters(t *testing.T) {
+	s := summarise(runSeeds(t, 1, 50, Options{Family: "capi-majority"}, true))
+
+	t.Logf("Cluster API provider, QUORUM_NODES a majority, lowest address cut off from the daemons: %d of %d scenarios made two clusters", s.doubles, s.runs)
+
+	if s.doubles == 0 {
+		t.Fatal("no double bootstrap with a majority quorum beside the Cluster API provider: the model of the provider is blind")
+	}
+}
