@@ -8,6 +8,7 @@ import (
 	"testing"
 	"testing/synctest"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
@@ -85,4 +86,25 @@ func TestAddressGoneEndsEveryRound(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A peer that reboots while a round reads it shows the status file of its
+// last boot beside the data directory of its new one: the round takes
+// neither, so that no lock is released on facts of two boots.
+func TestFactsOfAPeerThatRebootedMeanwhileAreUnsure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTrio(t)
+
+		facts := tr.s.peerFacts(t.Context(), tr.s.peers[0])
+		if facts.StatusState != election.StatusOK || len(facts.Signs.Unknown) != 0 {
+			t.Fatalf("setup: %s, unknown %v", facts.StatusState, facts.Signs.Unknown)
+		}
+
+		tr.b.bootID = "b2" // rebooted after the scan that found it
+
+		facts = tr.s.peerFacts(t.Context(), tr.s.peers[0])
+		if facts.StatusState != election.StatusUnreadable || facts.Status != nil || len(facts.Signs.Unknown) == 0 || facts.Signs.DataDirNonEmpty == election.No {
+			t.Fatalf("facts across a reboot: status %s %v, signs %+v; want unreadable and unsure", facts.StatusState, facts.Status, facts.Signs)
+		}
+	})
 }

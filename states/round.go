@@ -114,6 +114,21 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 		facts.StatusErr = err.Error()
 	}
 
+	// The facts must all be of the boot the scan saw: a peer that rebooted
+	// meanwhile shows the status file its last boot wrote (proof that /var
+	// was mounted then) beside the data directory of its new boot, whose
+	// ETCD volume may not be mounted yet and lists empty. Mixed, they
+	// released a lock whose leader held etcd data.
+	if now, err := peer.Node.BootID(ctx); (err != nil || now != peer.BootID) && !reverted("one-boot-facts") {
+		why := fmt.Sprintf("boot id changed from %s while it was read", peer.BootID)
+		if err != nil {
+			why = "boot id not read again: " + err.Error()
+		}
+
+		facts.Signs = election.Signs{Unknown: []string{peer.Node.Addr().String() + ": " + why}}
+		facts.Status, facts.StatusState, facts.StatusErr = nil, election.StatusUnreadable, why
+	}
+
 	return facts
 }
 
