@@ -90,7 +90,7 @@ func (w *world) startDaemon(n *tnode) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 
-			w.chk.adopted(w, d, st)
+			w.chk.adopted(d, st)
 		},
 	}
 

@@ -368,7 +368,7 @@ func (w *world) setupFamily(name string) error {
 		// of reach at first. Nobody may send Bootstrap.
 		w.site(3, 0, 5*time.Second, 10*time.Second)
 		in := w.nodes[2]
-		in.init, in.initPullMax = true, w.dur(90*time.Second, 4*time.Minute)
+		in.init, in.initPull = true, w.dur(90*time.Second, 4*time.Minute)
 		w.isolate(in, 0, w.dur(20*time.Second, 60*time.Second))
 		w.p.chaosEnd = 2 * time.Minute
 	case "capi-majority":

@@ -166,7 +166,7 @@ func (c *checker) checkRelease(w *world, n *tnode, lock election.IntentRef, st *
 }
 
 // adopted is a daemon run taking st as the status it acts on.
-func (c *checker) adopted(_ *world, d *daemonRun, st election.Status) {
+func (c *checker) adopted(d *daemonRun, st election.Status) {
 	data, err := election.MarshalStatus(st)
 	if err != nil {
 		panic(err)

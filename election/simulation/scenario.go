@@ -90,7 +90,7 @@ func (w *world) setup() {
 	p.initNode = p.nCP >= 2 && !p.preBootstrapped && !p.mixedQuorum && w.chance(0.1)
 	if p.initNode {
 		n := w.nodes[w.rng.IntN(p.nCP)]
-		n.init, n.initPullMax = true, w.dur(time.Second, 3*time.Minute)
+		n.init, n.initPull = true, w.dur(time.Second, 3*time.Minute)
 		p.quorum, p.cfg.Quorum = p.nCP, p.nCP
 
 		for _, m := range w.nodes {

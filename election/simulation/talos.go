@@ -39,10 +39,10 @@ type tnode struct {
 	foreign bool // another cluster's CA (or maintenance mode): fails the CA check
 	init    bool // machine type init: Talos founds etcd here by itself
 	omni    bool // connected to Omni (SideroLink): Omni bootstraps its cluster
-	// initPullMax bounds an init node's etcd image pull.
-	initPullMax time.Duration
-	ip          netip.Addr
-	quorum      int // its QUORUM_NODES
+	// initPull is how long an init node's etcd image takes to pull.
+	initPull time.Duration
+	ip       netip.Addr
+	quorum   int // its QUORUM_NODES
 
 	up         bool
 	boots      int
@@ -103,9 +103,6 @@ func (n *tnode) storage() *disk {
 
 	return n.disk
 }
-
-// initPull is how long an init node's etcd image takes to pull.
-func (n *tnode) initPull() time.Duration { return n.initPullMax }
 
 // etcdVisible: /var/lib/etcd shows its data (/var and, on a node with its
 // own ETCD volume, that volume are mounted).

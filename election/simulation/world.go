@@ -205,7 +205,7 @@ func (w *world) boot(n *tnode) {
 					// Talos's StartAllServices on an init node: etcd in
 					// bootstrap mode, no Bootstrap call, once its image is
 					// pulled (seconds, or minutes).
-					w.at(n.initPull(), func() {
+					w.at(n.initPull, func() {
 						if alive() && n.data == 0 && n.pending == nil {
 							w.accept(n, "init node")
 						}
