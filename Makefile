@@ -34,11 +34,13 @@ build-local:
 test:
 	go test -count=1 -timeout 20m ./...
 
-## simulate: the long simulator run (the daemon's own code, 100,000 seeds by default)
+## simulate: the long simulator run (the daemon's own code, 100,000 seeds by
+## default, one worker per core); FIRST resumes from a seed, WORKERS=0 is one per core
 SEEDS ?= 100000
 FIRST ?= 1
+WORKERS ?= 0
 simulate:
-	go test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./election/simulation -sim.seeds=$(SEEDS) -sim.seed=$(FIRST)
+	go test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./election/simulation -sim.seeds=$(SEEDS) -sim.seed=$(FIRST) -sim.workers=$(WORKERS)
 
 ## test-short: quick run for development
 test-short:

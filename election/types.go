@@ -338,6 +338,10 @@ func MarshalStatus(s Status) ([]byte, error) {
 
 // ParseStatus decodes and validates a status file (own or a peer's).
 func ParseStatus(data []byte) (*Status, error) {
+	if s, ok := rememberedStatus(data); ok {
+		return &s, nil
+	}
+
 	var s Status
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("decode status: %w", err)
@@ -346,6 +350,8 @@ func ParseStatus(data []byte) (*Status, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
+
+	rememberStatus(data, s)
 
 	return &s, nil
 }

@@ -18,8 +18,10 @@ type checker struct {
 	problem     string
 	// invariant is the first invariant violated (invariants.go).
 	invariant string
-	// founder names the machine that founded each cluster.
-	founder map[int]string
+	// founder names the machine that founded each cluster; foundedBy is
+	// that machine (none for a cluster made by hand).
+	founder   map[int]string
+	foundedBy map[int]*tnode
 }
 
 // existing records a cluster made before the scenario (by hand).
@@ -38,6 +40,12 @@ func (c *checker) newCluster(w *world, m *tnode) int {
 	c.nextID++
 	c.created++
 	c.setFounder(c.nextID, nodeName(m))
+
+	if c.foundedBy == nil {
+		c.foundedBy = map[int]*tnode{}
+	}
+
+	c.foundedBy[c.nextID] = m
 	w.tracef(m, "etcd cluster %d created", c.nextID)
 
 	if c.created > 1 || c.preexisting {

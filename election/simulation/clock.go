@@ -1,7 +1,6 @@
 package simulation
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -61,6 +60,8 @@ type simTimer struct {
 	fn    func()
 	gen   int
 	armed bool
+	// ev is the event of the last arming, cancelled by a Stop or Reset.
+	ev *event
 }
 
 func (t *simTimer) Chan() <-chan time.Time { return t.ch }
@@ -73,6 +74,7 @@ func (t *simTimer) Stop() bool {
 	was := t.armed
 	t.armed = false
 	t.gen++
+	t.cancel()
 
 	return was
 }
@@ -86,6 +88,7 @@ func (t *simTimer) Reset(d time.Duration) bool {
 	was := t.armed
 	t.gen++
 	t.armed = true
+	t.cancel()
 	gen := t.gen
 	c.timers++
 
@@ -93,8 +96,12 @@ func (t *simTimer) Reset(d time.Duration) bool {
 		return was
 	}
 
-	s.register(c.d.key(fmt.Sprintf("timer|%08d", c.timers)), func() {
-		s.at(d, func() {
+	s.register(c.d.key("timer|"+padded(c.timers, 8)), func() {
+		if t.gen != gen {
+			return // stopped or reset before it started
+		}
+
+		t.ev = s.at(d, func() {
 			if t.gen != gen || !t.armed || c.d.dead {
 				return
 			}
@@ -115,4 +122,12 @@ func (t *simTimer) Reset(d time.Duration) bool {
 	})
 
 	return was
+}
+
+// cancel drops the event of the previous arming (scheduler lock held).
+func (t *simTimer) cancel() {
+	if t.ev != nil {
+		t.ev.cancelled = true
+		t.ev = nil
+	}
 }

@@ -48,7 +48,9 @@ type daemonRun struct {
 	adopted     []byte // the status this run acts on, as written
 }
 
-func (d *daemonRun) key(k string) string { return fmt.Sprintf("d%02d.%03d|%s", d.node.idx, d.gen, k) }
+func (d *daemonRun) key(k string) string {
+	return "d" + padded(d.node.idx, 2) + "." + padded(d.gen, 3) + "|" + k
+}
 
 // startDaemon is Talos starting the extension service (scheduler side).
 func (w *world) startDaemon(n *tnode) {

@@ -255,7 +255,11 @@ func (f *diskFS) fault(kind string) error {
 // crashHere ends the process at this boundary, by a kill or a power loss,
 // when the seed says so (during the chaos only).
 func (f *diskFS) crashHere(kind, when string) bool {
-	return f.w.crashPoint(f.d, f.rng, fmt.Sprintf("%s %s", when, kind))
+	if !f.w.inChaos() || f.w.p.disk.crashRate == 0 {
+		return false // as crashPoint would, without building its label
+	}
+
+	return f.w.crashPoint(f.d, f.rng, when+" "+kind)
 }
 
 // crashPoint is one effect boundary of run d (mu held): with the seed's

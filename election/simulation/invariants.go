@@ -197,17 +197,45 @@ func (c *checker) everyStep(w *world) {
 			continue
 		}
 
-		if !bytes.Equal(d.adopted, n.storage().status()) {
+		read := n.storage().status()
+		if !bytes.Equal(d.adopted, read) {
 			c.broken(w, invActsOnWhatPeersRead, "%s acts on a status other than the one peers read:\nacts on   %s\npeers read %s",
-				n, oneLine(d.adopted), oneLine(n.storage().status()))
+				n, oneLine(d.adopted), oneLine(read))
 
 			return
 		}
+
+		// Equal: share the disk's bytes, so that the next steps compare
+		// one array with itself (the disk never changes bytes in place).
+		d.adopted = read
 	}
 
 	// OneFounding: at most one machine holds a founding that may still
 	// create (or holds) a cluster: a Bootstrap accepted in its current
-	// boot, or the data of the cluster it founded.
+	// boot, or the data of the cluster it founded. This runs after every
+	// event, so it counts first (never fewer than the founders) and names
+	// the founders only when the count says there may be two.
+	holders, data := 0, 0
+
+	for _, n := range w.nodes {
+		if n.up && n.pending != nil && n.pending.bootID == n.bootID && (n.data == 0 || c.foundedBy[n.data] != n) {
+			holders++
+		}
+
+		if n.data != 0 && n.data != data {
+			holders++
+			data = n.data
+		}
+	}
+
+	if holders > 1 {
+		c.oneFounding(w)
+	}
+}
+
+// oneFounding names the machines that hold foundings at once, and reports
+// the violation when they are more than one.
+func (c *checker) oneFounding(w *world) {
 	founders := map[string]bool{}
 
 	for _, n := range w.nodes {

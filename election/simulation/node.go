@@ -39,7 +39,7 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 
 	a.w.mu.Lock()
 	a.calls++
-	key := fmt.Sprintf("rpc|%s|%06d|%s", a.addr, a.calls, method)
+	key := "rpc|" + a.addr.String() + "|" + padded(a.calls, 6) + "|" + method
 	a.w.mu.Unlock()
 
 	if method == "Bootstrap" && a.w.bootstrapCrash(a.d, a.d.rng, "before the Bootstrap RPC") {
@@ -51,7 +51,7 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 		self := a.d.node
 		m := w.nodeAt(a.addr)
 
-		w.at(timeout, func() {
+		c.timeout = w.at(timeout, func() {
 			w.answer(c, nil, a.fail(method, status.Error(codes.DeadlineExceeded, "context deadline exceeded")))
 		})
 

@@ -2,7 +2,6 @@ package simulation
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -75,7 +74,7 @@ func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.A
 
 	w.mu.Lock()
 	s.scans++
-	key := fmt.Sprintf("%s|%06d", kind, s.scans)
+	key := kind + "|" + padded(s.scans, 6)
 	w.mu.Unlock()
 
 	v, err := w.park(ctx, s.d, key, func(c *call) {
@@ -117,7 +116,7 @@ func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.A
 			})
 		}
 
-		w.at(s.d.cfg.ScanTimeout, func() { w.answer(c, answers, nil) })
+		c.timeout = w.at(s.d.cfg.ScanTimeout, func() { w.answer(c, answers, nil) })
 	})
 	if err != nil {
 		return states.ScanResult{}, err

@@ -290,3 +290,34 @@ func (w *world) describe() string {
 		p.slowMount, p.etcdVolume, p.slowPull, p.ipChange, p.neverSync, p.preBootstrapped, len(w.aliases), p.resets, len(w.cuts), p.fillMax.Round(time.Second), p.joinMax.Round(time.Second),
 		p.initNode, p.capi, strings.Join(p.disk.kinds(), ", "))
 }
+
+// faults names the kinds of fault and of other bootstrapper this scenario
+// switched on, for a long run's tally of what it exercised.
+func (w *world) faults() []string {
+	p := w.p
+
+	var out []string
+
+	add := func(on bool, kind string) {
+		if on {
+			out = append(out, kind)
+		}
+	}
+
+	add(p.loss > 0, "lost RPCs")
+	add(p.replyLoss > 0, "lost Bootstrap replies")
+	add(p.crashRate > 0, "daemon crashes")
+	add(len(w.cuts) > 0, "link cuts")
+	add(p.slowMount > 0, "slow /var mounts")
+	add(p.slowPull > 0, "slow etcd image pulls")
+	add(p.ipChange > 0, "address changes")
+	add(p.neverSync, "a clock that never syncs")
+	add(len(w.aliases) > 0, "address aliases")
+	add(p.resets, "resets")
+	add(p.mixedQuorum, "mixed QUORUM_NODES")
+	add(p.preBootstrapped, "a cluster made by hand")
+	add(p.initNode, "a Talos init node")
+	add(p.capi, "the Cluster API provider")
+
+	return append(out, p.disk.kinds()...)
+}

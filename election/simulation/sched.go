@@ -50,6 +50,8 @@ type call struct {
 	d        *daemonRun
 	done     chan result
 	answered bool
+	// timeout is the event that fails the call if nothing answers first.
+	timeout *event
 }
 
 func newSched(seed uint64) *sched {
@@ -112,6 +114,10 @@ func (s *sched) answer(c *call, v any, err error) {
 	}
 
 	c.answered = true
+	if c.timeout != nil {
+		c.timeout.cancelled = true
+	}
+
 	delete(c.d.outstanding, c)
 	c.done <- result{v: v, err: err}
 }
@@ -147,6 +153,10 @@ func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
 		s.mu.Lock()
 		check()
 		s.flush()
+
+		for len(s.q) > 0 && s.q[0].cancelled {
+			s.q.pop()
+		}
 
 		if len(s.q) == 0 || s.q[0].at > horizon || stop() {
 			s.mu.Unlock()

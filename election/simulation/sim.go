@@ -40,6 +40,10 @@ type Result struct {
 	Invariant       string
 	LivenessFailure bool
 	Problem         string
+	// Family is the scripted family run ("" for a random scenario);
+	// Faults are the fault kinds the scenario switched on.
+	Family string
+	Faults []string
 	// SettledAfter is how long after the end of the faults the last
 	// control-plane daemon was done.
 	SettledAfter time.Duration
@@ -76,6 +80,7 @@ func run(opts Options) Result {
 	res := Result{
 		Seed: opts.Seed, Scenario: opts.Family + " " + w.describe(), ClustersCreated: w.chk.created,
 		DoubleBootstrap: w.chk.double, Invariant: w.chk.invariant, Problem: w.chk.problem, Paths: w.paths,
+		Family: opts.Family, Faults: w.faults(),
 	}
 
 	if !w.chk.double && w.chk.invariant == "" {

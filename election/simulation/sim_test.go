@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +24,19 @@ var (
 	seeds     = flag.Int("sim.seeds", 1000, "number of simulated scenarios")
 	firstSeed = flag.Uint64("sim.seed", 1, "first seed; with -sim.seeds=1 it replays one scenario")
 	showTrace = flag.Bool("sim.trace", false, "print the trace of every scenario run")
+	workers   = flag.Int("sim.workers", 0, "scenarios run at once (0: one per core, GOMAXPROCS)")
 )
+
+// progressEvery is how many seeds a long run reports its pace after.
+const progressEvery = 10000
+
+// TestMain lets the heap grow to five times its live size before a
+// collection: a scenario allocates mostly short-lived garbage, and the
+// default pace spent a quarter of the simulator's CPU collecting it.
+func TestMain(m *testing.M) {
+	debug.SetGCPercent(400)
+	os.Exit(m.Run())
+}
 
 // runSeeds runs count scenarios from first on all CPUs; results come back in
 // seed order, so the summary does not depend on scheduling. Unless
@@ -31,15 +45,28 @@ var (
 func runSeeds(t *testing.T, first uint64, count int, opts Options, failuresExpected bool) []Result {
 	results := make([]Result, count)
 	next := make(chan int)
+	start := time.Now()
 
-	var wg sync.WaitGroup
+	var (
+		wg   sync.WaitGroup
+		done atomic.Int64
+	)
 
-	for range runtime.GOMAXPROCS(0) {
+	n := *workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+
+	for range n {
 		wg.Go(func() {
 			for i := range next {
 				o := opts
 				o.Seed = first + uint64(i)
 				results[i] = Run(t, o)
+
+				if d := done.Add(1); d%progressEvery == 0 {
+					fmt.Fprintf(os.Stderr, "simulated %d of %d seeds from %d, %.1f seeds/s\n", d, count, first, float64(d)/time.Since(start).Seconds())
+				}
 
 				if r := results[i]; !failuresExpected && r.failed() {
 					// At once, so that a long run names every failing seed
@@ -90,13 +117,21 @@ type summary struct {
 	worst                   time.Duration
 	worstSeed               uint64
 	failed                  []Result
+	// families and faults count the scenarios that ran each family and
+	// each fault kind.
+	families, faults map[string]int
 }
 
 func summarise(results []Result) summary {
-	s := summary{paths: map[string]int{}, invariants: map[string]int{}}
+	s := summary{paths: map[string]int{}, invariants: map[string]int{}, families: map[string]int{}, faults: map[string]int{}}
 
 	for _, r := range results {
 		s.runs++
+		s.families[cmp.Or(r.Family, "random")]++
+
+		for _, f := range r.Faults {
+			s.faults[f]++
+		}
 
 		if r.DoubleBootstrap {
 			s.doubles++
@@ -138,12 +173,14 @@ func (s summary) violations() int {
 	return n
 }
 
-func (s summary) pathLines() string {
-	keys := slices.Sorted(maps.Keys(s.paths))
+func (s summary) pathLines() string { return tally(s.paths) }
+
+func tally(counts map[string]int) string {
+	keys := slices.Sorted(maps.Keys(counts))
 	lines := make([]string, 0, len(keys))
 
 	for _, k := range keys {
-		lines = append(lines, fmt.Sprintf("  %6d scenarios: %s", s.paths[k], k))
+		lines = append(lines, fmt.Sprintf("  %6d scenarios: %s", counts[k], k))
 	}
 
 	return strings.Join(lines, "\n")
@@ -171,6 +208,8 @@ func TestSimulation(t *testing.T) {
 
 	t.Logf("simulated %d scenarios from seed %d: %d double bootstraps, %d invariant violations %v, %d liveness failures; slowest settlement %s after the faults (seed %d); wall time %s, %.1f seeds/s",
 		s.runs, *firstSeed, s.doubles, s.violations(), s.invariants, s.liveness, s.worst.Round(time.Second), s.worstSeed, wall.Round(time.Millisecond), float64(s.runs)/wall.Seconds())
+	t.Logf("families run:\n%s", tally(s.families))
+	t.Logf("faults switched on:\n%s", tally(s.faults))
 	t.Logf("paths exercised:\n%s", s.pathLines())
 
 	if s.doubles > 0 || s.violations() > 0 || s.liveness > 0 {
