@@ -299,7 +299,7 @@ func (r LockRef) String() string { return fmt.Sprintf("%s/%s/%d", r.IP, r.BootID
 func ParseLockRef(value string) (*LockRef, error) {
 	parts := strings.Split(value, "/")
 	if len(parts) != 3 {
-		return nil, errors.New("must be LEADER_IP/LEADER_BOOT_ID/INTENT (see README, Safety)")
+		return nil, errors.New("must be LEADER_IP/LEADER_BOOT_ID/INTENT (see docs/operations.md, Breaking a lock)")
 	}
 
 	ip, err := netip.ParseAddr(parts[0])

@@ -991,7 +991,7 @@ func lockBlockers(nodes []Facts, runs []stepped) lockFindings {
 			Leader: lock.Leader.IP.String(),
 			Line:   BreakLockVariable + "=" + config.LockRef{IP: lock.Leader.IP, BootID: lock.Leader.BootID, Intent: lock.Number}.String(),
 			Conditions: fmt.Sprintf("%sonly if %s never ran etcd and will not come back with its disk (it is powered off, wiped, "+
-				"or out of the network for good); set it on %s only; only that exact lock is released (README, Safety, escape hatch)",
+				"or out of the network for good); set it on %s only; only that exact lock is released (docs/operations.md, Breaking a lock)",
 				seen, lock.Leader.IP, self.Addr),
 		})
 	}
