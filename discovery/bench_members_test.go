@@ -44,11 +44,11 @@ const (
 	// appears: the loop ends at quorum, as the daemon's Scan state does, and
 	// the new node is what brings it.
 	candidateQuorum = 3
-	// longPauseAttempt is the first attempt whose NextScanDelay is the whole
-	// SCAN_INTERVAL (1, 2, 4, 8, 16 s, then 30 s): where a daemon waiting for
-	// quorum sits from half a minute on, and so where a late node usually
-	// finds it.
-	longPauseAttempt = 5
+	// longPauseAttempt is the attempt the loop starts from: 0, the fast
+	// phase a daemon waiting for quorum is in during its first FastSweepFor
+	// (issue 22; before, the pauses grew 1, 2, 4, 8, 16 s, then 30 s, and
+	// this was 5).
+	longPauseAttempt = 0
 )
 
 // appearFunc makes the new node appear some time into a pause of the given
@@ -90,7 +90,7 @@ func timeToCandidate(ctx context.Context, c *Combined, interval time.Duration, a
 				return
 			}
 
-			delay := NextScanDelay(known, candidateQuorum, attempt, interval)
+			delay := c.NextDelay(known, candidateQuorum, attempt, interval)
 			if attempt == longPauseAttempt {
 				pausing <- delay
 			}

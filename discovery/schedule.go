@@ -2,24 +2,37 @@ package discovery
 
 import "time"
 
-// FirstRescanDelay is the pause after a scan that found fewer control-plane
-// nodes than the quorum. Nodes of a new cluster boot within seconds of each
-// other, so the next look should come soon.
-const FirstRescanDelay = time.Second
+// FirstRescanDelay is the shortest pause between two rounds while quorum is
+// missing: it keeps a round that found nothing to sweep from spinning.
+const FirstRescanDelay = 100 * time.Millisecond
 
-// NextScanDelay is the pause before the next scan. While fewer than quorum
-// control-plane nodes are known (self included), it starts at
-// FirstRescanDelay and doubles with each attempt up to scanInterval, so a
-// cluster reaches quorum about one round after its last node answers;
-// attempt counts the scans since the number of known control-plane nodes
-// last changed (0 for the first). At quorum it is scanInterval.
-func NextScanDelay(knownControlPlane, quorum, attempt int, scanInterval time.Duration) time.Duration {
-	if knownControlPlane >= quorum || scanInterval <= FirstRescanDelay {
+// FastSweepFor is how long rounds follow each other at the sweep's full
+// pace (one pace window apart) while quorum is missing and the number of
+// known control-plane nodes does not change. Nodes of a new cluster boot
+// within minutes of each other; after that the pace falls back to one
+// round per SCAN_INTERVAL.
+const FastSweepFor = 5 * time.Minute
+
+// NextScanDelay is the pause before the next round. At quorum it is
+// scanInterval. Below quorum it is one SCAN_TIMEOUT (the caller may shorten
+// it to the opening of the sweep's next pace window) for the first
+// FastSweepFor of rounds, counted by attempt (the rounds since the number
+// of known control-plane nodes last changed, 0 for the first), then
+// scanInterval.
+func NextScanDelay(knownControlPlane, quorum, attempt int, scanTimeout, scanInterval time.Duration) time.Duration {
+	if knownControlPlane >= quorum || scanInterval <= scanTimeout || scanTimeout <= 0 {
 		return scanInterval
 	}
-	d := FirstRescanDelay
-	for i := 0; i < attempt && d < scanInterval; i++ {
-		d *= 2
+
+	if attempt < FastRounds(scanTimeout) {
+		return scanTimeout
 	}
-	return min(d, scanInterval)
+
+	return scanInterval
+}
+
+// FastRounds is the number of rounds of the fast phase: a round lasts
+// about one SCAN_TIMEOUT (its silent addresses) and pauses another.
+func FastRounds(scanTimeout time.Duration) int {
+	return int(FastSweepFor / (PaceWindows * scanTimeout))
 }

@@ -6,27 +6,26 @@ import (
 )
 
 func TestNextScanDelay(t *testing.T) {
-	const interval = 30 * time.Second
-	var got []time.Duration
-	for attempt := range 7 {
-		got = append(got, NextScanDelay(1, 3, attempt, interval))
+	const timeout, interval = 2 * time.Second, 30 * time.Second
+	fast := FastRounds(timeout)
+	if fast != 75 { // 5 min of 4 s rounds
+		t.Fatalf("fast rounds %d, want 75", fast)
 	}
-	want := []time.Duration{1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("below quorum: got %v, want %v", got, want)
+	for attempt := range fast {
+		if d := NextScanDelay(1, 3, attempt, timeout, interval); d != timeout {
+			t.Fatalf("below quorum, attempt %d: %v, want %v", attempt, d, timeout)
 		}
 	}
-	if d := NextScanDelay(3, 3, 0, interval); d != interval {
+	if d := NextScanDelay(1, 3, fast, timeout, interval); d != interval {
+		t.Fatalf("below quorum after the fast phase: %v, want %v", d, interval)
+	}
+	if d := NextScanDelay(3, 3, 0, timeout, interval); d != interval {
 		t.Fatalf("at quorum: %v", d)
 	}
-	if d := NextScanDelay(5, 3, 0, interval); d != interval {
+	if d := NextScanDelay(5, 3, 0, timeout, interval); d != interval {
 		t.Fatalf("above quorum: %v", d)
 	}
-	if d := NextScanDelay(0, 3, 1000, interval); d != interval {
-		t.Fatalf("many attempts: %v", d)
-	}
-	if d := NextScanDelay(0, 3, 0, 500*time.Millisecond); d != 500*time.Millisecond {
-		t.Fatalf("interval shorter than the first delay: %v", d)
+	if d := NextScanDelay(0, 3, 0, timeout, 500*time.Millisecond); d != 500*time.Millisecond {
+		t.Fatalf("interval shorter than the timeout: %v", d)
 	}
 }

@@ -153,6 +153,13 @@ type Combined struct {
 	ranges  map[SourceName]netip.Prefix
 	// inits: the init nodes each source named in its last answer.
 	inits map[SourceName][]netip.Addr
+
+	// The sweep's pass and pace (sweepPart).
+	next     func() (netip.Addr, bool)
+	stopPass func()
+	opened   time.Time // the current pace window began
+	used     int       // sweep probes begun in it
+	passes   int
 }
 
 // NewCombined combines sources for scanner. pollEvery (SCAN_TIMEOUT) is
@@ -181,49 +188,144 @@ type Round struct {
 	InitMembers []netip.Addr
 }
 
-// Scan probes the known peers and every source's targets.
+// Scan probes the known peers and every source's targets. The listed
+// addresses (members, PEERS) come first: when their answers already
+// satisfy enough, the round ends there, without sweeping. Otherwise the
+// round sweeps the next part of the range that the pace allows (see
+// Combined.sweepPart), and ends as soon as enough holds for the peers that
+// answered: the probes of the silent addresses go on, and their answers
+// count in the next round.
 func (c *Combined) Scan(ctx context.Context) (Round, error) {
 	finite, sweeps := c.targets(ctx)
 
-	probed, listed := 0, finite
+	var probed, silent, foreign, failed int
 
 	if len(finite) > 0 && len(sweeps) > 0 && c.enough != nil {
-		res, err := c.scanner.Scan(ctx, slices.Values(finite))
+		res, err := c.scanner.ScanUntil(ctx, slices.Values(finite), c.enough)
 		if err != nil || c.enough(res) {
 			return Round{Result: res, BySource: c.attribute(res), InitMembers: c.initMembers()}, err
 		}
 
 		// Probed once this round: the peers found there are known now and
 		// re-probed anyway, a silent entry is not waited for twice.
-		probed, listed = res.Probed, nil
+		probed, silent, foreign, failed = res.Probed, res.Silent, res.Foreign, res.Failed
+		finite = nil
 	}
 
-	seen := make(map[netip.Addr]bool, len(finite))
+	listed := make(map[netip.Addr]bool, len(finite))
 
 	for _, a := range finite {
-		seen[a] = true
+		listed[a] = true
 	}
 
-	all := func(yield func(netip.Addr) bool) {
-		for _, a := range listed {
-			if !yield(a) {
-				return
-			}
-		}
+	part := c.sweepPart(sweeps, listed)
 
-		for _, seq := range sweeps {
-			for a := range seq {
-				if !seen[a] && !yield(a) {
-					return
-				}
-			}
-		}
-	}
-
-	res, err := c.scanner.Scan(ctx, all)
+	res, err := c.scanner.ScanUntil(ctx, slices.Values(slices.Concat(finite, part)), c.enough)
 	res.Probed += probed
+	res.Silent += silent
+	res.Foreign += foreign
+	res.Failed += failed
 
 	return Round{Result: res, BySource: c.attribute(res), InitMembers: c.initMembers()}, err
+}
+
+// The sweep's pace: at most SCAN_CONCURRENCY sweep probes begin in one
+// window of PaceWindows × SCAN_TIMEOUT, whatever the rounds ask; a range
+// of up to SCAN_CONCURRENCY hosts (a /24 at the defaults) is swept whole
+// in every window, a larger one rolls on from where the last window
+// stopped. A new pass over the range begins only with a new window.
+const PaceWindows = 2
+
+// sweepPart takes the addresses this round sweeps: up to the pace's budget
+// left in the current window, from where the pass stands. Addresses that
+// the scanner would skip (known, excluded, in flight) and listed ones cost
+// nothing. Memory: at most one budget of addresses.
+func (c *Combined) sweepPart(sweeps []iter.Seq[netip.Addr], listed map[netip.Addr]bool) []netip.Addr {
+	if len(sweeps) == 0 {
+		return nil
+	}
+
+	now := c.clock.Now()
+	budget := c.scanner.concurrency
+
+	if c.opened.IsZero() || now.Sub(c.opened) >= c.window() {
+		c.opened, c.used = now, 0
+	}
+
+	if c.next == nil {
+		if c.used > 0 {
+			return nil // this window's pass is done: the next begins with the next window
+		}
+
+		c.next, c.stopPass = iter.Pull(func(yield func(netip.Addr) bool) {
+			for _, seq := range sweeps {
+				for a := range seq {
+					if !yield(a) {
+						return
+					}
+				}
+			}
+		})
+		c.passes++
+	}
+
+	var out []netip.Addr
+
+	for c.used < budget {
+		a, ok := c.next()
+		if !ok {
+			c.endPass()
+
+			break
+		}
+
+		a = a.Unmap()
+		if listed[a] || c.scanner.skips(a) {
+			continue
+		}
+
+		c.used++
+		out = append(out, a)
+	}
+
+	if c.used == 0 {
+		c.opened = time.Time{} // nothing to sweep: no window was used
+	}
+
+	return out
+}
+
+func (c *Combined) window() time.Duration { return PaceWindows * c.scanner.timeout }
+
+func (c *Combined) endPass() {
+	if c.stopPass != nil {
+		c.stopPass()
+	}
+
+	c.next, c.stopPass = nil, nil
+}
+
+// NextDelay is the Scan state's pause below quorum: NextScanDelay, shortened
+// in the fast phase to the opening of the sweep's next pace window (so
+// that a range the budget covers is swept every PaceWindows × SCAN_TIMEOUT),
+// never under FirstRescanDelay.
+func (c *Combined) NextDelay(known, quorum, attempt int, interval time.Duration) time.Duration {
+	d := NextScanDelay(known, quorum, attempt, c.scanner.timeout, interval)
+	if known >= quorum || d >= interval || len(c.ranges) == 0 {
+		return d
+	}
+
+	return max(FirstRescanDelay, min(c.UntilNextWindow(), c.window()))
+}
+
+// UntilNextWindow is how long until the sweep's pace opens its next window
+// (0 when it is open, or nothing is swept): a round then may sweep again.
+func (c *Combined) UntilNextWindow() time.Duration {
+	if c.opened.IsZero() {
+		return 0
+	}
+
+	return max(0, c.window()-c.clock.Since(c.opened))
 }
 
 // Refresh re-probes the known peers only.
@@ -412,5 +514,9 @@ func (c *Combined) ProbeSelf(ctx context.Context, addr netip.Addr) (Peer, error)
 	return c.scanner.ProbeSelf(ctx, addr)
 }
 
-// Close closes the scanner's connections.
-func (c *Combined) Close() error { return c.scanner.Close() }
+// Close ends the sweep's pass and closes the scanner's connections.
+func (c *Combined) Close() error {
+	c.endPass()
+
+	return c.scanner.Close()
+}

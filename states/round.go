@@ -105,6 +105,17 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 		},
 	}
 
+	// A peer that missed its last probe is likely gone (a node that moved
+	// away): reading it would wait out every call's timeout in each round.
+	// Its facts are unknown, which is what a failed read gives anyway.
+	if peer.Misses > 0 {
+		why := fmt.Sprintf("did not answer its last %d probe(s)", peer.Misses)
+		facts.Signs = election.Signs{Unknown: []string{peer.Node.Addr().String() + ": " + why}}
+		facts.StatusState, facts.StatusErr = election.StatusUnreadable, why
+
+		return facts
+	}
+
 	facts.Signs, _ = transport.ProbeEtcdSigns(ctx, peer.Node)
 
 	st, state, err := transport.ReadStatus(ctx, peer.Node, s.Settings.StatusPath, peer.BootID)

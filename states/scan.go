@@ -12,9 +12,10 @@ import (
 )
 
 // scan runs one discovery round. While fewer than QUORUM_NODES control-plane
-// nodes (self included) are known it waits a short, growing delay and scans
-// again, so that quorum is noticed about one probe round after the last node
-// comes up.
+// nodes (self included) are known it waits the scanner's delay (short at
+// first, SCAN_INTERVAL once the view has not changed for a while) and scans
+// again; a round ends as soon as a quorum has answered, so that quorum is
+// noticed as soon as the last node answers a probe.
 func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 	if s.scanner == nil {
 		scanner, err := s.NewScanner(s.identity, s.dialer, s.network)
@@ -84,6 +85,12 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 		if err := s.persist(next); err != nil {
 			return "", err
 		}
+	}
+
+	// The pace stays fast while the view changes: attempts count the
+	// rounds since the number of known nodes last changed.
+	if known != s.scanKnown {
+		s.scanKnown, s.scanAttempt = known, 0
 	}
 
 	delay := s.scanner.NextDelay(known, s.scanAttempt)

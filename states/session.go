@@ -151,6 +151,7 @@ type Session struct {
 	peers          []discovery.Peer // control-plane peers of the last scan
 	initMembers    []netip.Addr     // init nodes discovery named in the last scan
 	scanAttempt    int
+	scanKnown      int // control-plane nodes known at the last scan round
 	tracker        election.ViewTracker
 	status         election.Status
 	state          fsm.State

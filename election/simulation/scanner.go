@@ -12,8 +12,9 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
-// scanner sweeps the simulated /24 as discovery.Scanner sweeps a range:
-// every address is probed at once with SCAN_TIMEOUT; a peer counts only when
+// scanner sweeps the simulated /24 as discovery.Combined sweeps a range
+// that its pace covers: every address is probed at once with SCAN_TIMEOUT,
+// and a round ends once a quorum answered (see sweep); a peer counts only when
 // its apid certificate chains to the cluster CA; its boot id, boot time and
 // machine type come from its own apid; a known peer stays in the result
 // until it misses discovery.DefaultMissThreshold probes in a row; this
@@ -24,6 +25,8 @@ type scanner struct {
 	clock *nodeClock
 	nodes map[netip.Addr]*apiNode
 	known map[netip.Addr]*knownPeer
+	// late: answers that came after their round ended, for the next one.
+	late  map[netip.Addr]probeAnswer
 	scans int
 }
 
@@ -41,7 +44,7 @@ type probeAnswer struct {
 var _ states.Scanner = (*scanner)(nil)
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {
-	return discovery.NextScanDelay(known, s.d.cfg.Quorum, attempt, s.d.cfg.ScanInterval)
+	return discovery.NextScanDelay(known, s.d.cfg.Quorum, attempt, s.d.cfg.ScanTimeout, s.d.cfg.ScanInterval)
 }
 
 // Pause sleeps: the simulated network has no discovery members to watch.
@@ -67,8 +70,15 @@ func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
 }
 
 // sweep probes addrs (computed by the scheduler when the request starts).
-// A sweep of the range waits out SCAN_TIMEOUT, as silent addresses make the
-// real one do; a refresh ends with its last answer.
+//
+// A sweep of the range behaves as discovery.Combined's round: it ends as
+// soon as the answers of this round (those that arrived after the last
+// round ended count too) show a quorum of control-plane nodes, self
+// included, and otherwise at SCAN_TIMEOUT, which silent addresses make the
+// real one wait out. The probes still running when it ends go on: an
+// answer that arrives within SCAN_TIMEOUT of the probe's start is kept for
+// the next round, and a known peer whose answer is still due counts no
+// miss. A refresh ends with its last answer.
 func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.Addr) (states.ScanResult, error) {
 	w := s.w
 
@@ -82,6 +92,22 @@ func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.A
 		targets := addrs()
 		answers := make(map[netip.Addr]probeAnswer, len(targets))
 		expected := 0
+		started := w.now
+		streaming := kind == "scan"
+
+		if streaming {
+			for addr, a := range s.late {
+				answers[addr] = a
+			}
+
+			clear(s.late)
+		}
+
+		done := func(complete bool) { w.answer(c, sweepAnswers{answers: answers, complete: complete}, nil) }
+
+		if streaming && s.enough(answers) {
+			w.at(0, func() { done(false) })
+		}
 
 		for _, addr := range targets {
 			if addr == self.ip {
@@ -103,33 +129,70 @@ func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.A
 				a := probeAnswer{ok: true, foreign: m.foreign, cp: m.cp, bootID: m.bootID, bootTime: time.Unix(m.bootTimeUnix(), 0)}
 
 				w.at(w.delay(m, self), func() {
-					if !w.reachable(self, m) || c.answered {
+					if !w.reachable(self, m) {
+						return
+					}
+
+					if c.answered {
+						// The round went on without it; the probe did not.
+						if streaming && w.now-started < s.d.cfg.ScanTimeout {
+							s.late[addr] = a
+						}
+
 						return
 					}
 
 					answers[addr] = a
 
 					if kind == "refresh" && len(answers) == expected {
-						w.answer(c, answers, nil)
+						done(true)
+					}
+
+					if streaming && s.enough(answers) {
+						done(false)
 					}
 				})
 			})
 		}
 
-		c.timeout = w.at(s.d.cfg.ScanTimeout, func() { w.answer(c, answers, nil) })
+		c.timeout = w.at(s.d.cfg.ScanTimeout, func() { done(true) })
 	})
 	if err != nil {
 		return states.ScanResult{}, err
 	}
 
-	return s.result(v.(map[netip.Addr]probeAnswer)), nil
+	return s.result(v.(sweepAnswers)), nil
+}
+
+// sweepAnswers is what one sweep returns: complete when every probe ended
+// (or timed out) before it did.
+type sweepAnswers struct {
+	answers  map[netip.Addr]probeAnswer
+	complete bool
+}
+
+// enough: the answers show a quorum of control-plane candidates, self
+// included, one per boot id, as the daemon's discovery.Combined asks
+// (scheduler side, mu held).
+func (s *scanner) enough(answers map[netip.Addr]probeAnswer) bool {
+	boots := map[string]bool{}
+
+	for _, a := range answers {
+		if a.ok && a.cp && !a.foreign && a.bootID != s.d.node.bootID {
+			boots[a.bootID] = true
+		}
+	}
+
+	return 1+len(boots) >= s.d.cfg.Quorum
 }
 
 // result folds one sweep into the known peers (daemon goroutine).
-func (s *scanner) result(answers map[netip.Addr]probeAnswer) states.ScanResult {
+func (s *scanner) result(sw sweepAnswers) states.ScanResult {
 	w := s.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+
+	answers := sw.answers
 
 	var res states.ScanResult
 
@@ -154,7 +217,7 @@ func (s *scanner) result(answers map[netip.Addr]probeAnswer) states.ScanResult {
 	addrs := make([]netip.Addr, 0, len(s.known))
 
 	for addr, k := range s.known {
-		if _, ok := answers[addr]; !ok {
+		if _, ok := answers[addr]; !ok && sw.complete {
 			k.misses++
 			if k.misses >= discovery.DefaultMissThreshold {
 				delete(s.known, addr)

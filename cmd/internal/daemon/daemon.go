@@ -462,7 +462,7 @@ func (s *scanner) result(round discovery.Round, err error) (states.ScanResult, e
 }
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {
-	return discovery.NextScanDelay(known, s.cfg.QuorumNodes, attempt, s.cfg.ScanInterval)
+	return s.combined.NextDelay(known, s.cfg.QuorumNodes, attempt, s.cfg.ScanInterval)
 }
 
 func (s *scanner) Pause(ctx context.Context, d time.Duration) error { return s.combined.Pause(ctx, d) }
