@@ -56,9 +56,18 @@
 // a /24 sweep). At C probes per 2 s timeout that is about 1.5 x C entries
 // pending at once, and the kernel's hard limit, gc_thresh3, is 1024 by
 // default for the whole node, its own traffic included: 256 keeps about
-// 384, while 1024 would overflow it. A /16 (65534 hosts) takes 256 waves,
-// about 8.5 min at 2 s; there, set PEERS or a narrower SCAN_CIDR, or raise
-// SCAN_CONCURRENCY together with net.ipv4.neigh.default.gc_thresh3.
+// 384, while 1024 would overflow it. A /16 (65534 hosts) takes 256
+// windows of the pace (Combined: at most SCAN_CONCURRENCY sweep probes per
+// PaceWindows x SCAN_TIMEOUT), about 17 min; there, set PEERS or a
+// narrower SCAN_CIDR, or raise SCAN_CONCURRENCY together with
+// net.ipv4.neigh.default.gc_thresh3.
+//
+// # Rounds and probes
+//
+// A probe outlives its round (Scanner.ScanUntil): a round ends once the
+// peers that answered satisfy the caller (a quorum), and the probes still
+// running go on, their outcomes folded into the next round. The figures
+// of "Members against the sweep" above predate this (issue 22).
 //
 // Memory follows the concurrency, not the range: addresses are generated
 // as they are probed. Peak heap growth during a sweep of silent addresses
