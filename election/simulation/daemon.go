@@ -85,7 +85,7 @@ func (w *world) startDaemon(n *tnode) {
 		},
 		APIDPort: apidPort,
 		NewScanner: func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error) {
-			return &scanner{w: w, d: d, clock: clock, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}, late: map[netip.Addr]probeAnswer{}}, nil
+			return &scanner{w: w, d: d, clock: clock, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}, late: map[netip.Addr]probeAnswer{}, missed: map[netip.Addr]bool{}}, nil
 		},
 		Store: statusfile.Store{Dir: statusfile.DefaultDir, FS: &diskFS{w: w, d: d, rng: d.rng}, Now: clock.Now},
 		Adopted: func(st election.Status) {

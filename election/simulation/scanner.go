@@ -25,8 +25,10 @@ type scanner struct {
 	clock *nodeClock
 	nodes map[netip.Addr]*apiNode
 	known map[netip.Addr]*knownPeer
-	// late: answers that came after their round ended, for the next one.
-	late  map[netip.Addr]probeAnswer
+	// late: answers that came after their round ended, for the next one;
+	// missed: known peers whose probe of such a round timed out.
+	late   map[netip.Addr]probeAnswer
+	missed map[netip.Addr]bool
 	scans int
 }
 
@@ -103,7 +105,26 @@ func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.A
 			clear(s.late)
 		}
 
-		done := func(complete bool) { w.answer(c, sweepAnswers{answers: answers, complete: complete}, nil) }
+		missed := maps.Clone(s.missed)
+		clear(s.missed)
+
+		done := func(complete bool) {
+			if !c.answered && !complete {
+				// The probes of the known peers that did not answer yet go on
+				// and time out at SCAN_TIMEOUT: a miss for the next round.
+				w.at(started+s.d.cfg.ScanTimeout-w.now, func() {
+					for _, addr := range targets {
+						if _, ok := answers[addr]; !ok && s.known[addr] != nil {
+							if _, late := s.late[addr]; !late {
+								s.missed[addr] = true
+							}
+						}
+					}
+				})
+			}
+
+			w.answer(c, sweepAnswers{answers: answers, complete: complete, missed: missed}, nil)
+		}
 
 		if streaming && s.enough(answers) {
 			w.at(0, func() { done(false) })
@@ -169,6 +190,7 @@ func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.A
 type sweepAnswers struct {
 	answers  map[netip.Addr]probeAnswer
 	complete bool
+	missed   map[netip.Addr]bool // known peers whose last round's probe timed out
 }
 
 // enough: the answers show a quorum of control-plane candidates, self
@@ -217,7 +239,7 @@ func (s *scanner) result(sw sweepAnswers) states.ScanResult {
 	addrs := make([]netip.Addr, 0, len(s.known))
 
 	for addr, k := range s.known {
-		if _, ok := answers[addr]; !ok && sw.complete {
+		if _, ok := answers[addr]; !ok && (sw.complete || sw.missed[addr]) {
 			k.misses++
 			if k.misses >= discovery.DefaultMissThreshold {
 				delete(s.known, addr)
