@@ -22,7 +22,7 @@ func NewStatus(self Candidate) Status {
 	}
 }
 
-// Resume adapts a reloaded status file to the running incarnation (rule 7).
+// Resume adapts a reloaded status file to the running incarnation (rule Resume).
 // Same incarnation: continue exactly where the file left off (a daemon
 // restart). New boot (or new IP): keep the intent counter, WithdrawnThrough
 // and a lock to another leader (locks survive reboots); withdraw an own
@@ -57,7 +57,7 @@ func Resume(saved Status, self Candidate) Status {
 
 	switch st.Phase {
 	case PhaseBootstrapping, PhaseBootstrapped, PhaseDone:
-		// Step rule 0/7 decides; BootstrapBootID still names the old boot.
+		// OwnBootstrapNeverReelects decides; BootstrapBootID still names the old boot.
 		return st
 	}
 

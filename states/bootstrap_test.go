@@ -40,7 +40,7 @@ func TestBootstrap(t *testing.T) {
 		{name: "a peer unlocked since the decision", arrange: func(t *testing.T, tr *trio) {
 			tr.c.publish(t, statusOf(tr.c, 3))
 		}, wantErr: errAny, wantPhase: election.PhaseBootstrapping},
-		// Issue W2: b rebooted since the last scan. Only its new boot id
+		// b rebooted since the last scan. Only its new boot id
 		// matches the status it publishes now (still locked, as locks
 		// survive reboots), so only a fresh scan confirms its lock.
 		{name: "peer rebooted since the last scan", arrange: func(t *testing.T, tr *trio) {

@@ -81,7 +81,7 @@ func TestElect(t *testing.T) {
 
 // A time status that did not arrive is not a synced clock: taken as one,
 // a node that never syncs announced and held every lock while Talos
-// refused its Bootstrap for ever (simulator seed 71254). Only an apid
+// refused its Bootstrap for ever (found by the simulator). Only an apid
 // without COSI, which can never tell, leaves the check to Bootstrap.
 func TestElectTimeStatusUnknown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

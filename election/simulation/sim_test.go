@@ -404,7 +404,7 @@ func TestClusterAPIWithBootTimeMakesTwoClusters(t *testing.T) {
 }
 
 // TestResettingTwoNodesAtOnceMakesTwoClusters is why the README asks for
-// one reset at a time (W3): two nodes reset together, out of sight of the
+// one reset at a time: two nodes reset together, out of sight of the
 // founder, make a second cluster within these seeds; one at a time
 // (TestFamilies, reset-one) never does.
 func TestResettingTwoNodesAtOnceMakesTwoClusters(t *testing.T) {
