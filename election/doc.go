@@ -2,7 +2,7 @@
 // follows another node, or waits. It is pure: Step, ConfirmLocks,
 // AfterBootstrap and Resume take facts and return decisions, with no I/O,
 // clock or randomness, so that the daemon and the deterministic simulator
-// (package simulation) run the same code. It imports no other package of
+// (cmd/internal/simulation) run the same code. It imports no other package of
 // this module: Talos's answers are classified next to the Talos client
 // (transport.EtcdSigns, transport.ClassifyBootstrap).
 //
@@ -16,7 +16,7 @@
 // # Invariants
 //
 // Safety rests on five statements, each checkable from an omniscient view
-// of the site. The simulator (package simulation, invariants.go) asserts
+// of the site. The simulator (cmd/internal/simulation, invariants.go) asserts
 // them after every event and at every publish of a status file, under
 // storage faults and crashes at every effect boundary; for each one a
 // negative control switches off the guard that keeps it and shows the

@@ -77,7 +77,7 @@ func run() int {
 		log.Warn().Str("variable", name).Msg("unknown variable ignored (a typo?)")
 	}
 
-	if err := daemon.Run(ctx, cfg, log); err != nil {
+	if err := daemon.Run(ctx, cfg, daemon.Options{Log: log}); err != nil {
 		if ctx.Err() != nil {
 			log.Warn().Msg("stopped by signal before completion")
 

@@ -29,9 +29,9 @@ import (
 	daemonconfig "github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/daemon"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
@@ -350,7 +350,7 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 			defer wg.Done()
 
 			log := zerolog.New(&lockedWriter{w: res.logs}).With().Str("node", name).Logger()
-			res.err = daemon.RunWithClockAndSteps(ctx, cfg, log, clock, func(s fsm.Step) { res.steps = append(res.steps, s) })
+			res.err = daemon.Run(ctx, cfg, daemon.Options{Log: log, Clock: clock, OnStep: func(s fsm.Step) { res.steps = append(res.steps, s) }})
 		}()
 	}
 

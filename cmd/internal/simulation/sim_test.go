@@ -93,7 +93,7 @@ func replay(t *testing.T, r Result) {
 	t.Helper()
 
 	again := Run(t, Options{Seed: r.Seed, Trace: true})
-	t.Logf("seed %d FAILED (%s): %s\nreplay: go test ./election/simulation -run TestSimulation -sim.seed=%d -sim.seeds=1 -sim.trace\n%s",
+	t.Logf("seed %d FAILED (%s): %s\nreplay: go test ./cmd/internal/simulation -run TestSimulation -sim.seed=%d -sim.seeds=1 -sim.trace\n%s",
 		r.Seed, r.Scenario, r.Problem, r.Seed, strings.Join(tail(again.Trace, 400), "\n"))
 
 	if again.Problem != r.Problem || again.DoubleBootstrap != r.DoubleBootstrap || again.Invariant != r.Invariant {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 )
 
 // Families are scripted scenarios, one per fault found by the simulator or
