@@ -40,7 +40,7 @@ SEEDS ?= 100000
 FIRST ?= 1
 WORKERS ?= 0
 simulate:
-	go test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./election/simulation -sim.seeds=$(SEEDS) -sim.seed=$(FIRST) -sim.workers=$(WORKERS)
+	go test -count=1 -timeout 0 -run '^TestSimulation$$' -v ./cmd/internal/simulation -sim.seeds=$(SEEDS) -sim.seed=$(FIRST) -sim.workers=$(WORKERS)
 
 ## test-short: quick run for development
 test-short:

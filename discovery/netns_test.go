@@ -194,7 +194,7 @@ func runSweepChild(specPath string) error {
 // and three fake apids sit in namespaces of their own, joined by veth pairs
 // to a bridge in a third; the other 250 addresses answer nothing (ARP goes
 // unanswered), so each costs a full timeout. It reports the sweep at the
-// original design's settings (50 at a time, 2 s) and at ours, from the same run, and
+// upstream README's settings (50 at a time, 2 s) and at ours, from the same run, and
 // their ratio; and the peak heap of a /16 sweep of silent addresses.
 func BenchmarkSweepNetns(b *testing.B) {
 	requireRoot(b)

@@ -29,6 +29,7 @@ const (
 	Unknown
 )
 
+// String names the outcome as the logs and the status file show it.
 func (o BootstrapOutcome) String() string {
 	switch o {
 	case Accepted:

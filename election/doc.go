@@ -2,7 +2,7 @@
 // follows another node, or waits. It is pure: Step, ConfirmLocks,
 // AfterBootstrap and Resume take facts and return decisions, with no I/O,
 // clock or randomness, so that the daemon and the deterministic simulator
-// (package simulation) run the same code. It imports no other package of
+// (cmd/internal/simulation) run the same code. It imports no other package of
 // this module: Talos's answers are classified next to the Talos client
 // (transport.EtcdSigns, transport.ClassifyBootstrap).
 //
@@ -16,7 +16,7 @@
 // # Invariants
 //
 // Safety rests on five statements, each checkable from an omniscient view
-// of the site. The simulator (package simulation, invariants.go) asserts
+// of the site. The simulator (cmd/internal/simulation, invariants.go) asserts
 // them after every event and at every publish of a status file, under
 // storage faults and crashes at every effect boundary; for each one a
 // negative control switches off the guard that keeps it and shows the
@@ -24,17 +24,17 @@
 //
 //  1. SentStaysSent: a Bootstrap request that may have reached machined in
 //     a boot is never recorded as unsent, withdrawn or released while that
-//     boot lives (MarkSending, AfterBootstrap, rule 0).
+//     boot lives (MarkSending, AfterBootstrap, rule OwnBootstrapNeverReelects).
 //  2. ActsOnWhatPeersRead: the status a daemon acts on is the one peers can
 //     read. A status is published only once durable (statusfile), and a
 //     published one is adopted even when its save then failed.
 //  3. ClusterEndsElection: a node that recorded a cluster (evidence of etcd
 //     anywhere, or its own etcd healthy) never again announces, takes a new
-//     lock or begins a bootstrap (rule 2).
+//     lock or begins a bootstrap (rules OwnEtcdEndsElection, SeenClusterEndsElection).
 //  4. LockReleasedForReason: a lock to another leader's intent k is released
 //     only when that leader published a withdrawal covering k, when the
 //     leader's boot ended with /var/lib/etcd empty, or when the operator
-//     broke exactly that lock (rule 1).
+//     broke exactly that lock (rule ReleaseLockOnlyForReason).
 //  5. OneFounding: no two different nodes hold, at the same moment, a
 //     founding that may still create a cluster: a Bootstrap accepted by
 //     machined in the node's current boot (until that boot ends with
@@ -73,81 +73,103 @@
 // monotonic across restarts and reboots; WithdrawnThrough is monotonic too,
 // so a follower that polls slowly cannot miss a withdrawal.
 //
-// # Step rules, in order
+// # Step rules, in the order Step checks them
 //
-// 0. Done stays done; own etcd Running and healthy makes done. Phases
-// bootstrapping and bootstrapped never re-elect: with etcd data present wait
-// for etcd (AwaitEtcd). Bootstrapping in this boot without data: if the
-// request was never sent (BootstrapAt unset: MarkSending records it just
-// before the RPC, and a "not now" answer clears it unless an earlier send
-// may still be under way) it is sent, or withdrawn when a cluster appeared
-// meanwhile (a peer's bootstrapping phase counts only when written by the
-// boot that sent it); if it was sent, it may be
-// under way (Talos accepts a repeat while /var/lib/etcd is empty and
-// restarts etcd in bootstrap mode), so it is resent on this node only, and
-// only after ResendAfter without any sign of etcd; without a resend a lost
-// request would block the cluster forever since followers stay locked. A bootstrap set in an earlier boot
-// (BootstrapBootID differs) with an empty /var/lib/etcd died with that
-// boot's memory: it is withdrawn and the election resumes; with the
-// directory unknown, wait.
+// The code cites a rule by its name. The first rule that applies decides.
 //
-// Stand down (after the two done checks): a node whose status says it stood
-// down, because Talos shows that Omni manages the machine or because a
-// peer's status of its current boot says so, never announces, takes a new
-// lock or sends Bootstrap (StandDown); it withdraws an own announced intent
-// and keeps the rest, locks and a bootstrap that may be under way included
-// (standdown.go).
+//  1. Resume: the same incarnation continues from its file. A new boot
+//     keeps the intent counter, WithdrawnThrough and a lock to another
+//     leader, withdraws an own announced intent (nothing of it is in
+//     flight), and keeps bootstrapping/bootstrapped for
+//     OwnBootstrapNeverReelects to judge by the data directory.
+//  2. DoneStaysDone: done stays done, and this node's etcd Running and
+//     healthy makes it done.
+//  3. StandDownForOtherBootstrapper: a node whose status says it stood
+//     down (Talos shows that Omni manages the machine, or a peer's status
+//     of its current boot says it stood down) never announces, takes a new
+//     lock or sends Bootstrap; it withdraws an own announced intent and
+//     keeps the rest, locks and a bootstrap that may be under way included
+//     (standdown.go).
+//  4. OwnBootstrapNeverReelects: phases bootstrapping and bootstrapped never
+//     elect again. With etcd data present, wait for etcd (AwaitEtcd). In
+//     this boot without data: a request never sent (BootstrapAt unset:
+//     MarkSending records it just before the RPC, and a "not now" answer
+//     clears it unless an earlier send may still be under way) is sent, or
+//     withdrawn when a cluster appeared meanwhile (a peer's bootstrapping
+//     phase counts only when written by the boot that sent it). A request
+//     that was sent may be under way (Talos accepts a repeat while
+//     /var/lib/etcd is empty and restarts etcd in bootstrap mode): it is
+//     resent on this node only, after ResendAfter without any sign of
+//     etcd; without a resend a lost request would block the cluster for
+//     ever, since followers stay locked. A bootstrap of an earlier boot
+//     (BootstrapBootID differs) with an empty /var/lib/etcd died with that
+//     boot's memory: it is withdrawn and the election goes on; with the
+//     directory unknown, wait.
+//  5. ReleaseLockOnlyForReason: a lock to another leader's intent k is
+//     released only when (a) that node's status has WithdrawnThrough >= k
+//     (and Intent >= k, so a wiped file with a reset counter cannot release
+//     it); (b) that node's boot ID differs from the lock's, its status of
+//     the new boot proves /var mounted, and its /var/lib/etcd is known
+//     empty and etcd is not running: the request lived in memory and died
+//     with the boot; (c) the operator set BreakLock to exactly this lock.
+//     Never on a timer: a leader cut off by a partition may have
+//     bootstrapped, and nobody can see it. A lock finds its leader by node
+//     name, so a leader back at another address is recognised.
+//  6. OwnEtcdEndsElection: signs of etcd on this node (service started,
+//     data, members) end the election: wait for own etcd (Joined), never
+//     bootstrap.
+//  7. InitNodeFoundsCluster: a Talos init node known by any source (this
+//     node's own type, a peer's apid or status, a discovery member that
+//     need not answer) founds the cluster by itself: it is remembered like
+//     a cluster, an unsent bootstrap is withdrawn, ConfirmLocks refuses,
+//     the init node waits for its own etcd and everyone else to join
+//     (init.go). Two init nodes: nobody bootstraps, and the reason names
+//     both.
+//  8. SeenClusterEndsElection: any sign of etcd on a peer, or a peer whose
+//     valid status says bootstrapping, bootstrapped or done, means a
+//     cluster exists or is being created: Follow, after withdrawing an own
+//     announced intent. The evidence is kept in Status.Cluster and ends the
+//     election for good, even when the node that showed it drops out of
+//     sight.
+//  9. LockToBootstrappingPeer: an unlocked node locks to a peer that is
+//     bootstrapping its live intent, so that the peer's last check counts
+//     a node that rebooted or arrived late.
+//  10. ConfigMismatchBlocks: a peer with another QUORUM_NODES or
+//     LEADER_ORDER blocks leading and locking, on both sides, and is
+//     remembered: the misconfigured node may later be cut off and find its
+//     smaller quorum alone.
+//  11. OutrankedLeaderWithdraws: an announced leader that no longer ranks
+//     first in its view withdraws at once (withdrawing is always safe
+//     before Bootstrap). This covers "a higher-ranked peer announced" and
+//     "a peer is locked to a higher-ranked leader" and needs no timer. A
+//     leader still first goes on to BootstrapWhenConfirmed.
+//  12. QuorumInView: with fewer than Quorum nodes in view, wait. An
+//     unsynced node ranks last and may still lock (Bootstrap needs synced
+//     time, and boot times move when the clock is stepped), but it never
+//     announces.
+//  13. LockHolds: locked to another leader, follow.
+//  14. FirstAnnouncesOthersLock: not locked, the first-ranked node locks
+//     to itself with a new intent (Intent+1), publishes it (announced) and
+//     leads; the others lock to the highest-ranked live intent in view
+//     (announced, locked to itself, not withdrawn), or wait for the top
+//     candidate to announce.
+//  15. BootstrapWhenConfirmed: a leader still ranking first begins the
+//     bootstrap only when the view has been stable, and it has been
+//     announced, for PRE_BOOTSTRAP_DELAY (followers lock within that time;
+//     a peer that has not locked blocks anyway); every peer in view has a
+//     readable status of its current boot locked to exactly (self, k); no
+//     node (self included) has an unknown cluster check; and the view holds
+//     at least Quorum nodes. Any blocker is named in the Reason (a node
+//     without status file: every control-plane node must run the
+//     extension). The returned status says bootstrapping k, set before the
+//     RPC.
 //
-// 1. A lock to another leader is released only when (a) that node's status
-// has WithdrawnThrough >= k (and Intent >= k, so a wiped file with a reset
-// counter cannot release it); (b) that node's boot ID differs from the
-// lock's and its /var/lib/etcd is known empty and etcd is not running: the
-// Bootstrap request lived in memory and died with the boot; (c) the operator
-// set BreakLock to exactly this lock. Never on a timer: a leader cut off by
-// a partition may have bootstrapped, and nobody can see it.
-//
-// 2. Signs of etcd on this node (service started, data, members) end the
-// election: wait for own etcd (Joined), never bootstrap. Any sign on a
-// peer, or a peer whose valid status says bootstrapping, bootstrapped or
-// done, means a cluster exists or is being created: Follow. An own announced
-// intent is withdrawn first (allowed: no Bootstrap was sent).
-//
-// A Talos init node known by any source (this node's own type, a peer's
-// apid or status, a discovery member that need not answer) founds the
-// cluster by itself: it is remembered like a cluster, an unsent bootstrap
-// is withdrawn, ConfirmLocks refuses, the init node waits for its own etcd
-// and everyone else to join (init.go). Two init nodes: nobody bootstraps,
-// and the reason names both.
-//
-// 6a. An announced leader that no longer ranks first in its view withdraws
-// at once. This covers "a higher-ranked peer announced" and "a peer is
-// locked to a higher-ranked leader" (both are in the view, so they outrank
-// us) and needs no timer.
-//
-// 3. Without synced time (Bootstrap needs it, and boot times move when the
-// clock is stepped) or with fewer than Quorum nodes in view: Wait.
-//
-// 4. Locked to another leader: Follow.
-//
-// 5. Not locked: the first-ranked node locks to itself with a new intent
-// (Intent+1), publishes it (announced) and leads. Others lock to the
-// highest-ranked live intent in view (announced, locked to itself, not
-// withdrawn), or wait for the top candidate to announce.
-//
-// 6b. A leader still ranking first begins the bootstrap only when: the
-// view has been stable, and it has been announced, for PRE_BOOTSTRAP_DELAY
-// (followers lock within that time; there is no separate wait for them,
-// since a peer that has not locked blocks anyway); every peer in view has a readable status of its
-// current boot locked to exactly (self, k); no node (self included) has an
-// Unknown cluster check; the view holds at least Quorum nodes. Any blocker is
-// named in the Reason (a node without status file: every control-plane node
-// must run the extension). The returned status says bootstrapping k,
-// Bootstrapping=k, set before the RPC.
-//
-// 7. Resume: same incarnation continues from the file. A new boot keeps the
-// intent counter, WithdrawnThrough and a lock to another leader, withdraws an
-// own announced intent (nothing of it is in flight), and keeps
-// bootstrapping/bootstrapped for rule 0 to judge by the data directory.
+// Before Step ranks anyone, normalize (observe.go) drops this node seen at
+// another address and merges one machine reached at several addresses, by
+// boot id; and an absent /var/lib/etcd on a peer (or an empty one before
+// its etcd service exists) is unknown until a status of its current boot
+// proves it mounted: apid answers before EPHEMERAL, and Talos v1.14's ETCD
+// volume, are mounted.
 //
 // ConfirmLocks, after "bootstrapping k" is published, re-reads the peers and
 // requires at least Quorum nodes (self included) locked to exactly (self, k),
@@ -178,12 +200,12 @@
 // intent, read after its "bootstrapping" status was persisted. With Quorum a
 // majority of the control-plane nodes, the two sets share a node N. Let A's
 // read of N come first. N's lock changed from (A,a) to (B,b) afterwards, so
-// it was released by rule 1: (a) needs A to publish WithdrawnThrough >= a,
+// it was released by ReleaseLockOnlyForReason: (a) needs A to publish WithdrawnThrough >= a,
 // which A never does in the boot it set Bootstrapping=a in, and which could
 // not have been published earlier either (intents are never reused, a
 // withdrawn intent never becomes bootstrapping); (b) needs A rebooted with an
 // empty data directory, and then A's request died with the boot and A's
-// next boot withdraws a rather than resending it (rule 0), so A's request
+// next boot withdraws a rather than resending it (OwnBootstrapNeverReelects), so A's request
 // did not take effect; (c) is the operator's assertion. A leader's own lock
 // cannot be counted by the other leader, since a node holds one lock. Locks
 // survive daemon restarts and reboots because they live in the status file,
@@ -197,37 +219,27 @@
 // runs the extension (a node without status file blocks the bootstrap, it
 // is never ignored). /var/lib/kommodity-autobootstrap survives reboots.
 //
-// # Rules found with the simulator of the shipped code
+// # Faults the rules close
 //
-// normalize (observe.go) drops this node seen at another address (W8) and
-// merges one machine reached at several addresses; an absent
-// /var/lib/etcd on a peer (or an empty one before its etcd service exists)
-// is unknown until a status of its current boot proves it mounted (W1:
-// apid answers before EPHEMERAL, and v1.14's ETCD volume, are mounted).
-// Rule 1b releases only on such a status (W1). A lock finds its leader by
-// its node name, so a leader back at another address is recognised (W4).
-// Evidence of etcd on a peer is kept in Status.Cluster and ends the
-// election for good (W1). An unlocked node locks to a peer bootstrapping
-// its live intent (W2). A peer with another QUORUM_NODES blocks leading and
-// locking (W7). An unsynced node ranks last and may lock, but never
-// announces (W5). A bootstrap is withdrawn only while no send of it may
-// have reached machined: a resend refused "not now" after an unknown
-// answer leaves the first request's "may have happened" in place (found by
-// a red-team review, with a rebooting peer's Finished etcd, which since
-// Talos v1.14 ends an etcd that never ran, as the false sign that
-// triggered it). A mark found by the next send (the answer of the first
-// was never recorded: a crash, a full /var) makes it "may have happened"
-// for the rest of the boot, and a peer's bootstrapping or bootstrapped
-// phase kept from an earlier boot is no sign of a cluster (a review found
-// the two together withdrawing a request machined still held). A lock
-// renamed into place before a failed directory fsync is held in memory,
-// since its leader may count it (the same review). Each rule can be
-// switched off only in negativecontrol
-// builds (revert_on.go), for the simulator's negative controls.
+// The simulator, and reviews reproduced in it, found each of these; a rule
+// above closes it, and a mutant that removes the guard makes the simulator
+// find the fault again (docs/development.md, "Adding a negative control"):
+// a node that counted itself at another address as a peer; a peer's absent
+// /var/lib/etcd, read before its volume was mounted, taken as proof that
+// no cluster exists; a leader back at a new address not recognised; an
+// unlocked node missed by a bootstrapping peer's last check; a node with
+// another QUORUM_NODES founding alone; a resend refused "not now" after an
+// unknown answer that erased the first request's "may have happened"; a
+// send found marked but unanswered (a crash, a full /var) forgotten; a
+// peer's bootstrapping phase kept from an earlier boot taken as a cluster;
+// a lock renamed into place before a failed directory fsync published but
+// not held in memory.
 //
 // Liveness: once the nodes see each other and are up, ranks agree, every
-// lower-ranked leader withdraws (6a), its followers release (1a), everyone
-// locks to the top candidate's intent (5), which bootstraps after
-// PRE_BOOTSTRAP_DELAY; the others see its bootstrapping status (2) and wait
-// for their etcd to join.
+// lower-ranked leader withdraws (OutrankedLeaderWithdraws), its followers
+// release (ReleaseLockOnlyForReason, a), everyone locks to the top
+// candidate's intent (FirstAnnouncesOthersLock), which bootstraps after
+// PRE_BOOTSTRAP_DELAY (BootstrapWhenConfirmed); the others see its
+// bootstrapping status (SeenClusterEndsElection) and wait for their etcd to
+// join.
 package election

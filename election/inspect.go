@@ -12,7 +12,7 @@ import (
 // daemon does not call these.
 
 // LockLeader is the peer that a daemon, in the round obs, takes for the
-// leader of lock (as rule 1 finds it: by node name, a later boot only when
+// leader of lock (as ReleaseLockOnlyForReason finds it: by node name, a later boot only when
 // its status of that boot lists the locked one among its past boots), or
 // nil when no peer in view is that leader. For the status command.
 func LockLeader(obs Observation, lock IntentRef) *PeerFacts {
@@ -30,7 +30,7 @@ func Ranked(obs Observation) []Candidate {
 
 // LiveBootstrap is the own intent for which st says Bootstrap may have been
 // sent and was never withdrawn, 0 when there is none: a bootstrap that died
-// with an earlier boot (rule 7) is withdrawn, and that node founded nothing.
+// with an earlier boot (OwnBootstrapNeverReelects) is withdrawn, and that node founded nothing.
 // For the status command.
 func LiveBootstrap(st Status) uint64 {
 	if st.Bootstrapping > st.WithdrawnThrough {

@@ -62,11 +62,11 @@ func TestLiveBootstrapIsNoneOnceWithdrawn(t *testing.T) {
 		t.Fatalf("LiveBootstrap = %d, want 3", k)
 	}
 
-	// A later boot with an empty data directory withdraws it (rule 7).
+	// A later boot with an empty data directory withdraws it (OwnBootstrapNeverReelects).
 	later := cand(cA.IP.String(), "a2", 0)
 	next, _ := Step(*st, obsFor(later, 0))
 
 	if k := LiveBootstrap(next); k != 0 || next.Bootstrapping != 3 {
-		t.Fatalf("after rule 7: LiveBootstrap = %d (bootstrapping %d), want 0 with the intent still recorded", k, next.Bootstrapping)
+		t.Fatalf("after the withdrawal: LiveBootstrap = %d (bootstrapping %d), want 0 with the intent still recorded", k, next.Bootstrapping)
 	}
 }

@@ -22,17 +22,18 @@ func NewStatus(self Candidate) Status {
 	}
 }
 
-// Resume adapts a reloaded status file to the running incarnation (rule 7).
+// MaxPastBoots bounds Status.PastBoots: a lock whose leader has rebooted
+// more often since is released only by withdrawal or the operator.
+const MaxPastBoots = 32
+
+// Resume adapts a reloaded status file to the running incarnation (the
+// first of Step's rules, doc.go).
 // Same incarnation: continue exactly where the file left off (a daemon
 // restart). New boot (or new IP): keep the intent counter, WithdrawnThrough
 // and a lock to another leader (locks survive reboots); withdraw an own
 // announced intent; keep bootstrapping/bootstrapped so that Step decides
 // from the local etcd data directory whether that bootstrap can still take
 // effect. It is idempotent.
-// MaxPastBoots bounds Status.PastBoots: a lock whose leader has rebooted
-// more often since is released only by withdrawal or the operator.
-const MaxPastBoots = 32
-
 func Resume(saved Status, self Candidate) Status {
 	st := saved.Clone()
 	st.Version = StatusVersion
@@ -57,7 +58,7 @@ func Resume(saved Status, self Candidate) Status {
 
 	switch st.Phase {
 	case PhaseBootstrapping, PhaseBootstrapped, PhaseDone:
-		// Step rule 0/7 decides; BootstrapBootID still names the old boot.
+		// OwnBootstrapNeverReelects decides; BootstrapBootID still names the old boot.
 		return st
 	}
 

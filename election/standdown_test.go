@@ -38,7 +38,7 @@ func TestStandDownFollowsAPeer(t *testing.T) {
 			want: StandDown, phase: PhaseIdle, withdrawn: 3,
 		},
 		{
-			// Only rule 1 releases a lock to another leader.
+			// Only ReleaseLockOnlyForReason releases a lock to another leader.
 			name: "a lock to another leader is kept", st: lockedB(ref(cC, 2)),
 			obs:  obsFor(cB, 0, peer(cA, stoodDown(cA)), peer(cC, statusOf(cC, PhaseAnnounced, ref(cC, 2), 2, 0))),
 			want: StandDown, phase: PhaseLocked, lock: ref(cC, 2),

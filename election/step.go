@@ -19,7 +19,7 @@ const maxReasons = 3
 func Step(st Status, obs Observation) (Status, Decision) {
 	st = Resume(st, obs.Self)
 	obs.Self.Node = st.Incarnation.Node
-	obs = normalize(obs) // after naming self: W8 compares node names too
+	obs = normalize(obs) // after naming self: dropping this node seen at another address compares node names too
 	st.UpdatedAt = obs.Now
 	st.Quorum = obs.Quorum
 	st.LeaderOrder = obs.LeaderOrder.orDefault()
@@ -40,7 +40,8 @@ func Step(st Status, obs Observation) (Status, Decision) {
 func step(st Status, obs Observation) (Status, Decision) {
 	self := obs.Self.Incarnation
 
-	// Rule 0: terminal and post-bootstrap phases never re-elect.
+	// DoneStaysDone, then OwnBootstrapNeverReelects (below): terminal and
+	// post-bootstrap phases never elect again.
 	if st.Phase == PhaseDone {
 		return st, Decision{Kind: Done, Reason: "own etcd is running and healthy"}
 	}
@@ -66,7 +67,8 @@ func step(st Status, obs Observation) (Status, Decision) {
 		st = next // the bootstrap died with an earlier boot: elect again
 	}
 
-	// Rule 1: release a lock to another leader, only for the listed reasons.
+	// ReleaseLockOnlyForReason: release a lock to another leader, only for
+	// the listed reasons.
 	var released string
 
 	if st.Lock != nil && !st.Lock.Leader.Is(self) {
@@ -77,7 +79,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		}
 	}
 
-	// Rule 2: signs of etcd, here or anywhere, end the election for us.
+	// OwnEtcdEndsElection: signs of etcd here end the election for us.
 	if obs.SelfSigns.Any() {
 		withdrawOwn(&st, self)
 
@@ -141,7 +143,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 			": give every node the same TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1) and TALOS_AUTO_BOOTSTRAP_LEADER_ORDER (unset means address; a status without one, from an older release, boot-time)"}
 	}
 
-	// Rule 6 (first half): an announced leader that no longer ranks first
+	// OutrankedLeaderWithdraws: an announced leader that no longer ranks first
 	// withdraws at once; withdrawal is always safe before Bootstrap.
 	if st.Phase == PhaseAnnounced {
 		if top := RankBy(obs.LeaderOrder, viewOf(obs))[0]; !top.Incarnation.Is(self) {
@@ -153,7 +155,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		}
 	}
 
-	// Rule 3: no election without a quorum in view. (Without synced time a
+	// QuorumInView: no election without a quorum in view. (Without synced time a
 	// node may still lock; it only may not announce, below.)
 	if !obs.SelfTimeSynced && reverted("w5") {
 		return st, Decision{Kind: Wait, Reason: released + "waiting for time sync"}
@@ -163,7 +165,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		return st, Decision{Kind: Wait, Reason: released + fmt.Sprintf("quorum missing: %d of %d control-plane nodes in view", n, obs.Quorum)}
 	}
 
-	// Rule 4: a lock holds until rule 1 releases it.
+	// LockHolds: a lock holds until ReleaseLockOnlyForReason releases it.
 	if st.Lock != nil {
 		st.Phase = PhaseLocked
 		leader := st.Lock.Leader
@@ -171,7 +173,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		return st, Decision{Kind: Follow, Leader: &leader, Reason: released + "locked to " + st.Lock.String()}
 	}
 
-	// Rule 5: the first-ranked candidate announces; others lock to the
+	// FirstAnnouncesOthersLock: the first-ranked candidate announces; others lock to the
 	// highest-ranked live intent in view.
 	ranked := RankBy(obs.LeaderOrder, viewOf(obs))
 	if ranked[0].Incarnation.Is(self) {
@@ -187,7 +189,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		st.AnnouncedAt = obs.Now
 
 		if reverted("confirm") {
-			return lead(st, obs) // bootstrap at once, as the original design did
+			return lead(st, obs) // bootstrap at once, without waiting for locks
 		}
 
 		return st, Decision{Kind: Lead, Leader: &self, Reason: released + fmt.Sprintf("ranked first of %d: announced intent %d", len(ranked), st.Intent)}
@@ -226,7 +228,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 	}
 
 	if st.BootstrapBootID != self.BootID {
-		// Rule 7: the request lived in machined's memory of an earlier
+		// OwnBootstrapNeverReelects: the request lived in machined's memory of an earlier
 		// boot; with /var/lib/etcd empty it can no longer take effect.
 		if obs.SelfSigns.DataDirNonEmpty != No {
 			return st, Decision{Kind: Wait, Reason: fmt.Sprintf("bootstrap %d was sent in an earlier boot and /var/lib/etcd is unknown: %s",
@@ -288,7 +290,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 	return st, Decision{Kind: BeginBootstrap, Leader: &leader, Reason: fmt.Sprintf("sending Bootstrap for intent %d again: no sign of etcd", k)}, true
 }
 
-// lead is rule 6 for a leader that still ranks first.
+// lead is BootstrapWhenConfirmed, for a leader that still ranks first.
 func lead(st Status, obs Observation) (Status, Decision) {
 	self := obs.Self.Incarnation
 	k := st.Intent

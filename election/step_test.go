@@ -208,7 +208,7 @@ func TestStepRules(t *testing.T) {
 			}(), reasonHas: "rebooted",
 		},
 		{
-			// W1: before EPHEMERAL is mounted apid answers with no status
+			// Before EPHEMERAL is mounted apid answers with no status
 			// file and no /var/lib/etcd, even on a bootstrapped node.
 			name: "1b no reboot release in the leader's pre-mount window", kind: Follow, phase: PhaseLocked, lock: ref(cA, 3),
 			st: lockedB(ref(cA, 3)),
@@ -278,7 +278,7 @@ func TestStepRules(t *testing.T) {
 			}(), reasonHas: "to announce", // unsynced, it ranks after the others
 		},
 		{
-			name: "3 time not synced: still locks to a live intent (W5)", kind: Follow, phase: PhaseLocked, lock: ref(cB, 2),
+			name: "3 time not synced: still locks to a live intent (an unsynced node locks, never announces)", kind: Follow, phase: PhaseLocked, lock: ref(cB, 2),
 			st: NewStatus(cA),
 			obs: func() Observation {
 				o := obsFor(cA, 0, peer(cB, statusOf(cB, PhaseAnnounced, ref(cB, 2), 2, 1)), peer(cC, nil))
@@ -572,7 +572,7 @@ func TestAfterBootstrapBootstrapAt(t *testing.T) {
 // refused "not now": the refusal speaks for the resend only. The first
 // request keeps its "may have happened", so a sign of a cluster elsewhere
 // (real, or a peer's shutdown misread) never makes the leader withdraw an
-// intent machined may still act on (the red-team review's double
+// intent machined may still act on (a review's double
 // bootstrap: withdrawn, the followers released, a second leader, then the
 // first request's etcd came up).
 func TestRefusedResendKeepsAnUnknownSendAlive(t *testing.T) {
@@ -606,7 +606,7 @@ func TestRefusedResendKeepsAnUnknownSendAlive(t *testing.T) {
 	}
 }
 
-// W7: a peer with another QUORUM_NODES stops leading and locking, on both
+// ConfigMismatchBlocks: a peer with another QUORUM_NODES stops leading and locking, on both
 // sides, and the mismatch is remembered after the peer drops out of view,
 // until that machine publishes the same value.
 func TestQuorumMismatchIsRememberedUntilTheConfigAgrees(t *testing.T) {
@@ -644,7 +644,7 @@ func TestQuorumMismatchIsRememberedUntilTheConfigAgrees(t *testing.T) {
 	}
 }
 
-// W8: this node answering at another address (a VIP) is not a peer, and
+// This node answering at another address (a VIP) is not a peer, and
 // is not counted as a lock.
 func TestSelfAtAnotherAddressIsNoPeer(t *testing.T) {
 	vip := cand("10.0.0.100", "a1", 0) // same boot id as cA
@@ -660,7 +660,7 @@ func TestSelfAtAnotherAddressIsNoPeer(t *testing.T) {
 	}
 }
 
-// W1: a cluster seen on a peer is remembered: when that peer drops out of
+// SeenClusterEndsElection: a cluster seen on a peer is remembered: when that peer drops out of
 // view, this node still never announces.
 func TestSeenClusterIsRemembered(t *testing.T) {
 	withData := peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0))
@@ -775,7 +775,7 @@ func TestUnansweredSendSurvivesARefusedResend(t *testing.T) {
 }
 
 // A peer's bootstrapping or bootstrapped phase kept from an earlier boot
-// (its status is rewritten by the new boot before rule 0 judges it) is no
+// (its status is rewritten by the new boot before OwnBootstrapNeverReelects judges it) is no
 // sign of a cluster: that request died with its boot unless data shows.
 // Only a phase of the peer's current boot, or its etcd seen now, counts.
 func TestPhaseOfAnEarlierBootIsNoCluster(t *testing.T) {

@@ -26,6 +26,7 @@ type Incarnation struct {
 	Node string `json:"node,omitempty"`
 }
 
+// String is IP/boot id, the boot id shortened.
 func (i Incarnation) String() string { return i.IP.String() + "/" + shortID(i.BootID) }
 
 // Is: the same boot of the same node. The node name is left out: it only
@@ -48,6 +49,7 @@ type IntentRef struct {
 	Number uint64      `json:"intent"`
 }
 
+// String is leader#intent, as reasons and the status command name a lock.
 func (r IntentRef) String() string { return fmt.Sprintf("%s#%d", r.Leader, r.Number) }
 
 // Is: the same intent of the same leader boot.
@@ -259,6 +261,7 @@ type Evidence struct {
 	At   time.Time   `json:"at"`
 }
 
+// String says where and when the cluster was seen, and what showed it.
 func (e Evidence) String() string {
 	return fmt.Sprintf("%s at %s: %s", e.Node.IP, e.At.UTC().Format(time.RFC3339), e.What)
 }
@@ -367,6 +370,7 @@ const (
 	StatusUnreadable                    // any other error, or garbage
 )
 
+// String names how reading the status file went.
 func (s StatusState) String() string {
 	switch s {
 	case StatusOK:
@@ -392,6 +396,7 @@ const (
 	No
 )
 
+// String is yes, no or unsure.
 func (t Tri) String() string {
 	switch t {
 	case Yes:
@@ -502,6 +507,7 @@ const (
 	StandDown                          // another bootstrapper (Omni) founds this cluster: never bootstrap, exit 0
 )
 
+// String names the decision as the logs show it.
 func (k DecisionKind) String() string {
 	switch k {
 	case Wait:

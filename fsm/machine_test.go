@@ -98,7 +98,7 @@ func TestMachineUnknownEventIsAnError(t *testing.T) {
 	m := &Machine{
 		Log:      zerolog.New(io.Discard),
 		Clock:    clockwork.NewFakeClock(),
-		Handlers: map[State]Handler{Detect: script(EtcdReady)},
+		Handlers: map[State]Handler{Detect: script(Finish)},
 	}
 
 	if err := m.Run(t.Context()); err == nil {
@@ -125,8 +125,8 @@ func TestMachineWalksSelfLoops(t *testing.T) {
 			Credentials:  script(CredentialsReady),
 			Connect:      script(Connected),
 			Scan:         script(QuorumMissing, QuorumReached),
-			Elect:        script(ElectedFollower),
-			FollowerWait: script(NotYet, NotYet, ClusterBootstrapped),
+			Elect:        script(Follow),
+			FollowerWait: script(Follow, Follow, Finish),
 		},
 	}
 
@@ -134,7 +134,7 @@ func TestMachineWalksSelfLoops(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := []Event{ControlPlaneDetected, CredentialsReady, Connected, QuorumMissing, QuorumReached, ElectedFollower, NotYet, NotYet, ClusterBootstrapped}
+	want := []Event{ControlPlaneDetected, CredentialsReady, Connected, QuorumMissing, QuorumReached, Follow, Follow, Follow, Finish}
 	if len(steps) != len(want) {
 		t.Fatalf("steps %v, want %v", steps, want)
 	}

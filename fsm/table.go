@@ -24,10 +24,11 @@ const (
 	Done         State = "Done"
 )
 
-// Event names what a handler found out.
+// Event names what a handler found out (the setup states) or what the
+// election decided (from Elect on).
 type Event string
 
-// Events. A handler returns one of these; the table decides where it leads.
+// Events of the setup states: what the handler found out.
 const (
 	ControlPlaneDetected Event = "controlplane_detected"
 	SecretsMissing       Event = "secrets_missing"
@@ -36,16 +37,32 @@ const (
 	Connected            Event = "connected"
 	QuorumReached        Event = "quorum_reached"
 	QuorumMissing        Event = "quorum_missing"
-	ElectedLeader        Event = "elected_leader"
-	ElectedFollower      Event = "elected_follower"
-	NotYet               Event = "not_yet"
-	ViewChanged          Event = "view_changed"
-	DelayElapsed         Event = "delay_elapsed"
-	BootstrapRequested   Event = "bootstrap_requested"
-	AlreadyBootstrapped  Event = "already_bootstrapped"
-	EtcdReady            Event = "etcd_ready"
-	ClusterBootstrapped  Event = "cluster_bootstrapped"
-	StoodDown            Event = "stood_down"
+)
+
+// Events from Elect on: each is one decision of the election (states maps
+// every election.DecisionKind to one of them, in one table), and leads to
+// the one state that carries that decision out, whichever state's round
+// made it. The rules live in election.Step; the machine only follows.
+const (
+	// Wait: nothing to act on yet; elect again from a fresh scan.
+	Wait Event = "wait"
+	// Lead: this node announced its intent; it waits for every lock and a
+	// stable view.
+	Lead Event = "lead"
+	// Follow: locked to another leader, or this node's etcd exists; wait
+	// to join, still running the protocol (the leader may need the lock).
+	Follow Event = "follow"
+	// SendBootstrap: every check passed (or a send is due again): send
+	// Bootstrap once the known peers are refreshed and the locks confirmed.
+	SendBootstrap Event = "send_bootstrap"
+	// AwaitingEtcd: Bootstrap was (or may have been) sent: only verifying
+	// remains, never electing again.
+	AwaitingEtcd Event = "await_etcd"
+	// Finish: this node's etcd runs and is healthy.
+	Finish Event = "done"
+	// StandDown: another bootstrapper founds this cluster (Omni); exit 0,
+	// no Bootstrap from this node, ever.
+	StandDown Event = "stand_down"
 )
 
 // Transition is one row of the table: Event moves From any of the listed
@@ -55,6 +72,10 @@ type Transition struct {
 	From  []State
 	To    State
 }
+
+// rounds are the states that run a protocol round, and so may get any of
+// the election's decisions.
+var rounds = []State{Elect, LeaderDelay, Bootstrap, AwaitEtcd, FollowerWait}
 
 // Table is the whole machine. It is the only place that says where an event
 // leads; handlers never choose their successor.
@@ -70,33 +91,17 @@ var Table = []Transition{
 	{Connected, []State{Connect}, Scan},
 	{QuorumReached, []State{Scan}, Elect},
 	{QuorumMissing, []State{Scan}, Scan},
-	{ElectedLeader, []State{Elect}, LeaderDelay},
-	// A leader that withdraws, or that finds a cluster, follows, and keeps
-	// running the protocol there: the leader it now follows may need its
-	// lock (also from Bootstrap, when a cluster or a better leader appeared
-	// before anything was sent).
-	{ElectedFollower, []State{Elect, LeaderDelay, Bootstrap}, FollowerWait},
-	// Nothing to act on yet: keep observing where we are (Elect goes back to
-	// scanning, the waiting states poll again).
-	{NotYet, []State{Elect}, Scan},
-	{NotYet, []State{LeaderDelay}, LeaderDelay},
-	{NotYet, []State{FollowerWait}, FollowerWait},
-	// The view or our lock changed under us: start over from a fresh scan.
-	{ViewChanged, []State{LeaderDelay, FollowerWait}, Scan},
-	// Every candidate confirmed our intent; also taken after a restart that
-	// finds a bootstrap we had decided on but perhaps not sent, and when the
-	// wait for etcd ran out after an answer that left the outcome unknown.
-	{DelayElapsed, []State{LeaderDelay, Elect, AwaitEtcd}, Bootstrap},
-	// Sent (or may have been sent): only verifying remains, never re-electing.
-	{BootstrapRequested, []State{Bootstrap, Elect}, AwaitEtcd},
-	{AlreadyBootstrapped, []State{Bootstrap}, AwaitEtcd},
+
+	{Wait, rounds, Scan},
+	{Lead, rounds, LeaderDelay},
+	{Follow, rounds, FollowerWait},
+	{SendBootstrap, rounds, Bootstrap},
+	{AwaitingEtcd, rounds, AwaitEtcd},
 	// Also from Scan: a node of a healthy cluster need not wait for quorum.
-	{EtcdReady, []State{AwaitEtcd, Scan}, Done},
-	{ClusterBootstrapped, []State{FollowerWait}, Done},
-	// Another bootstrapper founds this cluster (Omni): Talos shows it on
-	// this machine (Connect), or any protocol round reads a peer's status
-	// that stood down. Exit 0: no Bootstrap from this node, ever.
-	{StoodDown, []State{Connect, Elect, LeaderDelay, Bootstrap, AwaitEtcd, FollowerWait}, Done},
+	{Finish, append([]State{Scan}, rounds...), Done},
+	// Talos shows Omni on this machine (Connect), or a round reads a peer
+	// that stood down.
+	{StandDown, append([]State{Connect, Scan}, rounds...), Done},
 }
 
 // Initial is where every run starts.
@@ -123,7 +128,7 @@ func New() *lfsm.FSM {
 	return lfsm.NewFSM(string(Initial), events(), nil)
 }
 
-// Mermaid renders the table as a Mermaid state diagram; the README embeds it
+// Mermaid renders the table as a Mermaid state diagram; docs/development.md embeds it
 // and a test keeps the two equal.
 func Mermaid() string {
 	out, err := lfsm.VisualizeForMermaidWithGraphType(New(), lfsm.StateDiagram)

@@ -35,10 +35,11 @@ func TestTableConnectsEveryState(t *testing.T) {
 // The happy paths the product promises, walked through the real table.
 func TestTablePaths(t *testing.T) {
 	paths := map[string][]Event{
-		"leader":   {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, ElectedLeader, NotYet, DelayElapsed, BootstrapRequested, DelayElapsed, BootstrapRequested, EtcdReady},
-		"follower": {ControlPlaneDetected, CredentialsReady, Connected, QuorumMissing, QuorumReached, ElectedFollower, NotYet, ClusterBootstrapped},
-		"withdraw": {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, ElectedLeader, ElectedFollower, ViewChanged, QuorumReached, NotYet, QuorumReached, ElectedLeader, DelayElapsed, AlreadyBootstrapped, EtcdReady},
-		"restart":  {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, BootstrapRequested, EtcdReady},
+		"leader":   {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, Lead, Lead, SendBootstrap, AwaitingEtcd, SendBootstrap, AwaitingEtcd, Finish},
+		"follower": {ControlPlaneDetected, CredentialsReady, Connected, QuorumMissing, QuorumReached, Follow, Follow, Finish},
+		"withdraw": {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, Lead, Follow, Wait, QuorumReached, Wait, QuorumReached, Lead, SendBootstrap, AwaitingEtcd, Finish},
+		"restart":  {ControlPlaneDetected, CredentialsReady, Connected, QuorumReached, AwaitingEtcd, Finish},
+		"healthy":  {ControlPlaneDetected, CredentialsReady, Connected, QuorumMissing, Finish},
 		"worker":   {SecretsMissing, WorkerDetected},
 		"worker2":  {ControlPlaneDetected, CredentialsReady, WorkerDetected},
 	}
@@ -59,15 +60,45 @@ func TestTablePaths(t *testing.T) {
 	}
 }
 
-// The README shows the diagram; it must be the table's.
-func TestReadmeDiagramMatchesTable(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+// Every decision event leads to one state, from every state that runs a
+// round: where the machine goes depends on what the election decided, not on
+// where it was.
+func TestDecisionEventsHaveOneDestination(t *testing.T) {
+	for _, e := range []Event{Wait, Lead, Follow, SendBootstrap, AwaitingEtcd, Finish, StandDown} {
+		to := map[State]bool{}
+		from := map[State]bool{}
+
+		for _, tr := range Table {
+			if tr.Event == e {
+				to[tr.To] = true
+
+				for _, s := range tr.From {
+					from[s] = true
+				}
+			}
+		}
+
+		if len(to) != 1 {
+			t.Errorf("event %s leads to %d states, want 1", e, len(to))
+		}
+
+		for _, s := range rounds {
+			if !from[s] {
+				t.Errorf("event %s cannot leave %s, which runs rounds", e, s)
+			}
+		}
+	}
+}
+
+// docs/development.md draws the machine; the drawing must be the table's.
+func TestDiagramMatchesTable(t *testing.T) {
+	doc, err := os.ReadFile("../docs/development.md")
 	if err != nil {
-		t.Fatalf("read README: %v", err)
+		t.Fatalf("read docs/development.md: %v", err)
 	}
 
 	want := "```mermaid\n" + Mermaid() + "```"
-	if !strings.Contains(string(readme), want) {
-		t.Fatalf("README.md's state diagram differs from fsm.Table; paste this:\n%s", want)
+	if !strings.Contains(string(doc), want) {
+		t.Fatalf("docs/development.md's state diagram differs from fsm.Table; paste this:\n%s", want)
 	}
 }

@@ -2,20 +2,16 @@ package states
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
 
-// errEtcdWait is the bounded wait running out: retried in place, never a
-// reason to elect again, since the bootstrap may already have happened.
-var errEtcdWait = errors.New("etcd not ready yet")
-
 // awaitEtcd waits until this node's etcd service is Running and healthy, as
-// Omni counts a cluster bootstrapped.
+// Omni counts a cluster bootstrapped. When the bounded wait runs out, a
+// round says what next: wait again, or send again on this node only; Step
+// never lets a bootstrap that may have happened be elected over.
 func (s *Session) awaitEtcd(ctx context.Context) (fsm.Event, error) {
 	if !s.etcdWaitLogged {
 		s.etcdWaitLogged = true
@@ -27,38 +23,20 @@ func (s *Session) awaitEtcd(ctx context.Context) (fsm.Event, error) {
 		return "", err
 	}
 
-	if !ready {
-		// A request whose outcome was unknown may never have reached
-		// machined: while this node still has no etcd data the protocol
-		// resends it, on this node only and behind the same lock check.
-		if s.status.Phase == election.PhaseBootstrapping {
-			round := s.refreshAndDecide // fresh boot ids, as in Bootstrap
-			if reverted("w2") {
-				round = s.decide
-			}
-
-			_, decision, err := round(ctx)
-			if err != nil {
-				return "", err
-			}
-
-			if decision.Kind == election.BeginBootstrap {
-				s.Log.Warn().Str("reason", decision.Reason).Msg("no sign of the bootstrap on this node, sending it again")
-
-				return fsm.DelayElapsed, nil
-			}
-		}
-
-		return "", fmt.Errorf("%w after %s", errEtcdWait, s.Settings.EtcdWait)
+	if ready {
+		return s.decideOnHealthyEtcd(ctx)
 	}
 
-	if err := s.markDone(); err != nil {
+	obs, decision, err := s.refreshAndDecide(ctx) // fresh boot ids, as in Bootstrap
+	if err != nil {
 		return "", err
 	}
 
-	s.Log.Info().Msg("bootstrap successful")
+	if decision.Kind == election.BeginBootstrap {
+		s.Log.Warn().Str("reason", decision.Reason).Msg("no sign of the bootstrap on this node, sending it again")
+	}
 
-	return fsm.EtcdReady, nil
+	return s.act(obs, decision)
 }
 
 // waitOwnEtcd polls the local etcd service until it is Running and healthy
@@ -84,12 +62,4 @@ func (s *Session) waitOwnEtcd(ctx context.Context, wait time.Duration) (bool, er
 			return false, err
 		}
 	}
-}
-
-func (s *Session) markDone() error {
-	next := s.status
-	next.Phase = election.PhaseDone
-	next.Reason = "etcd is running and healthy on this node"
-
-	return s.persist(next)
 }

@@ -21,15 +21,15 @@ func TestAwaitEtcd(t *testing.T) {
 		wantPhase election.Phase // of the last saved status; "": nothing saved
 	}{
 		{name: "etcd running and healthy", phase: election.PhaseBootstrapped, etcdUp: true,
-			want: fsm.EtcdReady, wantPhase: election.PhaseDone},
+			want: fsm.Finish, wantPhase: election.PhaseDone},
 		// Accepted: the bootstrap may be slow (an image pull), and it is
-		// never repeated or re-elected: the wait is retried in place.
+		// never repeated or re-elected: the round says wait again.
 		{name: "bootstrapped, etcd never ready", phase: election.PhaseBootstrapped,
-			wantErr: errEtcdWait, wantWait: testEtcd},
+			want: fsm.AwaitingEtcd, wantWait: testEtcd, wantScans: 1, wantPhase: election.PhaseBootstrapped},
 		// Outcome unknown and no sign of it after ResendAfter (= EtcdWait):
 		// the Bootstrap state sends it again, behind its lock check.
 		{name: "sent, no sign of it", phase: election.PhaseBootstrapping,
-			want: fsm.DelayElapsed, wantWait: testEtcd, wantScans: 1, wantPhase: election.PhaseBootstrapping},
+			want: fsm.SendBootstrap, wantWait: testEtcd, wantScans: 1, wantPhase: election.PhaseBootstrapping},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -26,9 +26,9 @@ func TestBootstrap(t *testing.T) {
 		wantPhase election.Phase
 		wantAt    bool // BootstrapAt set: the request may be under way
 	}{
-		{name: "all locked", want: fsm.BootstrapRequested, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+		{name: "all locked", want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
 		{name: "etcd data already there", answer: status.Error(codes.AlreadyExists, "etcd data directory is not empty"),
-			want: fsm.AlreadyBootstrapped, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+			want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
 		// Refused before anything happened: retried later, and a restart
 		// must not wait ResendAfter for a request that never left.
 		{name: "time not in sync", answer: status.Error(codes.FailedPrecondition, "time is not in sync yet"),
@@ -40,7 +40,7 @@ func TestBootstrap(t *testing.T) {
 		{name: "a peer unlocked since the decision", arrange: func(t *testing.T, tr *trio) {
 			tr.c.publish(t, statusOf(tr.c, 3))
 		}, wantErr: errAny, wantPhase: election.PhaseBootstrapping},
-		// Issue W2: b rebooted since the last scan. Only its new boot id
+		// b rebooted since the last scan. Only its new boot id
 		// matches the status it publishes now (still locked, as locks
 		// survive reboots), so only a fresh scan confirms its lock.
 		{name: "peer rebooted since the last scan", arrange: func(t *testing.T, tr *trio) {
@@ -48,7 +48,7 @@ func TestBootstrap(t *testing.T) {
 			tr.b.bootID, tr.b.bootTime = "b2", time.Now().Add(-time.Minute)
 			tr.b.publish(t, election.Resume(before, tr.b.candidate()))
 			tr.scanner.peers = peersOf(tr.b, tr.c) // s.peers: the view before the reboot
-		}, want: fsm.BootstrapRequested, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+		}, want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestBootstrapFollowsWhenAClusterAppearedBeforeTheSend(t *testing.T) {
 		tr.s.status = decideBootstrap(tr.s.status)
 		tr.b.dataEmpty, tr.b.etcd = false, etcdHealthy
 
-		expectEvent(t, tr.s.bootstrap, fsm.ElectedFollower, nil, 0)
+		expectEvent(t, tr.s.bootstrap, fsm.Follow, nil, 0)
 
 		if n := tr.bootstraps(); n != 0 {
 			t.Fatalf("Bootstrap sent %d times although a cluster exists", n)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
 
@@ -19,28 +18,13 @@ func (s *Session) followerWait(ctx context.Context) (fsm.Event, error) {
 	}
 
 	if ready {
-		if err := s.markDone(); err != nil {
-			return "", err
-		}
-
-		s.Log.Info().Msg("etcd member of this node is running, cluster bootstrapped")
-
-		return fsm.ClusterBootstrapped, nil
+		return s.decideOnHealthyEtcd(ctx)
 	}
 
-	_, decision, err := s.rescanAndDecide(ctx)
+	obs, decision, err := s.rescanAndDecide(ctx)
 	if err != nil {
 		return "", fmt.Errorf("while following: %w", err)
 	}
 
-	switch decision.Kind {
-	case election.Follow, election.Joined, election.Done:
-		s.Log.Info().Str("reason", decision.Reason).Msg("waiting for the cluster to be bootstrapped")
-
-		return fsm.NotYet, nil
-	default:
-		s.Log.Info().Str("reason", decision.Reason).Msg("lock released, electing again")
-
-		return fsm.ViewChanged, nil
-	}
+	return s.act(obs, decision)
 }

@@ -20,12 +20,12 @@ func TestFollowerWait(t *testing.T) {
 		// Done means this node's own etcd member runs, not the leader's.
 		{name: "own etcd healthy", arrange: func(_ *testing.T, tr *trio, _ election.Status) {
 			tr.self.dataEmpty, tr.self.etcd = false, etcdHealthy
-		}, want: fsm.ClusterBootstrapped, check: func(t *testing.T, _ *trio, st election.Status) {
+		}, want: fsm.Finish, check: func(t *testing.T, _ *trio, st election.Status) {
 			if st.Phase != election.PhaseDone {
 				t.Fatalf("status phase %s, want done", st.Phase)
 			}
 		}},
-		{name: "still waiting", want: fsm.NotYet, wantWait: testFollow, check: func(t *testing.T, tr *trio, st election.Status) {
+		{name: "still waiting", want: fsm.Follow, wantWait: testFollow, check: func(t *testing.T, tr *trio, st election.Status) {
 			if st.Phase != election.PhaseLocked || st.Lock == nil || st.Lock.Leader.BootID != tr.b.bootID || st.Lock.Number != 1 {
 				t.Fatalf("status phase %s, lock %v; want still locked to %s#1", st.Phase, st.Lock, tr.b.addr)
 			}
@@ -33,7 +33,7 @@ func TestFollowerWait(t *testing.T) {
 		{name: "leader withdrew", arrange: func(t *testing.T, tr *trio, leader election.Status) {
 			leader.Phase, leader.Lock, leader.WithdrawnThrough = election.PhaseIdle, nil, leader.Intent
 			tr.b.publish(t, leader)
-		}, want: fsm.ViewChanged, wantWait: testFollow, check: func(t *testing.T, _ *trio, st election.Status) {
+		}, want: fsm.Wait, wantWait: testFollow, check: func(t *testing.T, _ *trio, st election.Status) {
 			if st.Lock != nil || st.Phase != election.PhaseIdle {
 				t.Fatalf("status phase %s, lock %v; want the lock released", st.Phase, st.Lock)
 			}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
 
@@ -25,29 +24,12 @@ func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
 		return "", err
 	}
 
-	_, decision, err := s.rescanAndDecide(ctx)
+	obs, decision, err := s.rescanAndDecide(ctx)
 	if err != nil {
 		return "", fmt.Errorf("before bootstrap: %w", err)
 	}
 
-	switch decision.Kind {
-	case election.Lead:
-		s.Log.Info().Str("reason", decision.Reason).Msg("leader waiting")
-
-		return fsm.NotYet, nil
-	case election.BeginBootstrap:
-		return fsm.DelayElapsed, nil
-	case election.Follow, election.Joined, election.Done:
-		s.announcedLog = false
-		s.Log.Info().Str("reason", decision.Reason).Msg("withdrew leadership, following")
-
-		return fsm.ElectedFollower, nil
-	default:
-		s.announcedLog = false
-		s.Log.Info().Str("reason", decision.Reason).Msg("view changed, electing again")
-
-		return fsm.ViewChanged, nil
-	}
+	return s.act(obs, decision)
 }
 
 // pollInterval paces the leader while an election is under way: every

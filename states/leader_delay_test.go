@@ -18,11 +18,11 @@ func TestLeaderDelay(t *testing.T) {
 		arrange          func(*testing.T, *trio)                             // from: self announced intent 1 now, b and c locked to it
 		during           func(t *testing.T, tr *trio, elapsed time.Duration) // before each pass
 		want             fsm.Event
-		minWait, maxWait time.Duration // virtual time until the first event other than not_yet
+		minWait, maxWait time.Duration // virtual time until the first event other than lead
 		check            func(t *testing.T, tr *trio, st election.Status)
 	}{
 		// Never before PRE_BOOTSTRAP_DELAY of a stable view; soon after it.
-		{name: "all locked, delay elapsed", want: fsm.DelayElapsed, minWait: testDelay, maxWait: testDelay + 2*poll,
+		{name: "all locked, delay elapsed", want: fsm.SendBootstrap, minWait: testDelay, maxWait: testDelay + 2*poll,
 			check: func(t *testing.T, _ *trio, st election.Status) {
 				if st.Phase != election.PhaseBootstrapping || st.Bootstrapping != 1 || !st.BootstrapAt.IsZero() {
 					t.Fatalf("status phase %s, bootstrapping %d, bootstrapAt %v; want intent 1 decided, not sent",
@@ -37,7 +37,7 @@ func TestLeaderDelay(t *testing.T) {
 				d.publish(t, lockTo(statusOf(d, 3), tr.s.status))
 				tr.scanner.peers = peersOf(tr.b, tr.c, d)
 			}
-		}, want: fsm.DelayElapsed, minWait: testDelay/2 + testDelay, maxWait: testDelay/2 + testDelay + 2*poll,
+		}, want: fsm.SendBootstrap, minWait: testDelay/2 + testDelay, maxWait: testDelay/2 + testDelay + 2*poll,
 			check: func(t *testing.T, _ *trio, st election.Status) {
 				if st.Phase != election.PhaseBootstrapping || len(st.Candidates) != 4 {
 					t.Fatalf("status phase %s, candidates %v; want bootstrapping with the joiner in view", st.Phase, st.Candidates)
@@ -46,7 +46,7 @@ func TestLeaderDelay(t *testing.T) {
 		// The leader keeps waiting (here until the test gives up).
 		{name: "a peer never locks", arrange: func(t *testing.T, tr *trio) {
 			tr.c.publish(t, statusOf(tr.c, 3))
-		}, want: fsm.NotYet, minWait: 2 * time.Minute, maxWait: 2*time.Minute + poll,
+		}, want: fsm.Lead, minWait: 2 * time.Minute, maxWait: 2*time.Minute + poll,
 			check: func(t *testing.T, tr *trio, st election.Status) {
 				if st.Phase != election.PhaseAnnounced || !strings.Contains(st.Reason, "has not locked yet") {
 					t.Fatalf("status phase %s, reason %q; want still announced, blocked by %s", st.Phase, st.Reason, tr.c.addr)
@@ -56,7 +56,7 @@ func TestLeaderDelay(t *testing.T) {
 			tr.b.bootTime = time.Now().Add(-2 * time.Hour)
 			tr.b.publish(t, announce(statusOf(tr.b, 3), 1, time.Now()))
 			tr.scanner.peers = peersOf(tr.b, tr.c)
-		}, want: fsm.ElectedFollower, minWait: poll, maxWait: poll, check: func(t *testing.T, tr *trio, st election.Status) {
+		}, want: fsm.Follow, minWait: poll, maxWait: poll, check: func(t *testing.T, tr *trio, st election.Status) {
 			want := election.IntentRef{Leader: election.Incarnation{IP: tr.b.addr, BootID: tr.b.bootID}, Number: 1}
 			if st.WithdrawnThrough != 1 || st.Phase != election.PhaseLocked || st.Lock == nil || !st.Lock.Is(want) {
 				t.Fatalf("status withdrawnThrough %d, phase %s, lock %v; want intent 1 withdrawn, locked to %s",
@@ -66,7 +66,7 @@ func TestLeaderDelay(t *testing.T) {
 		// A late joiner that ranks first but has not announced yet.
 		{name: "an older peer appears without a status", arrange: func(t *testing.T, tr *trio) {
 			tr.scanner.peers = peersOf(tr.b, tr.c, newNode(4, "d1", time.Now().Add(-2*time.Hour)))
-		}, want: fsm.ViewChanged, minWait: poll, maxWait: poll, check: func(t *testing.T, _ *trio, st election.Status) {
+		}, want: fsm.Wait, minWait: poll, maxWait: poll, check: func(t *testing.T, _ *trio, st election.Status) {
 			if st.WithdrawnThrough != 1 || st.Phase != election.PhaseIdle || st.Lock != nil {
 				t.Fatalf("status withdrawnThrough %d, phase %s, lock %v; want intent 1 withdrawn, no lock", st.WithdrawnThrough, st.Phase, st.Lock)
 			}
@@ -82,7 +82,7 @@ func TestLeaderDelay(t *testing.T) {
 				start := time.Now()
 
 				var event fsm.Event
-				for event == "" || (event == fsm.NotYet && time.Since(start) < 2*time.Minute) {
+				for event == "" || (event == fsm.Lead && time.Since(start) < 2*time.Minute) {
 					if tc.during != nil {
 						tc.during(t, tr, time.Since(start))
 					}

@@ -9,8 +9,8 @@ import (
 	"testing/synctest"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 )
 
 // A follower's lock that reached status.json before the directory fsync

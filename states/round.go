@@ -8,7 +8,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
@@ -46,7 +46,7 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 	default:
 		// A lost reply is not a synced clock: taken as one, a node that
 		// never syncs would announce and hold every lock while its
-		// Bootstrap is refused for ever (simulator seed 71254).
+		// Bootstrap is refused for ever (found by the simulator).
 		return election.Observation{}, fmt.Errorf("refresh local node: time status: %w", err)
 	}
 

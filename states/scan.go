@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
 
@@ -67,13 +68,14 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 	// even when some control-plane nodes are gone for good: waiting for a
 	// quorum only matters for a cluster that does not exist yet.
 	if svc, err := s.local.EtcdService(ctx); err == nil && svc.Running() {
-		if err := s.markDone(); err != nil {
+		obs, decision, err := s.decide(ctx)
+		if err != nil {
 			return "", err
 		}
 
-		s.Log.Info().Msg("etcd of this node is running and healthy, nothing to bootstrap")
-
-		return fsm.EtcdReady, nil
+		if decision.Kind == election.Done {
+			return s.act(obs, decision)
+		}
 	}
 
 	// Said in the status too: the file is what an operator (and the status

@@ -170,7 +170,7 @@ func (s *Session) Handlers() map[fsm.State]fsm.Handler {
 		fsm.Detect:       fsm.HandlerFunc(s.detect),
 		fsm.Credentials:  fsm.HandlerFunc(s.credentials),
 		fsm.Connect:      s.endsOnStandDown(s.connect),
-		fsm.Scan:         fsm.HandlerFunc(s.scan),
+		fsm.Scan:         s.endsOnStandDown(s.scan),
 		fsm.Elect:        s.endsOnStandDown(s.elect),
 		fsm.LeaderDelay:  s.endsOnStandDown(s.leaderDelay),
 		fsm.Bootstrap:    s.endsOnStandDown(s.bootstrap),

@@ -28,7 +28,7 @@ func (s *Session) endsOnStandDown(h fsm.HandlerFunc) fsm.Handler {
 		if errors.Is(err, errStoodDown) {
 			s.Log.Info().Str("phase", string(s.status.Phase)).Msg(s.status.StandDown)
 
-			return fsm.StoodDown, nil
+			return fsm.StandDown, nil
 		}
 
 		return event, err

@@ -56,8 +56,8 @@ func logged(t *testing.T, buf *bytes.Buffer) []map[string]any {
 func expectStoodDown(t *testing.T, event fsm.Event, err error, store *memStore, logs *bytes.Buffer, reason string) {
 	t.Helper()
 
-	if err != nil || event != fsm.StoodDown {
-		t.Fatalf("event %q, error %v; want %q", event, err, fsm.StoodDown)
+	if err != nil || event != fsm.StandDown {
+		t.Fatalf("event %q, error %v; want %q", event, err, fsm.StandDown)
 	}
 
 	if st := store.last(t); st.StandDown != reason || st.Reason != reason {

@@ -13,7 +13,7 @@ import (
 // garbage, not a status.
 const StatusLimit = 256 << 10
 
-// memberListTimeout is the original design's "short timeout on bootstrap
+// memberListTimeout is the upstream README's "short timeout on bootstrap
 // status checks".
 const memberListTimeout = 5 * time.Second
 

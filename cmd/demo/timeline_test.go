@@ -32,28 +32,28 @@ const cannedLog = `
 6.0 cp2 {"level":"info","from":"Scan","to":"Elect","event":"quorum_reached","msg":"state transition"}
 6.0 cp2 {"level":"info","leader":"127.0.10.2","is_leader":true,"reason":"ranked first of 3: announced intent 1","msg":"leader election complete"}
 6.0 cp2 {"level":"info","msg":"elected as leader, initiating bootstrap"}
-6.0 cp2 {"level":"info","from":"Elect","to":"LeaderDelay","event":"elected_leader","msg":"state transition"}
+6.0 cp2 {"level":"info","from":"Elect","to":"LeaderDelay","event":"lead","msg":"state transition"}
 6.0 cp2 {"level":"info","delay":3,"intent":1,"msg":"waiting before bootstrap"}
-6.1 cp3 {"level":"info","from":"Elect","to":"Scan","event":"not_yet","msg":"state transition"}
+6.1 cp3 {"level":"info","from":"Elect","to":"Scan","event":"wait","msg":"state transition"}
 6.1 cp3 {"level":"info","from":"Scan","to":"Elect","event":"quorum_reached","msg":"state transition"}
 6.1 cp3 {"level":"info","leader":"127.0.10.2","is_leader":false,"reason":"locked to 127.0.10.2/ddbd343c#1","msg":"leader election complete"}
-6.1 cp3 {"level":"info","from":"Elect","to":"FollowerWait","event":"elected_follower","msg":"state transition"}
+6.1 cp3 {"level":"info","from":"Elect","to":"FollowerWait","event":"follow","msg":"state transition"}
 6.3 cp1 {"level":"info","from":"Scan","to":"Elect","event":"quorum_reached","msg":"state transition"}
 6.3 cp1 {"level":"info","leader":"127.0.10.2","is_leader":false,"reason":"locked to 127.0.10.2/ddbd343c#1","msg":"leader election complete"}
-6.3 cp1 {"level":"info","from":"Elect","to":"FollowerWait","event":"elected_follower","msg":"state transition"}
-7.0 cp2 {"level":"info","from":"LeaderDelay","to":"LeaderDelay","event":"not_yet","msg":"state transition"}
+6.3 cp1 {"level":"info","from":"Elect","to":"FollowerWait","event":"follow","msg":"state transition"}
+7.0 cp2 {"level":"info","from":"LeaderDelay","to":"LeaderDelay","event":"lead","msg":"state transition"}
 8.3 cp1 {"level":"info","reason":"quorum missing: 2 of 3 control-plane nodes in view","msg":"lock released, electing again"}
-8.3 cp1 {"level":"info","from":"FollowerWait","to":"Scan","event":"view_changed","msg":"state transition"}
+8.3 cp1 {"level":"info","from":"FollowerWait","to":"Scan","event":"wait","msg":"state transition"}
 8.3 cp1 {"level":"info","from":"Scan","to":"Elect","event":"quorum_reached","msg":"state transition"}
 8.3 cp1 {"level":"info","leader":"127.0.10.2","is_leader":false,"reason":"locked to 127.0.10.2/ddbd343c#1","msg":"leader election complete"}
-8.3 cp1 {"level":"info","from":"Elect","to":"FollowerWait","event":"elected_follower","msg":"state transition"}
-9.0 cp2 {"level":"info","from":"LeaderDelay","to":"Bootstrap","event":"delay_elapsed","msg":"state transition"}
+8.3 cp1 {"level":"info","from":"Elect","to":"FollowerWait","event":"follow","msg":"state transition"}
+9.0 cp2 {"level":"info","from":"LeaderDelay","to":"Bootstrap","event":"send_bootstrap","msg":"state transition"}
 9.0 cp2 {"level":"info","intent":1,"msg":"executing bootstrap"}
-9.0 cp2 {"level":"info","from":"Bootstrap","to":"AwaitEtcd","event":"bootstrap_requested","msg":"state transition"}
+9.0 cp2 {"level":"info","from":"Bootstrap","to":"AwaitEtcd","event":"await_etcd","msg":"state transition"}
 11.0 cp2 {"level":"info","msg":"bootstrap successful"}
-11.0 cp2 {"level":"info","from":"AwaitEtcd","to":"Done","event":"etcd_ready","msg":"state transition"}
-14.1 cp3 {"level":"info","from":"FollowerWait","to":"Done","event":"cluster_bootstrapped","msg":"state transition"}
-14.4 cp1 {"level":"info","from":"FollowerWait","to":"Done","event":"cluster_bootstrapped","msg":"state transition"}
+11.0 cp2 {"level":"info","from":"AwaitEtcd","to":"Done","event":"done","msg":"state transition"}
+14.1 cp3 {"level":"info","from":"FollowerWait","to":"Done","event":"done","msg":"state transition"}
+14.4 cp1 {"level":"info","from":"FollowerWait","to":"Done","event":"done","msg":"state transition"}
 `
 
 func cannedEvents(t *testing.T) []event {

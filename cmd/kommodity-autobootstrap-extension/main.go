@@ -52,7 +52,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	// The original design's log format: {"level":"info","msg":"..."}.
+	// The upstream README's log format: {"level":"info","msg":"..."}.
 	zerolog.MessageFieldName = "msg"
 	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
 	log.Info().Str("version", version).Msg("starting kommodity-autobootstrap-extension")
@@ -77,7 +77,7 @@ func run() int {
 		log.Warn().Str("variable", name).Msg("unknown variable ignored (a typo?)")
 	}
 
-	if err := daemon.Run(ctx, cfg, log); err != nil {
+	if err := daemon.Run(ctx, cfg, daemon.Options{Log: log}); err != nil {
 		if ctx.Err() != nil {
 			log.Warn().Msg("stopped by signal before completion")
 

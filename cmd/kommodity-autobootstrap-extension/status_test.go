@@ -23,7 +23,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/statusreport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
@@ -425,7 +425,7 @@ func TestStatusBootstrappedNeedsEtcdHealthyNow(t *testing.T) {
 	c.writeStatus(3, election.Status{Phase: election.PhaseDone, Quorum: 2, Lock: &election.IntentRef{Leader: incarnation(48, 3), Number: 1},
 		Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(48, 3), BootstrapSent: true})
 	// Node 1 sent Bootstrap in an earlier boot, which ended with its data
-	// directory empty: withdrawn (rule 7).
+	// directory empty: withdrawn (OwnBootstrapNeverReelects).
 	c.writeStatus(1, election.Status{Phase: election.PhaseDone, Quorum: 2, Intent: 1, WithdrawnThrough: 1, Bootstrapping: 1,
 		BootstrapBootID: "an earlier boot", PastBoots: []string{"an earlier boot"}})
 	c.writeStatus(2, election.Status{Phase: election.PhaseDone, Quorum: 2})

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Discovery beyond one IPv4 segment (issue 12): the shipped binary, run as
+// Discovery beyond one IPv4 segment: the shipped binary, run as
 // Talos runs the extension, finds its peers through Talos cluster
 // discovery across a router and on an IPv6-only segment, through PEERS on
 // IPv6, and still through the sweep when discovery is disabled.

@@ -853,7 +853,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // logLine is one JSON line of a daemon's or fake apid's stdout.
 type logLine map[string]any
 
-// msg is the line's message: the daemon logs it as "msg" (the original design's
+// msg is the line's message: the daemon logs it as "msg" (the upstream README's
 // format), the fake apid as zerolog's default "message".
 func (l logLine) msg() string {
 	if m := l.str("msg"); m != "" {

@@ -17,7 +17,7 @@ import (
 
 // TestE2ETiming measures how long the protocol takes from the last node's
 // apid answering to Bootstrap, and what a waiting daemon costs, at the
-// shipped defaults and at the harness's short settings (issue 13). The
+// shipped defaults and at the harness's short settings. The
 // figures are logged as FIGURE lines, never asserted: only correctness is
 // (one Bootstrap, one cluster, every daemon done), as in TestE2E.
 func TestE2ETiming(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
@@ -72,7 +72,7 @@ type Config struct {
 	APIDPort int
 }
 
-// Defaults are the original design's defaults (its README), plus ours for the
+// Defaults are the upstream README's defaults (../shared/SEED.md's source), plus ours for the
 // variables it lacks. LEADER_ORDER defaults to address: the node the Talos
 // Cluster API control-plane provider bootstraps, so that the daemon running
 // beside it picks the same one.

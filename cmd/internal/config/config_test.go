@@ -20,7 +20,7 @@ func TestDefaultsAreTheOriginalDesigns(t *testing.T) {
 		cfg.PreBootstrapDelay != 10*time.Second || cfg.MaxBackoff != 2*time.Minute ||
 		cfg.ScanTimeout != 2*time.Second || cfg.MaxScanHosts != 65536 || cfg.APIDPort != 50000 ||
 		cfg.LeaderOrder != "address" {
-		t.Fatalf("defaults differ from the original design: %+v", cfg)
+		t.Fatalf("defaults differ from the upstream README's: %+v", cfg)
 	}
 }
 

@@ -22,26 +22,104 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
+// Options are what a caller changes of a run; beside Log, the zero value is
+// the daemon on its host.
+type Options struct {
+	// Log receives the JSON log lines.
+	Log zerolog.Logger
+	// Clock is the run's clock; nil is the real one.
+	Clock clockwork.Clock
+	// OnStep sees every transition (the FSM tests record the path).
+	OnStep func(fsm.Step)
+	// Jitter is the source of the supervisor's retry jitter; nil is
+	// math/rand (the simulator draws it from the seed).
+	Jitter func() float64
+	// World stands in for the host where a field is set: the simulator's
+	// model of a Talos node.
+	World World
+}
+
+// World replaces the host's parts, one field at a time.
+type World struct {
+	Marker      states.ControlPlaneMarker
+	Credentials states.CredentialSource
+	Network     states.NetworkFinder
+	Dialer      func(transport.Identity) transport.Dialer
+	NewScanner  func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error)
+	// StatusFS is the filesystem under the status directory.
+	StatusFS statusfile.FS
+	// KernelCmdline reads the kernel command line.
+	KernelCmdline func() (string, error)
+	// Adopted observes every status the run adopts (the simulator's
+	// invariant checker).
+	Adopted func(election.Status)
+	// EtcdWait replaces states.DefaultEtcdWait.
+	EtcdWait time.Duration
+}
+
 // Run runs the daemon until this node is part of a healthy etcd cluster (or
 // found to be a worker, or stands down because Omni bootstraps its
-// cluster), a permanent error, or ctx ends.
-func Run(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
-	return RunWithClock(ctx, cfg, log, clockwork.NewRealClock())
+// cluster), a permanent error, or ctx ends. It is the one entry point: the
+// binary, the FSM tests and the simulator all start here.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+
+	deps := hostDeps(cfg, opts.Log, opts.Clock)
+	opts.World.replace(&deps)
+
+	return states.Run(ctx, deps, fsm.Machine{MaxBackoff: cfg.MaxBackoff, OnStep: opts.OnStep, Jitter: opts.Jitter})
 }
 
-// RunWithClock is Run on an injected clock.
-func RunWithClock(ctx context.Context, cfg config.Config, log zerolog.Logger, clock clockwork.Clock) error {
-	return RunWithClockAndSteps(ctx, cfg, log, clock, nil)
+// replace puts the world's parts in place of the host's.
+func (w World) replace(deps *states.Deps) {
+	if w.Marker != nil {
+		deps.Marker = w.Marker
+	}
+
+	if w.Credentials != nil {
+		deps.Credentials = w.Credentials
+		deps.SourceIsTalosconfig = false
+	}
+
+	if w.Network != nil {
+		deps.Network = w.Network
+	}
+
+	if w.Dialer != nil {
+		deps.Dialer = w.Dialer
+	}
+
+	if w.NewScanner != nil {
+		deps.NewScanner = w.NewScanner
+	}
+
+	if w.StatusFS != nil {
+		store := deps.Store.(statusfile.Store)
+		store.FS = w.StatusFS
+		deps.Store = store
+	}
+
+	if w.KernelCmdline != nil {
+		deps.KernelCmdline = w.KernelCmdline
+	}
+
+	if w.EtcdWait > 0 {
+		deps.Settings.EtcdWait = w.EtcdWait
+	}
+
+	deps.Adopted = w.Adopted
 }
 
-// Deps builds the real collaborators from cfg.
-func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.Deps {
+// hostDeps builds the real collaborators from cfg.
+func hostDeps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.Deps {
 	var source states.CredentialSource = credentials.StateSource{
 		Devices:   cfg.StateDevices,
 		MountBase: cfg.RunDir,
@@ -92,7 +170,7 @@ func Deps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.D
 		NewScanner: func(id transport.Identity, dialer transport.Dialer, network states.Network) (states.Scanner, error) {
 			return newScanner(cfg, log, clock, id, dialer, network)
 		},
-		Store: statusfile.Store{Dir: cfg.StatusDir},
+		Store: statusfile.Store{Dir: cfg.StatusDir, Now: clock.Now},
 		KernelCmdline: func() (string, error) {
 			data, err := os.ReadFile(filepath.Join(cfg.ProcDir, "cmdline"))
 
@@ -468,9 +546,3 @@ func (s *scanner) NextDelay(known, attempt int) time.Duration {
 func (s *scanner) Pause(ctx context.Context, d time.Duration) error { return s.combined.Pause(ctx, d) }
 
 func (s *scanner) Close() error { return errors.Join(s.combined.Close(), s.local.Close()) }
-
-// RunWithClockAndSteps is RunWithClock reporting every transition to onStep
-// (the FSM tests assert the exact path each daemon walks).
-func RunWithClockAndSteps(ctx context.Context, cfg config.Config, log zerolog.Logger, clock clockwork.Clock, onStep func(fsm.Step)) error {
-	return states.Run(ctx, Deps(cfg, log, clock), cfg.MaxBackoff, onStep)
-}

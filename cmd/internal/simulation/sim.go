@@ -1,4 +1,4 @@
-// Package simulator runs the daemon's own code (the fsm table and
+// Package simulation runs the daemon's own code (the fsm table and
 // supervisor, every handler of package states, the election rules) on every
 // node of a simulated Talos site, and checks that no seed makes two etcd
 // clusters and that every control-plane node ends in a healthy cluster once
@@ -6,6 +6,10 @@
 // transport.Node the daemon dials), discovery (the scanner), the clock, the
 // status file on a /var that survives reboots and is wiped by a reset, and
 // the local facts (secrets directory, machine config, address).
+//
+// Each daemon starts where the binary does, daemon.Run, with the node's
+// parts in place of the host's (daemon.World), and with the binary's
+// configuration.
 //
 // The daemons run as goroutines in a testing/synctest bubble under a
 // deterministic scheduler (sched.go), so a seed reproduces its run, trace

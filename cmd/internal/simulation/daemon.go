@@ -13,10 +13,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/daemon"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
@@ -65,29 +67,33 @@ func (w *world) startDaemon(n *tnode) {
 	w.tracef(n, "daemon start (run %d)", d.gen)
 
 	clock := &nodeClock{s: w.sched, d: d}
-	deps := states.Deps{
-		Log:   w.logger(d),
-		Clock: clock,
-		Settings: states.Settings{
-			Quorum:                d.cfg.Quorum,
-			LeaderOrder:           d.cfg.LeaderOrder,
-			PreBootstrapDelay:     d.cfg.PreBootstrapDelay,
-			FollowerCheckInterval: d.cfg.FollowerCheckInterval,
-			EtcdWait:              d.cfg.EtcdWait,
-			MinRound:              states.MinRoundFor(d.cfg.FollowerCheckInterval),
-			StatusPath:            statusfile.Path,
-		},
+
+	// The binary's configuration, as the environment would give it.
+	cfg := config.Defaults()
+	cfg.QuorumNodes = d.cfg.Quorum
+	cfg.LeaderOrder = d.cfg.LeaderOrder
+	cfg.PreBootstrapDelay = d.cfg.PreBootstrapDelay
+	cfg.FollowerCheckInterval = d.cfg.FollowerCheckInterval
+	cfg.ScanInterval = d.cfg.ScanInterval
+	cfg.ScanTimeout = d.cfg.ScanTimeout
+	cfg.MaxBackoff = d.cfg.MaxBackoff
+	cfg.APIDPort = apidPort
+	cfg.StatusDir = statusfile.DefaultDir
+
+	// The node's parts, in place of the host's.
+	world := daemon.World{
 		Marker:      marker{n: n},
 		Credentials: credentialSource{init: n.init, omni: n.omni},
 		Network:     network{w: w, n: n},
 		Dialer: func(transport.Identity) transport.Dialer {
 			return dialer{w: w, d: d}
 		},
-		APIDPort: apidPort,
 		NewScanner: func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error) {
 			return &scanner{w: w, d: d, clock: clock, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}, late: map[netip.Addr]probeAnswer{}, missed: map[netip.Addr]bool{}}, nil
 		},
-		Store: statusfile.Store{Dir: statusfile.DefaultDir, FS: &diskFS{w: w, d: d, rng: d.rng}, Now: clock.Now},
+		StatusFS:      &diskFS{w: w, d: d, rng: d.rng},
+		KernelCmdline: func() (string, error) { return "", nil }, // no siderolink.api: Omni shows in the machine config (credentialSource)
+		EtcdWait:      d.cfg.EtcdWait,
 		Adopted: func(st election.Status) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
@@ -114,7 +120,7 @@ func (w *world) startDaemon(n *tnode) {
 	}
 
 	go func() {
-		err := states.RunMachine(ctx, deps, fsm.Machine{MaxBackoff: d.cfg.MaxBackoff, OnStep: onStep, Jitter: jitter})
+		err := daemon.Run(ctx, cfg, daemon.Options{Log: w.logger(d), Clock: clock, OnStep: onStep, Jitter: jitter, World: world})
 
 		w.mu.Lock()
 		defer w.mu.Unlock()

@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 )
 
-// Families are scripted scenarios, one per fault the review of issue 10
-// found: the shape of the fault is fixed, its timings come from the seed.
+// Families are scripted scenarios, one per fault found by the simulator or
+// a review: the shape of the fault is fixed, its timings come from the seed.
 // TestSimulation runs each with every rule on (no failure allowed); each
 // negative control runs its family with one rule off and must fail.
 var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
@@ -177,7 +177,7 @@ func (w *world) setupFamily(name string) error {
 		w.p.chaosEnd = 2 * time.Minute
 		w.capiLoop()
 	case "reset-one", "reset-two":
-		// W3. Quorum 2 of 3, the cluster made and joined. An operator
+		// Quorum 2 of 3, the cluster made and joined. An operator
 		// resets EPHEMERAL of one node (the README's rule), or of two at
 		// once, while the founder is cut off: two empty nodes that see no
 		// member make up a quorum on their own.
@@ -199,7 +199,7 @@ func (w *world) setupFamily(name string) error {
 			}
 		})
 	case "graceful-reboot":
-		// Found by a red-team review. Quorum 2 of 3: C, locked to A's
+		// Found by a review. Quorum 2 of 3: C, locked to A's
 		// intent, is rebooted by an operator while A waits out
 		// PRE_BOOTSTRAP_DELAY. During Talos's reboot sequence C's etcd,
 		// which never ran, shows Finished while apid still answers (v1.14):
@@ -220,7 +220,7 @@ func (w *world) setupFamily(name string) error {
 			w.register(d.key("family graceful-reboot"), func() { w.shutdown(c, "operator reboot while locked") })
 		}
 	case "resend-refused":
-		// Found by a red-team review. Quorum 2 of 3. A's Bootstrap is
+		// Found by a review. Quorum 2 of 3. A's Bootstrap is
 		// accepted, its reply lost; the etcd image pull outlasts the resend
 		// wait; the resend is refused ("time is not in sync yet"). C is
 		// rebooted then (its etcd shows Finished for seconds) while B
@@ -280,7 +280,7 @@ func (w *world) setupFamily(name string) error {
 			}
 		}
 	case "cloned-var":
-		// Found by a red-team review. A and B were cloned from one disk
+		// Found by a review. A and B were cloned from one disk
 		// image after a first boot: the same status file, so the same node
 		// name. Quorum 2 of 3, A oldest, B's address below A's; A is cut off
 		// for 90 s from the moment it sends Bootstrap. B is another

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 

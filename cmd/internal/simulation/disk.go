@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 )
 
 // disk is a node's /var/lib/kommodity-autobootstrap as the kernel keeps
