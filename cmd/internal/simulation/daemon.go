@@ -89,7 +89,7 @@ func (w *world) startDaemon(n *tnode) {
 			return dialer{w: w, d: d}
 		},
 		NewScanner: func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error) {
-			return &scanner{w: w, d: d, clock: clock, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}, late: map[netip.Addr]probeAnswer{}, missed: map[netip.Addr]bool{}}, nil
+			return newScanner(w, d, clock), nil
 		},
 		StatusFS:      &diskFS{w: w, d: d, rng: d.rng},
 		KernelCmdline: func() (string, error) { return "", nil }, // no siderolink.api: Omni shows in the machine config (credentialSource)

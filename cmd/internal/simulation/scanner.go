@@ -12,24 +12,44 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
-// scanner sweeps the simulated /24 as discovery.Combined sweeps a range
-// that its pace covers: every address is probed at once with SCAN_TIMEOUT,
-// and a round ends once a quorum answered (see sweep); a peer counts only when
-// its apid certificate chains to the cluster CA; its boot id, boot time and
-// machine type come from its own apid; a known peer stays in the result
-// until it misses discovery.DefaultMissThreshold probes in a row; this
-// node's own boot id is never a peer, whatever address answers with it.
+// scanner models discovery.Combined over a discovery.Scanner sweeping the
+// simulated /24, which the sweep's pace covers whole:
+//
+//   - a probe outlives its round: it ends with its answer or at
+//     SCAN_TIMEOUT, and its outcome is folded into the round in progress
+//     then, or into the next one; an address never has two probes in
+//     flight;
+//   - every round re-probes every known peer whose probe is not in flight,
+//     and waits for the probes of the known peers; a scan round also
+//     sweeps the range at most once per pace window
+//     (discovery.PaceWindows × SCAN_TIMEOUT) and waits for those probes;
+//   - a scan round ends as soon as the peers that answered since the last
+//     round show a quorum (self included), a refresh once all its probes
+//     ended;
+//   - a known peer stays listed until discovery.DefaultMissThreshold of its
+//     probes in a row failed; a peer counts only when its apid certificate
+//     chains to the cluster CA; its boot id, boot time and machine type
+//     come from its own apid; this node's own boot id is never a peer,
+//     whatever address answers with it.
+//
+// Addresses where nothing answers are not modelled one by one: the range
+// always has some, so a pass always uses its pace window.
 type scanner struct {
 	w     *world
 	d     *daemonRun
 	clock *nodeClock
 	nodes map[netip.Addr]*apiNode
 	known map[netip.Addr]*knownPeer
-	// late: answers that came after their round ended, for the next one;
-	// missed: known peers whose probe of such a round timed out.
-	late   map[netip.Addr]probeAnswer
-	missed map[netip.Addr]bool
-	scans int
+	// flight: the addresses with a probe in flight; done: the probes that
+	// ended and are not folded yet; round: the round in progress.
+	flight map[netip.Addr]bool
+	done   []probeOutcome
+	round  *simRound
+	// opened: the node's wall clock when the current pace window began
+	// (zero: none); swept: the window's pass has run.
+	opened time.Time
+	swept  bool
+	scans  int
 }
 
 type knownPeer struct {
@@ -43,10 +63,57 @@ type probeAnswer struct {
 	bootTime        time.Time
 }
 
+// probeOutcome is one probe that ended: answer.ok false when it failed.
+type probeOutcome struct {
+	addr   netip.Addr
+	known  bool // a re-probe of a known peer
+	answer probeAnswer
+}
+
+// simRound is what a round waits for, as discovery.Scanner's roundState.
+type simRound struct {
+	c         *call
+	streaming bool                // a scan: ends once a quorum answered
+	waiting   map[netip.Addr]bool // probes the round waits for
+	fresh     map[netip.Addr]bool // answered since the last round
+	probed    int
+	foreign   int
+}
+
 var _ states.Scanner = (*scanner)(nil)
 
+func newScanner(w *world, d *daemonRun, clock *nodeClock) *scanner {
+	return &scanner{w: w, d: d, clock: clock, nodes: map[netip.Addr]*apiNode{}, known: map[netip.Addr]*knownPeer{}, flight: map[netip.Addr]bool{}}
+}
+
+// NextDelay is discovery.Combined.NextDelay: below quorum and in the fast
+// phase, the pause lasts until the pace's next window opens.
 func (s *scanner) NextDelay(known, attempt int) time.Duration {
-	return discovery.NextScanDelay(known, s.d.cfg.Quorum, attempt, s.d.cfg.ScanTimeout, s.d.cfg.ScanInterval)
+	cfg := s.d.cfg
+
+	d := discovery.NextScanDelay(known, cfg.Quorum, attempt, cfg.ScanTimeout, cfg.ScanInterval)
+	if known >= cfg.Quorum || d >= cfg.ScanInterval {
+		return d
+	}
+
+	now := s.clock.Now()
+
+	s.w.mu.Lock()
+	until := s.untilNextWindow(now)
+	s.w.mu.Unlock()
+
+	return max(discovery.FirstRescanDelay, min(until, s.window()))
+}
+
+func (s *scanner) window() time.Duration { return discovery.PaceWindows * s.d.cfg.ScanTimeout }
+
+// untilNextWindow: discovery.Combined.UntilNextWindow (mu held).
+func (s *scanner) untilNextWindow(now time.Time) time.Duration {
+	if s.opened.IsZero() {
+		return 0
+	}
+
+	return max(0, s.window()-now.Sub(s.opened))
 }
 
 // Pause sleeps: the simulated network has no discovery members to watch.
@@ -60,28 +127,17 @@ func (s *scanner) Close() error { return nil }
 func (s *scanner) CheckAddress() error { return nil }
 
 func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
-	return s.sweep(ctx, "scan", func() []netip.Addr { return s.w.rangeAddrs() })
+	return s.run(ctx, "scan")
 }
 
 // Refresh re-probes the known peers only, as discovery.Scanner.Scan with no
-// targets does: it ends when they all answered, or at SCAN_TIMEOUT.
+// targets does: it ends when their probes all ended.
 func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
-	return s.sweep(ctx, "refresh", func() []netip.Addr {
-		return slices.SortedFunc(maps.Keys(s.known), netip.Addr.Compare)
-	})
+	return s.run(ctx, "refresh")
 }
 
-// sweep probes addrs (computed by the scheduler when the request starts).
-//
-// A sweep of the range behaves as discovery.Combined's round: it ends as
-// soon as the answers of this round (those that arrived after the last
-// round ended count too) show a quorum of control-plane nodes, self
-// included, and otherwise at SCAN_TIMEOUT, which silent addresses make the
-// real one wait out. The probes still running when it ends go on: an
-// answer that arrives within SCAN_TIMEOUT of the probe's start is kept for
-// the next round, and a known peer whose answer is still due counts no
-// miss. A refresh ends with its last answer.
-func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.Addr) (states.ScanResult, error) {
+// run is one round (see scanner).
+func (s *scanner) run(ctx context.Context, kind string) (states.ScanResult, error) {
 	w := s.w
 
 	w.mu.Lock()
@@ -90,182 +146,214 @@ func (s *scanner) sweep(ctx context.Context, kind string, addrs func() []netip.A
 	w.mu.Unlock()
 
 	v, err := w.park(ctx, s.d, key, func(c *call) {
-		self := s.d.node
-		targets := addrs()
-		answers := make(map[netip.Addr]probeAnswer, len(targets))
-		expected := 0
-		started := w.now
-		streaming := kind == "scan"
+		rs := &simRound{c: c, streaming: kind == "scan", waiting: map[netip.Addr]bool{}, fresh: map[netip.Addr]bool{}}
+		s.round = rs
+		s.fold()
 
-		if streaming {
-			for addr, a := range s.late {
-				answers[addr] = a
+		for _, addr := range slices.SortedFunc(maps.Keys(s.known), netip.Addr.Compare) {
+			rs.waiting[addr] = true
+			if !s.flight[addr] {
+				s.probe(addr, true)
 			}
-
-			clear(s.late)
 		}
 
-		missed := maps.Clone(s.missed)
-		clear(s.missed)
-
-		done := func(complete bool) {
-			if !c.answered && !complete {
-				// The probes of the known peers that did not answer yet go on
-				// and time out at SCAN_TIMEOUT: a miss for the next round.
-				w.at(started+s.d.cfg.ScanTimeout-w.now, func() {
-					for _, addr := range targets {
-						if _, ok := answers[addr]; !ok && s.known[addr] != nil {
-							if _, late := s.late[addr]; !late {
-								s.missed[addr] = true
-							}
-						}
-					}
-				})
-			}
-
-			w.answer(c, sweepAnswers{answers: answers, complete: complete, missed: missed}, nil)
-		}
-
-		if streaming && s.enough(answers) {
-			w.at(0, func() { done(false) })
-		}
-
-		for _, addr := range targets {
-			if addr == self.ip {
-				continue
-			}
-
-			expected++
-
-			m := w.nodeAt(addr)
-			if m == nil || w.lost() {
-				continue
-			}
-
-			w.at(w.delay(self, m), func() {
-				if !w.reachable(self, m) || !m.apidUp {
-					return
-				}
-
-				a := probeAnswer{ok: true, foreign: m.foreign, cp: m.cp, bootID: m.bootID, bootTime: time.Unix(m.bootTimeUnix(), 0)}
-
-				w.at(w.delay(m, self), func() {
-					if !w.reachable(self, m) {
-						return
-					}
-
-					if c.answered {
-						// The round went on without it; the probe did not.
-						if streaming && w.now-started < s.d.cfg.ScanTimeout {
-							s.late[addr] = a
-						}
-
-						return
-					}
-
-					answers[addr] = a
-
-					if kind == "refresh" && len(answers) == expected {
-						done(true)
-					}
-
-					if streaming && s.enough(answers) {
-						done(false)
-					}
-				})
+		if kind == "scan" && s.sweep() {
+			// The range's silent addresses: their probes time out.
+			rs.waiting[silent] = true
+			w.at(s.d.cfg.ScanTimeout, func() {
+				s.done = append(s.done, probeOutcome{addr: silent})
+				s.check()
 			})
 		}
 
-		c.timeout = w.at(s.d.cfg.ScanTimeout, func() { done(true) })
+		s.check()
 	})
 	if err != nil {
 		return states.ScanResult{}, err
 	}
 
-	return s.result(v.(sweepAnswers)), nil
+	return s.result(v.(states.ScanResult)), nil
 }
 
-// sweepAnswers is what one sweep returns: complete when every probe ended
-// (or timed out) before it did.
-type sweepAnswers struct {
-	answers  map[netip.Addr]probeAnswer
-	complete bool
-	missed   map[netip.Addr]bool // known peers whose last round's probe timed out
+// silent stands for the addresses of the range where nothing answers.
+var silent netip.Addr
+
+// sweep probes the range when the pace lets this round sweep: the pass of
+// a new window; addresses known or in flight are skipped, as
+// discovery.Combined.sweepPart skips them (scheduler side, mu held).
+func (s *scanner) sweep() bool {
+	now := s.d.node.wall(s.w.now)
+	if s.opened.IsZero() || now.Sub(s.opened) >= s.window() {
+		s.opened, s.swept = now, false
+	}
+
+	if s.swept {
+		return false
+	}
+
+	s.swept = true
+
+	for _, addr := range s.w.rangeAddrs() {
+		if addr != s.d.node.ip && s.known[addr] == nil && !s.flight[addr] {
+			s.round.waiting[addr] = true
+			s.probe(addr, false)
+		}
+	}
+
+	return true
 }
 
-// enough: the answers show a quorum of control-plane candidates, self
-// included, one per boot id, as the daemon's discovery.Combined asks
-// (scheduler side, mu held).
-func (s *scanner) enough(answers map[netip.Addr]probeAnswer) bool {
+// probe starts one probe of addr: it ends with the peer's answer, or fails
+// at SCAN_TIMEOUT (scheduler side, mu held).
+func (s *scanner) probe(addr netip.Addr, known bool) {
+	w := s.w
+	self := s.d.node
+	s.flight[addr] = true
+
+	ended := false
+	end := func(a probeAnswer) {
+		if ended {
+			return
+		}
+
+		ended = true
+		delete(s.flight, addr)
+		s.done = append(s.done, probeOutcome{addr: addr, known: known, answer: a})
+		s.check()
+	}
+
+	w.at(s.d.cfg.ScanTimeout, func() { end(probeAnswer{}) })
+
+	m := w.nodeAt(addr)
+	if m == nil || w.lost() {
+		return
+	}
+
+	w.at(w.delay(self, m), func() {
+		if !w.reachable(self, m) || !m.apidUp {
+			return
+		}
+
+		a := probeAnswer{ok: true, foreign: m.foreign, cp: m.cp, bootID: m.bootID, bootTime: time.Unix(m.bootTimeUnix(), 0)}
+
+		w.at(w.delay(m, self), func() {
+			if w.reachable(self, m) {
+				end(a)
+			}
+		})
+	})
+}
+
+// check folds the ended probes into the round in progress and ends it
+// when it has what it waits for (scheduler side, mu held).
+func (s *scanner) check() {
+	rs := s.round
+	if rs == nil || rs.c.answered {
+		return
+	}
+
+	s.fold()
+
+	if len(rs.waiting) > 0 && (!rs.streaming || !s.enough(rs)) {
+		return
+	}
+
+	s.round = nil
+	s.w.answer(rs.c, s.report(rs), nil)
+}
+
+// fold folds the ended probes into the known peers, as
+// discovery.Scanner.update does (scheduler side, mu held).
+func (s *scanner) fold() {
+	rs := s.round
+	done := s.done
+	s.done = nil
+
+	for _, o := range done {
+		delete(rs.waiting, o.addr)
+
+		if o.addr == silent {
+			continue
+		}
+
+		rs.probed++
+
+		a := o.answer
+		k := s.known[o.addr]
+
+		if a.ok && a.foreign {
+			rs.foreign++
+		}
+
+		switch {
+		case a.ok && !a.foreign:
+			rs.fresh[o.addr] = true
+			s.known[o.addr] = &knownPeer{peer: a}
+		case k != nil && o.known:
+			k.misses++
+			if k.misses >= discovery.DefaultMissThreshold {
+				delete(s.known, o.addr)
+			}
+		}
+	}
+}
+
+// self: the answer is this node's own boot, at another address.
+func (s *scanner) self(a probeAnswer) bool { return a.bootID == s.d.node.bootID && !revertW8 }
+
+// enough: the control-plane peers that answered since the last round,
+// one per boot id, make a quorum with self, as the daemon's quorum
+// function asks of discovery.Scanner.ScanUntil (mu held).
+func (s *scanner) enough(rs *simRound) bool {
 	boots := map[string]bool{}
 
-	for _, a := range answers {
-		if a.ok && a.cp && !a.foreign && a.bootID != s.d.node.bootID {
-			boots[a.bootID] = true
+	for addr := range rs.fresh {
+		if k := s.known[addr]; k != nil && k.peer.cp && !s.self(k.peer) {
+			boots[k.peer.bootID] = true
 		}
 	}
 
 	return 1+len(boots) >= s.d.cfg.Quorum
 }
 
-// result folds one sweep into the known peers (daemon goroutine).
-func (s *scanner) result(sw sweepAnswers) states.ScanResult {
+// report lists the known peers at the end of round rs (mu held): the
+// addresses are sorted, as discovery.Scanner reports them.
+func (s *scanner) report(rs *simRound) states.ScanResult {
+	res := states.ScanResult{Probed: rs.probed, Foreign: rs.foreign}
+
+	for _, addr := range slices.SortedFunc(maps.Keys(s.known), netip.Addr.Compare) {
+		k := s.known[addr]
+
+		switch {
+		case s.self(k.peer):
+		case !k.peer.cp:
+			res.Workers++
+		default:
+			res.ControlPlane = append(res.ControlPlane, discovery.Peer{
+				Addr: addr, BootTime: k.peer.bootTime, BootID: k.peer.bootID,
+				MachineType: transport.MachineTypeControlPlane, Misses: k.misses,
+			})
+		}
+	}
+
+	return res
+}
+
+// result gives the reported peers their simulated apid connections
+// (daemon goroutine).
+func (s *scanner) result(res states.ScanResult) states.ScanResult {
 	w := s.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
 
-	answers := sw.answers
-
-	var res states.ScanResult
-
-	selfBoot := s.d.node.bootID
-
-	for addr, a := range answers {
-		res.Probed++
-
-		switch {
-		case a.foreign:
-			res.Foreign++
-		case a.bootID == selfBoot && !revertW8:
-			// This node answering at another address.
-		case !a.cp:
-			res.Workers++
-			delete(s.known, addr)
-		default:
-			s.known[addr] = &knownPeer{peer: a}
-		}
-	}
-
-	addrs := make([]netip.Addr, 0, len(s.known))
-
-	for addr, k := range s.known {
-		if _, ok := answers[addr]; !ok && (sw.complete || sw.missed[addr]) {
-			k.misses++
-			if k.misses >= discovery.DefaultMissThreshold {
-				delete(s.known, addr)
-
-				continue
-			}
-		}
-
-		addrs = append(addrs, addr)
-	}
-
-	slices.SortFunc(addrs, netip.Addr.Compare)
-
-	for _, addr := range addrs {
-		k := s.known[addr]
-
-		node, ok := s.nodes[addr]
+	for i, p := range res.ControlPlane {
+		node, ok := s.nodes[p.Addr]
 		if !ok {
-			node = &apiNode{w: w, d: s.d, addr: addr}
-			s.nodes[addr] = node
+			node = &apiNode{w: w, d: s.d, addr: p.Addr}
+			s.nodes[p.Addr] = node
 		}
 
-		res.ControlPlane = append(res.ControlPlane, discovery.Peer{
-			Addr: addr, Node: node, BootTime: k.peer.bootTime, BootID: k.peer.bootID,
-			MachineType: transport.MachineTypeControlPlane, Misses: k.misses,
-		})
+		res.ControlPlane[i].Node = node
 	}
 
 	return res
