@@ -46,7 +46,7 @@ const (
 	candidateQuorum = 3
 	// longPauseAttempt is the attempt the loop starts from: 0, the fast
 	// phase a daemon waiting for quorum is in during its first FastSweepFor
-	// (issue 22; before, the pauses grew 1, 2, 4, 8, 16 s, then 30 s, and
+	// (before, the pauses grew 1, 2, 4, 8, 16 s, then 30 s, and
 	// this was 5).
 	longPauseAttempt = 0
 )

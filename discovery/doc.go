@@ -67,7 +67,7 @@
 // A probe outlives its round (Scanner.ScanUntil): a round ends once the
 // peers that answered satisfy the caller (a quorum), and the probes still
 // running go on, their outcomes folded into the next round. The figures
-// of "Members against the sweep" above predate this (issue 22).
+// of "Members against the sweep" above predate this.
 //
 // Memory follows the concurrency, not the range: addresses are generated
 // as they are probed. Peak heap growth during a sweep of silent addresses

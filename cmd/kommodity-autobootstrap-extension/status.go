@@ -28,8 +28,8 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/statusreport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/credentials"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 

@@ -32,7 +32,7 @@ func TestE2ETiming(t *testing.T) {
 
 	t.Run("defaults-no-quorum-idle", func(t *testing.T) { testIdleCost(t, art, shippedDefaults) })
 	// Without cluster discovery the sweep of the /24 is what a waiting
-	// daemon spends its time on (issue 22).
+	// daemon spends its time on.
 	t.Run("defaults-sweep-only-no-quorum-idle", func(t *testing.T) { testIdleCost(t, art, sweepOnlyDefaults) })
 
 	t.Logf("timing scenarios took %.1fs", time.Since(began).Seconds())

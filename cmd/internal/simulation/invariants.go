@@ -2,9 +2,9 @@ package simulation
 
 import (
 	"bytes"
-	"reflect"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 
