@@ -32,12 +32,7 @@ func (s *Session) awaitEtcd(ctx context.Context) (fsm.Event, error) {
 		// machined: while this node still has no etcd data the protocol
 		// resends it, on this node only and behind the same lock check.
 		if s.status.Phase == election.PhaseBootstrapping {
-			round := s.refreshAndDecide // fresh boot ids, as in Bootstrap
-			if reverted("w2") {
-				round = s.decide
-			}
-
-			_, decision, err := round(ctx)
+			_, decision, err := s.refreshAndDecide(ctx) // fresh boot ids, as in Bootstrap
 			if err != nil {
 				return "", err
 			}

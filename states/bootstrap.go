@@ -26,12 +26,7 @@ func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
 	// A fresh scan: a peer that rebooted since the last one (a retry after
 	// "time is not in sync yet" can take minutes) is known only by its new
 	// boot id, and its lock would never be confirmed on a stale view.
-	round := s.refreshAndDecide
-	if reverted("w2") {
-		round = s.decide
-	}
-
-	obs, decision, err := round(ctx)
+	obs, decision, err := s.refreshAndDecide(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -43,10 +38,6 @@ func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
 		// early.
 		return fsm.BootstrapRequested, nil
 	case election.Follow, election.Joined, election.Done:
-		if reverted("follow") {
-			return fsm.AlreadyBootstrapped, nil
-		}
-
 		// Withdrawn before anything was sent: from here this node follows
 		// and keeps running the protocol (FollowerWait), since the leader
 		// it now follows may need its lock.

@@ -12,8 +12,8 @@ import (
 
 // Families are scripted scenarios, one per fault the review of issue 10
 // found: the shape of the fault is fixed, its timings come from the seed.
-// TestSimulation runs each with every rule on (no failure allowed); each
-// negative control runs its family with one rule off and must fail.
+// TestSimulation runs each with every rule on (no failure allowed); a
+// mutant without a rule (TestMutants) runs its family and must fail.
 var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
 	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "init-node", "omni"}
 

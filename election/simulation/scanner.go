@@ -142,7 +142,7 @@ func (s *scanner) result(answers map[netip.Addr]probeAnswer) states.ScanResult {
 		switch {
 		case a.foreign:
 			res.Foreign++
-		case a.bootID == selfBoot && !revertW8:
+		case a.bootID == selfBoot:
 			// This node answering at another address.
 		case !a.cp:
 			res.Workers++
