@@ -70,7 +70,7 @@ func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status,
 		st.BootstrapSent = true
 		d = Decision{Kind: AwaitEtcd, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: etcd data directory not empty: waiting for etcd", k)}
 	case RetryLater, Rejected:
-		if !st.BootstrapSent || reverted("resend") {
+		if !st.BootstrapSent {
 			// ...except when machined refused it before acting, and no
 			// earlier send of this intent may still be under way: after an
 			// unknown answer, a refused resend says nothing of the first

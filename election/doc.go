@@ -19,7 +19,7 @@
 // of the site. The simulator (cmd/internal/simulation, invariants.go) asserts
 // them after every event and at every publish of a status file, under
 // storage faults and crashes at every effect boundary; for each one a
-// negative control switches off the guard that keeps it and shows the
+// mutant, a copy of this code without the guard that keeps it, shows the
 // checker catching the violation.
 //
 //  1. SentStaysSent: a Bootstrap request that may have reached machined in
@@ -234,6 +234,13 @@
 // peer's bootstrapping phase kept from an earlier boot taken as a cluster;
 // a lock renamed into place before a failed directory fsync published but
 // not held in memory.
+//
+// Each rule has mutants: patches in cmd/internal/simulation/testdata/mutants,
+// each removing one guard (or bringing back the algorithm it replaced),
+// applied only to a test build (go test -overlay) by the simulation
+// package's TestMutants, which demands that the simulator, or the rule's
+// unit test, then find the fault named for that mutant. The shipped code
+// has no switch that turns a rule off.
 //
 // Liveness: once the nodes see each other and are up, ranks agree, every
 // lower-ranked leader withdraws (OutrankedLeaderWithdraws), its followers

@@ -17,10 +17,6 @@ import (
 
 // initNodes lists the init nodes known this round, by address, sorted.
 func initNodes(obs Observation) []netip.Addr {
-	if reverted("init-node") {
-		return nil
-	}
-
 	var out []netip.Addr
 
 	add := func(a netip.Addr) {

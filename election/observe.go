@@ -32,11 +32,11 @@ func normalize(obs Observation) Observation {
 
 		// By boot id only: a node name is copied with a cloned /var, and
 		// the copy is another machine that must be seen.
-		if !reverted("w8") && (p.BootID == obs.Self.BootID || (reverted("clone") && p.Node != "" && p.Node == obs.Self.Node)) {
+		if p.BootID == obs.Self.BootID {
 			continue
 		}
 
-		if !reverted("w1") && p.Signs.DataDirUnproven && p.Signs.DataDirNonEmpty == No && p.StatusState != StatusOK {
+		if p.Signs.DataDirUnproven && p.Signs.DataDirNonEmpty == No && p.StatusState != StatusOK {
 			p.Signs.DataDirNonEmpty = Unsure
 			p.Signs.Unknown = append(slices.Clip(p.Signs.Unknown), p.IP.String()+": /var/lib/etcd absent or empty, and nothing shows it is mounted yet")
 		}
@@ -44,18 +44,16 @@ func normalize(obs Observation) Observation {
 		peers = append(peers, p)
 	}
 
-	if !reverted("w8") {
-		// One candidate per machine: prefer the entry with a readable status.
-		slices.SortStableFunc(peers, func(a, b PeerFacts) int {
-			if c := cmp.Compare(a.BootID, b.BootID); c != 0 {
-				return c
-			}
+	// One candidate per machine: prefer the entry with a readable status.
+	slices.SortStableFunc(peers, func(a, b PeerFacts) int {
+		if c := cmp.Compare(a.BootID, b.BootID); c != 0 {
+			return c
+		}
 
-			return cmp.Compare(a.StatusState, b.StatusState)
-		})
-		peers = slices.CompactFunc(peers, func(a, b PeerFacts) bool { return a.BootID == b.BootID })
-		slices.SortStableFunc(peers, func(a, b PeerFacts) int { return a.IP.Compare(b.IP) })
-	}
+		return cmp.Compare(a.StatusState, b.StatusState)
+	})
+	peers = slices.CompactFunc(peers, func(a, b PeerFacts) bool { return a.BootID == b.BootID })
+	slices.SortStableFunc(peers, func(a, b PeerFacts) int { return a.IP.Compare(b.IP) })
 
 	obs.Peers = peers
 

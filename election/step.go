@@ -99,7 +99,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 	// the evidence is kept in the status, because the node that showed it
 	// may drop out of sight (a reboot, a flapping link) before this one
 	// joined, and a new election would then make a second cluster.
-	if seen := rememberCluster(&st, obs); seen != nil && !reverted("cluster-ends-election") {
+	if seen := rememberCluster(&st, obs); seen != nil {
 		withdrawOwn(&st, self)
 		inc := seen.Node
 
@@ -114,7 +114,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 		withdrawOwn(&st, self)
 		k := p.Status.Bootstrapping
 
-		if st.Lock == nil && !reverted("w2") {
+		if st.Lock == nil {
 			st.Lock = &IntentRef{Leader: p.Incarnation, Number: k}
 			st.Phase = PhaseLocked
 		}
@@ -157,10 +157,6 @@ func step(st Status, obs Observation) (Status, Decision) {
 
 	// QuorumInView: no election without a quorum in view. (Without synced time a
 	// node may still lock; it only may not announce, below.)
-	if !obs.SelfTimeSynced && reverted("w5") {
-		return st, Decision{Kind: Wait, Reason: released + "waiting for time sync"}
-	}
-
 	if n := 1 + len(obs.Peers); n < obs.Quorum {
 		return st, Decision{Kind: Wait, Reason: released + fmt.Sprintf("quorum missing: %d of %d control-plane nodes in view", n, obs.Quorum)}
 	}
@@ -187,10 +183,6 @@ func step(st Status, obs Observation) (Status, Decision) {
 		st.Lock = &IntentRef{Leader: self, Number: st.Intent}
 		st.Phase = PhaseAnnounced
 		st.AnnouncedAt = obs.Now
-
-		if reverted("confirm") {
-			return lead(st, obs) // bootstrap at once, without waiting for locks
-		}
 
 		return st, Decision{Kind: Lead, Leader: &self, Reason: released + fmt.Sprintf("ranked first of %d: announced intent %d", len(ranked), st.Intent)}
 	}
@@ -247,7 +239,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf("bootstrap %d answered: waiting for etcd to be healthy", k)}, true
 	}
 
-	if st.BootstrapAt.IsZero() && (!st.BootstrapSent || reverted("resend")) {
+	if st.BootstrapAt.IsZero() && !st.BootstrapSent {
 		// Decided but never sent (or only refused as "not now"): still free
 		// to withdraw, and it must if a cluster appeared meanwhile (an
 		// operator's or another tool's bootstrap). Never once a send may
@@ -325,7 +317,7 @@ func lead(st Status, obs Observation) (Status, Decision) {
 		blockers = append(blockers, fmt.Sprintf("view stable for %s of %s", max(stable, 0), obs.PreBootstrapDelay))
 	}
 
-	if len(blockers) > 0 && !reverted("confirm") {
+	if len(blockers) > 0 {
 		return st, Decision{Kind: Lead, Leader: &self, Reason: fmt.Sprintf("leading intent %d, blocked: %s", k, joinReasons(blockers))}
 	}
 
@@ -380,7 +372,7 @@ func peerBlocker(p PeerFacts, mine IntentRef) string {
 func MarkSending(st Status, now time.Time) Status {
 	st = st.Clone()
 
-	if !st.BootstrapAt.IsZero() && !reverted("unanswered-send") {
+	if !st.BootstrapAt.IsZero() {
 		st.BootstrapSent = true
 	}
 
@@ -458,7 +450,7 @@ func ConfirmLocks(st Status, obs Observation) error {
 		errs = append(errs, fmt.Errorf("only %d of quorum %d nodes locked to %s", locked, obs.Quorum, mine))
 	}
 
-	if err := errors.Join(errs...); err != nil && !reverted("confirm") {
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("confirm locks: %w", err)
 	}
 
@@ -489,7 +481,7 @@ func releaseReason(lock IntentRef, obs Observation) string {
 	// Only a status of the new boot proves that /var is mounted there:
 	// before, Talos lists no data directory even on a bootstrapped node.
 	mounted := p.StatusState == StatusOK && p.Status != nil && p.Status.Incarnation.BootID == p.BootID
-	if p.BootID != lock.Leader.BootID && p.Signs.DataDirNonEmpty == No && p.Signs.EtcdRunning != Yes && (mounted || reverted("w1")) {
+	if p.BootID != lock.Leader.BootID && p.Signs.DataDirNonEmpty == No && p.Signs.EtcdRunning != Yes && mounted {
 		return "leader rebooted (boot ID " + shortID(p.BootID) + ") and its /var/lib/etcd is empty"
 	}
 
@@ -497,16 +489,11 @@ func releaseReason(lock IntentRef, obs Observation) string {
 }
 
 // rememberCluster records the first sign of etcd on a peer in the status
-// and returns what the status remembers (nil: no cluster seen). With rule
-// w1 switched off (negative controls) only the current view counts.
+// and returns what the status remembers (nil: no cluster seen), so that a
+// cluster that drops out of view still counts.
 func rememberCluster(st *Status, obs Observation) *Evidence {
 	if p, why := dataSign(obs.Peers); p != nil && st.Cluster == nil {
-		seen := &Evidence{Node: p.Incarnation, What: why, At: obs.Now}
-		if reverted("w1") {
-			return seen
-		}
-
-		st.Cluster = seen
+		st.Cluster = &Evidence{Node: p.Incarnation, What: why, At: obs.Now}
 	}
 
 	return st.Cluster
@@ -548,12 +535,8 @@ func bootstrappingPeer(peers []PeerFacts) *PeerFacts {
 // rememberMismatch records a peer whose published QUORUM_NODES or
 // LEADER_ORDER differs from this node's, forgets it once that machine
 // publishes the same values, and describes what is remembered ("" when
-// nothing is, or when rule w7 is switched off by a negative control).
+// nothing is).
 func rememberMismatch(st *Status, obs Observation) string {
-	if reverted("w7") {
-		return ""
-	}
-
 	mine := obs.LeaderOrder.orDefault()
 	agrees := func(quorum int, order LeaderOrder) bool { return quorum == obs.Quorum && order.orDefault() == mine }
 
@@ -618,7 +601,7 @@ func clusterSign(peers []PeerFacts) (*PeerFacts, string) {
 		p := &peers[i]
 		if p.StatusState == StatusOK && p.Status != nil &&
 			(p.Status.Phase == PhaseBootstrapping || p.Status.Phase == PhaseBootstrapped) &&
-			(p.Status.BootstrapBootID == p.BootID || reverted("stale-phase")) {
+			p.Status.BootstrapBootID == p.BootID {
 			return p, fmt.Sprintf("%s is in phase %s", p.IP, p.Status.Phase)
 		}
 	}
@@ -677,18 +660,9 @@ func leaderOf(peers []PeerFacts, leader Incarnation) *PeerFacts {
 	for i := range peers {
 		p := &peers[i]
 
-		if reverted("w4") {
-			if p.IP == leader.IP {
-				return p
-			}
-
-			continue
-		}
-
 		// A peer is named only by a status of its current boot, which also
-		// proves its /var is mounted: an unnamed one is never the leader
-		// (rule w1; switched off, the address decides, as it used to).
-		if !sameMachine(p.Incarnation, leader) || (p.Node == "" && leader.Node != "" && !reverted("w1")) {
+		// proves its /var is mounted: an unnamed one is never the leader.
+		if !sameMachine(p.Incarnation, leader) || (p.Node == "" && leader.Node != "") {
 			continue
 		}
 
@@ -696,7 +670,7 @@ func leaderOf(peers []PeerFacts, leader Incarnation) *PeerFacts {
 		// locked boot among its past ones. A name alone is copied with a
 		// cloned /var to another machine, whose empty data directory would
 		// then pass for the leader's after a reboot.
-		if p.BootID == leader.BootID || reverted("clone") || reverted("w1") ||
+		if p.BootID == leader.BootID ||
 			(p.StatusState == StatusOK && p.Status != nil && slices.Contains(p.Status.PastBoots, leader.BootID)) {
 			return p
 		}

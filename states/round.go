@@ -130,7 +130,7 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 	// was mounted then) beside the data directory of its new boot, whose
 	// ETCD volume may not be mounted yet and lists empty. Mixed, they
 	// released a lock whose leader held etcd data.
-	if now, err := peer.Node.BootID(ctx); (err != nil || now != peer.BootID) && !reverted("one-boot-facts") {
+	if now, err := peer.Node.BootID(ctx); err != nil || now != peer.BootID {
 		why := fmt.Sprintf("boot id changed from %s while it was read", peer.BootID)
 		if err != nil {
 			why = "boot id not read again: " + err.Error()
@@ -245,7 +245,7 @@ func (s *Session) persist(st election.Status) error {
 	st.UpdatedAt = s.Clock.Now()
 
 	if err := s.Store.Save(st); err != nil {
-		if errors.Is(err, statusfile.ErrPublished) && !reverted("adopt-published") {
+		if errors.Is(err, statusfile.ErrPublished) {
 			s.adopt(st)
 		}
 

@@ -66,10 +66,6 @@ type sideroLinkConfig interface {
 // is skipped: a /proc without cmdline (a test or the demo; Talos always
 // has one) and an apid without COSI.
 func (s *Session) sideroLinkSignal(ctx context.Context) (string, error) {
-	if reverted("stand-down") {
-		return "", nil
-	}
-
 	if c, ok := s.identity.(sideroLinkConfig); ok && c.SideroLinkAPI() != "" {
 		return "SideroLinkConfig document in the machine config, apiUrl " + withoutSecrets(c.SideroLinkAPI()), nil
 	}

@@ -55,7 +55,7 @@ func EtcdSigns(svc ServiceState, svcErr error, dataDirEmpty bool, dataErr error,
 			s.EtcdRunning = election.No
 		case svc.State == "Running", svc.State == "Stopping":
 			s.EtcdRunning = election.Yes
-		case svc.State == "Finished" && (strings.Contains(svc.Message, msgBootstrapRequested) || reverted("finished")):
+		case svc.State == "Finished" && strings.Contains(svc.Message, msgBootstrapRequested):
 			s.EtcdRunning = election.Yes
 		case svc.State == "Finished":
 			// A shutdown: since v1.14 an etcd stopped while it still waited

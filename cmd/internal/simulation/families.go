@@ -12,9 +12,9 @@ import (
 
 // Families are scripted scenarios, one per fault found by the simulator or
 // a review: the shape of the fault is fixed, its timings come from the seed.
-// TestSimulation runs each with every rule on (no failure allowed); each
-// negative control runs its family with one rule off and must fail.
-var Families = []string{"w1", "w2", "w7", "w8", "confirm", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
+// TestSimulation runs each with every rule on (no failure allowed); a
+// mutant without a rule (TestMutants) runs its family and must fail.
+var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
 	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "init-node", "omni"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
@@ -67,7 +67,7 @@ func (w *world) isolate(n *tnode, from, to time.Duration) {
 
 func (w *world) setupFamily(name string) error {
 	switch name {
-	case "w1":
+	case "leader-reboots-before-join":
 		// A bootstraps with B and C locked to it and reboots before they
 		// joined; its /var takes minutes to mount, during which apid shows
 		// no status file and no data directory. Soon after the mount A
@@ -93,7 +93,7 @@ func (w *world) setupFamily(name string) error {
 				w.p.chaosEnd = from + 5*time.Minute
 			}
 		}
-	case "w2":
+	case "peer-reboots-while-send-refused":
 		// Quorum 3 of 3. A's Bootstrap is refused ("time is not in sync
 		// yet") for minutes, and B reboots meanwhile: A must see B's new
 		// boot and its resumed lock.
@@ -108,13 +108,13 @@ func (w *world) setupFamily(name string) error {
 
 			started = true
 
-			w.register(d.key("family w2"), func() {
+			w.register(d.key("family peer-reboots-while-send-refused"), func() {
 				a.refuseSyncUntil = w.now + 3*time.Minute
 				w.p.chaosEnd = w.now + 3*time.Minute
 				w.at(w.dur(2*time.Second, 10*time.Second), func() { w.reboot(b, "while the leader's Bootstrap is refused") })
 			})
 		}
-	case "w7":
+	case "quorum-mismatch-cut-off":
 		// B runs with QUORUM_NODES missing (1), A and C with 2. A's /var
 		// mounts late; B sees C before it is cut off, alone.
 		w.site(2, 0, 5*time.Second, 10*time.Second)
@@ -125,7 +125,7 @@ func (w *world) setupFamily(name string) error {
 		from := w.dur(50*time.Second, 70*time.Second)
 		w.isolate(b, from, from+5*time.Minute)
 		w.p.chaosEnd = from + 5*time.Minute
-	case "w8":
+	case "alias-across-split":
 		// Quorum 3 of 5, split {L, B} | {C, D, E} for minutes, and an
 		// address that forwards to B's apid: L must not count B twice.
 		w.site(3, 0, 5*time.Second, 10*time.Second, 15*time.Second, 20*time.Second)
@@ -141,7 +141,7 @@ func (w *world) setupFamily(name string) error {
 
 		w.cuts = append(w.cuts, split)
 		w.p.chaosEnd = 4 * time.Minute
-	case "confirm":
+	case "two-first-ranked-views":
 		// Quorum 2 of 3, C oldest, then A, then B; A and C cannot talk:
 		// each ranks first in its own view.
 		w.site(2, 5*time.Second, 10*time.Second, 0)

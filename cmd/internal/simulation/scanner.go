@@ -299,7 +299,7 @@ func (s *scanner) fold() {
 }
 
 // self: the answer is this node's own boot, at another address.
-func (s *scanner) self(a probeAnswer) bool { return a.bootID == s.d.node.bootID && !revertW8 }
+func (s *scanner) self(a probeAnswer) bool { return a.bootID == s.d.node.bootID }
 
 // enough: the control-plane peers that answered since the last round,
 // one per boot id, make a quorum with self, as the daemon's quorum

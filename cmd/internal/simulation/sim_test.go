@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -304,90 +302,10 @@ func TestReplayIsDeterministic(t *testing.T) {
 	}
 }
 
-// revertedRules are the negative controls: each names a safety rule
-// (election/revert_*.go, states/revert_*.go) and the fault the simulator
-// must find when that rule is switched off.
-var revertedRules = []struct{ rule, family, finds string }{
-	{"confirm", "confirm", "double"},            // bootstrap on announcing, without waiting for locks
-	{"w1", "w1", "double"},                      // release a lock in the leader's pre-mount window; forget a seen cluster
-	{"w2", "w2", "liveness"},                    // Bootstrap and resend decide on a stale view
-	{"w4", "", "liveness"},                      // find a lock's leader by address: followers of a leader that moved stay locked
-	{"w5", "", "liveness"},                      // an unsynced node neither locks nor steps aside: nobody bootstraps
-	{"w7", "w7", "double"},                      // ignore (and forget) a QUORUM_NODES mismatch
-	{"w8", "w8", "double"},                      // count this node at another address as a peer
-	{"finished", "graceful-reboot", "liveness"}, // a rebooting peer's Finished etcd taken for a cluster, remembered for ever
-	// A refused resend makes an unknown send look unsent, and a rebooting
-	// peer's Finished etcd looks like a cluster: withdrawn while machined
-	// holds the request. Either rule alone closes this family's path (the
-	// election test TestRefusedResendKeepsAnUnknownSendAlive pins resend).
-	{"finished,resend", "resend-refused", "double"},
-	{"clone", "cloned-var", "double"},       // a node name alone identifies a machine: a cloned /var's copy is "self" or "the leader rebooted"
-	{"clone", "cloned-var-all", "liveness"}, // every node takes the others, clones of itself, for itself
-	// One control per invariant (election/doc.go): with the guard that
-	// keeps it switched off, the checker names that invariant.
-	{"unanswered-send", "forgotten-send", "invariant:" + invSentStaysSent},                // a refused resend forgets an unanswered send
-	{"adopt-published", "lock-published-not-held", "invariant:" + invActsOnWhatPeersRead}, // a published lock is not held after a failed directory fsync
-	{"cluster-ends-election", "", "invariant:" + invClusterEndsElection},                  // a recorded cluster does not end the election
-	{"w1", "w1", "invariant:" + invLockReleasedForReason},                                 // a lock released in the leader's pre-mount window
-	{"confirm", "confirm", "invariant:" + invOneFounding},                                 // bootstrap without waiting for locks
-	{"init-node", "init-node", "invariant:" + invOneFounding},                             // an init node counted as a plain control-plane node
-	{"stand-down", "omni", "invariant:" + invOneFounding},                                 // a machine Omni manages runs the election as if alone
-}
-
-// TestNegativeControls builds the simulator with each rule switched off
-// (the negativecontrol tag; production builds cannot switch a rule off)
-// and asserts that the simulator then finds the rule's fault.
-func TestNegativeControls(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the simulator once per rule")
-	}
-
-	for _, rc := range revertedRules {
-		t.Run(rc.rule, func(t *testing.T) {
-			cmd := exec.CommandContext(t.Context(), "go", "test", "-v", "-tags", "negativecontrol", "-count=1",
-				"-run", "^TestRevertedRule$", ".", "-args", "-sim.seeds="+strconv.Itoa(*controlSeeds), "-sim.finds="+rc.finds, "-sim.family="+rc.family)
-			cmd.Env = append(os.Environ(), "KOMMODITY_REVERT="+rc.rule)
-
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("with rule %s reverted the simulator found no %q fault in %d seeds: %v\n%s", rc.rule, rc.finds, *controlSeeds, err, out)
-			}
-
-			for _, line := range strings.Split(string(out), "\n") {
-				if strings.Contains(line, "negative control") {
-					t.Log(strings.TrimSpace(line))
-				}
-			}
-		})
-	}
-}
-
 var (
-	familySeeds  = flag.Int("sim.family-seeds", 50, "seeds per scripted scenario family")
-	controlSeeds = flag.Int("sim.control-seeds", 2000, "seeds a negative control may run to find its fault")
-	family       = flag.String("sim.family", "", "TestRevertedRule: the scenario family to run (empty: random)")
-	finds        = flag.String("sim.finds", "", "TestRevertedRule: the fault (double or liveness) the reverted rule must produce")
+	familySeeds = flag.Int("sim.family-seeds", 50, "seeds per scripted scenario family")
+	family      = flag.String("sim.family", "", "TestSimulation and TestMutantFindsFault: the scenario family to run (empty: random)")
 )
-
-// TestRevertedRule is a negative control's run, started by
-// TestNegativeControls: it passes only when some seed fails with the fault.
-func TestRevertedRule(t *testing.T) {
-	rule := os.Getenv("KOMMODITY_REVERT")
-	if rule == "" || *finds == "" {
-		t.Skip("run by TestNegativeControls with a rule switched off")
-	}
-
-	for seed := uint64(1); seed <= uint64(*seeds); seed++ {
-		r := Run(t, Options{Seed: seed, Family: *family})
-		if (*finds == "double" && r.DoubleBootstrap) || (*finds == "liveness" && r.LivenessFailure) || *finds == "invariant:"+r.Invariant {
-			t.Logf("negative control %s: found at seed %d of %s (%s): %s", rule, seed, cmp.Or(*family, "random scenarios"), r.Scenario, r.Problem)
-
-			return
-		}
-	}
-
-	t.Fatalf("rule %s reverted: no seed of %d showed %q", rule, *seeds, *finds)
-}
 
 // TestClusterAPIWithBootTimeMakesTwoClusters is why LEADER_ORDER exists:
 // next to the Cluster API provider, the default boot-time order picks
