@@ -1,6 +1,7 @@
 package states
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ func (s *Session) act(obs election.Observation, d election.Decision) (fsm.Event,
 	case s.state == fsm.Elect && (event == fsm.Lead || event == fsm.Follow):
 		s.logElection(obs, d, event == fsm.Lead)
 	case event == fsm.Finish:
-		s.Log.Info().Str("reason", d.Reason).Msg(doneMessage[s.state])
+		s.Log.Info().Str("reason", d.Reason).Msg(cmp.Or(doneMessage[s.state], nothingToBootstrap))
 	default:
 		s.Log.Info().Str("reason", d.Reason).Str("decision", d.Kind.String()).Msg(nextMessage[event])
 	}
@@ -67,15 +68,14 @@ var nextMessage = map[fsm.Event]string{
 	fsm.StandDown:     "standing down",
 }
 
-// doneMessage is what a node whose etcd is healthy says, by where it was.
+// doneMessage is what a node whose etcd is healthy says, by where it was;
+// elsewhere it says nothingToBootstrap.
 var doneMessage = map[fsm.State]string{
-	fsm.Scan:         "etcd of this node is running and healthy, nothing to bootstrap",
 	fsm.AwaitEtcd:    "bootstrap successful",
 	fsm.FollowerWait: "etcd member of this node is running, cluster bootstrapped",
-	fsm.Elect:        "etcd of this node is running and healthy, nothing to bootstrap",
-	fsm.LeaderDelay:  "etcd of this node is running and healthy, nothing to bootstrap",
-	fsm.Bootstrap:    "etcd of this node is running and healthy, nothing to bootstrap",
 }
+
+const nothingToBootstrap = "etcd of this node is running and healthy, nothing to bootstrap"
 
 // decideOnHealthyEtcd runs a round once this node's etcd runs: Step, the
 // only writer of the phase, records the end.
