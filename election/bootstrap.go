@@ -54,7 +54,7 @@ func (o BootstrapOutcome) String() string {
 func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status, Decision) {
 	st = st.Clone()
 	st.UpdatedAt = now
-	st.BootstrapAt = now // the request may be under way from here...
+	st.Send = st.Send.answered(outcome, now)
 	self := st.Incarnation
 	k := st.Bootstrapping
 
@@ -63,25 +63,15 @@ func AfterBootstrap(st Status, outcome BootstrapOutcome, now time.Time) (Status,
 	switch outcome {
 	case Accepted:
 		st.Phase = PhaseBootstrapped
-		st.BootstrapSent = true
 		d = Decision{Kind: AwaitEtcd, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d accepted: waiting for etcd", k)}
 	case AlreadyExists:
 		st.Phase = PhaseBootstrapped
-		st.BootstrapSent = true
 		d = Decision{Kind: AwaitEtcd, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: etcd data directory not empty: waiting for etcd", k)}
 	case RetryLater, Rejected:
-		if !st.BootstrapSent {
-			// ...except when machined refused it before acting, and no
-			// earlier send of this intent may still be under way: after an
-			// unknown answer, a refused resend says nothing of the first
-			// request, which keeps its "may have happened".
-			st.BootstrapAt = time.Time{}
-		}
 		d = Decision{Kind: Wait, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d refused for now: retrying", k)}
 	case NotControlPlane:
 		d = Decision{Kind: Halt, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: Talos says this node is not a control-plane node; intent kept (locks hold): fix the machine config", k)}
 	default:
-		st.BootstrapSent = true
 		d = Decision{Kind: AwaitEtcd, Leader: &self, Reason: fmt.Sprintf("Bootstrap for intent %d: outcome unknown, it may have happened: verifying, resending on this node only", k)}
 	}
 

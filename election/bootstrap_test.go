@@ -2,28 +2,29 @@ package election
 
 import (
 	"testing"
+	"time"
 )
 
 func TestAfterBootstrap(t *testing.T) {
-	st := announcedA()
-	st.Phase, st.Bootstrapping, st.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+	// The status as the Bootstrap state sends: decided, then marked.
+	st := MarkSending(bootstrappingA(SendUnsent, time.Time{}), t0)
 
 	for _, tc := range []struct {
 		outcome BootstrapOutcome
 		kind    DecisionKind
 		phase   Phase
-		sent    bool
+		send    SendState
 	}{
-		{Accepted, AwaitEtcd, PhaseBootstrapped, true},
-		{AlreadyExists, AwaitEtcd, PhaseBootstrapped, true},
-		{Unknown, AwaitEtcd, PhaseBootstrapping, true},
-		{RetryLater, Wait, PhaseBootstrapping, false},
-		{Rejected, Wait, PhaseBootstrapping, false},
-		{NotControlPlane, Halt, PhaseBootstrapping, false},
+		{Accepted, AwaitEtcd, PhaseBootstrapped, SendAnswered},
+		{AlreadyExists, AwaitEtcd, PhaseBootstrapped, SendAnswered},
+		{Unknown, AwaitEtcd, PhaseBootstrapping, SendMayHaveArrived},
+		{RetryLater, Wait, PhaseBootstrapping, SendUnsent},
+		{Rejected, Wait, PhaseBootstrapping, SendUnsent},
+		{NotControlPlane, Halt, PhaseBootstrapping, SendLeaving},
 	} {
 		got, d := AfterBootstrap(st, tc.outcome, t0)
-		if d.Kind != tc.kind || got.Phase != tc.phase || got.BootstrapSent != tc.sent || got.Lock == nil || got.WithdrawnThrough != 2 {
-			t.Errorf("%s: %s phase=%s sent=%v lock=%v withdrawn=%d", tc.outcome, d.Kind, got.Phase, got.BootstrapSent, got.Lock, got.WithdrawnThrough)
+		if d.Kind != tc.kind || got.Phase != tc.phase || got.SendState != tc.send || got.Lock == nil || got.WithdrawnThrough != 2 {
+			t.Errorf("%s: %s phase=%s send=%s lock=%v withdrawn=%d", tc.outcome, d.Kind, got.Phase, got.SendState, got.Lock, got.WithdrawnThrough)
 		}
 	}
 }

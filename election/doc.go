@@ -92,9 +92,8 @@
 //     (standdown.go).
 //  4. OwnBootstrapNeverReelects: phases bootstrapping and bootstrapped never
 //     elect again. With etcd data present, wait for etcd (AwaitEtcd). In
-//     this boot without data: a request never sent (BootstrapAt unset:
-//     MarkSending records it just before the RPC, and a "not now" answer
-//     clears it unless an earlier send may still be under way) is sent, or
+//     this boot without data: a request never sent (SendUnsent; see Send
+//     for how MarkSending and AfterBootstrap move it) is sent, or
 //     withdrawn when a cluster appeared meanwhile (a peer's bootstrapping
 //     phase counts only when written by the boot that sent it). A request
 //     that was sent may be under way (Talos accepts a repeat while

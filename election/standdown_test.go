@@ -120,8 +120,7 @@ func TestStandDownStays(t *testing.T) {
 }
 
 func TestStandDownKeepsABootstrapThatMayBeUnderWay(t *testing.T) {
-	st := announcedA()
-	st.Phase, st.Bootstrapping, st.BootstrapBootID, st.BootstrapSent, st.BootstrapAt = PhaseBootstrapping, 3, "a1", true, t0
+	st := bootstrappingA(SendMayHaveArrived, t0)
 
 	next, d := Step(st, obsFor(cA, 0, peer(cB, stoodDown(cB)), peer(cC, nil)))
 	if d.Kind != StandDown {
@@ -129,9 +128,9 @@ func TestStandDownKeepsABootstrapThatMayBeUnderWay(t *testing.T) {
 	}
 
 	// Invariant 1: a send that may have reached machined stays recorded.
-	if next.Phase != PhaseBootstrapping || next.Bootstrapping != 3 || !next.BootstrapSent || next.WithdrawnThrough != 2 {
-		t.Fatalf("phase %s, bootstrapping %d, sent %v, withdrawn through %d: the bootstrap must stay as it was",
-			next.Phase, next.Bootstrapping, next.BootstrapSent, next.WithdrawnThrough)
+	if next.Phase != PhaseBootstrapping || next.Bootstrapping != 3 || next.SendState != SendMayHaveArrived || next.WithdrawnThrough != 2 {
+		t.Fatalf("phase %s, bootstrapping %d, send %s, withdrawn through %d: the bootstrap must stay as it was",
+			next.Phase, next.Bootstrapping, next.SendState, next.WithdrawnThrough)
 	}
 }
 

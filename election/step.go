@@ -230,7 +230,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent)
 		st.Lock = nil
 		st.Phase = PhaseIdle
-		st.BootstrapSent = false
+		st.Send = st.Send.diedWithItsBoot()
 
 		return st, Decision{}, false
 	}
@@ -239,7 +239,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		return st, Decision{Kind: AwaitEtcd, Leader: &leader, Reason: fmt.Sprintf("bootstrap %d answered: waiting for etcd to be healthy", k)}, true
 	}
 
-	if st.BootstrapAt.IsZero() && !st.BootstrapSent {
+	if st.Withdrawable() {
 		// Decided but never sent (or only refused as "not now"): still free
 		// to withdraw, and it must if a cluster appeared meanwhile (an
 		// operator's or another tool's bootstrap). Never once a send may
@@ -248,7 +248,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 
 		if p, why := clusterSign(obs.Peers); p != nil {
 			st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent, k)
-			st.Lock, st.Phase, st.Bootstrapping, st.BootstrapBootID = nil, PhaseIdle, 0, ""
+			st.Lock, st.Phase, st.Send = nil, PhaseIdle, Send{}
 			inc := p.Incarnation
 
 			return st, Decision{Kind: Follow, Leader: &inc, Reason: "a cluster exists: " + why +
@@ -257,7 +257,7 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 
 		if inits := initNodes(obs); len(inits) > 0 {
 			st.WithdrawnThrough = max(st.WithdrawnThrough, st.Intent, k)
-			st.Lock, st.Phase, st.Bootstrapping, st.BootstrapBootID = nil, PhaseIdle, 0, ""
+			st.Lock, st.Phase, st.Send = nil, PhaseIdle, Send{}
 			d := initDecision(&st, obs, inits)
 			d.Reason = "withdrew the unsent bootstrap: " + d.Reason
 
@@ -322,10 +322,7 @@ func lead(st Status, obs Observation) (Status, Decision) {
 	}
 
 	st.Phase = PhaseBootstrapping
-	st.Bootstrapping = k
-	st.BootstrapBootID = self.BootID
-	st.BootstrapAt = time.Time{} // set by MarkSending, just before the RPC
-	st.BootstrapSent = false
+	st.Send = decided(k, self.BootID) // BootstrapAt is set by MarkSending, just before the RPC
 
 	return st, Decision{Kind: BeginBootstrap, Leader: &self, Reason: fmt.Sprintf("all %d control-plane nodes locked to intent %d: bootstrapping", 1+len(obs.Peers), k)}
 }
@@ -371,12 +368,7 @@ func peerBlocker(p PeerFacts, mine IntentRef) string {
 // withdrawable bootstrap.
 func MarkSending(st Status, now time.Time) Status {
 	st = st.Clone()
-
-	if !st.BootstrapAt.IsZero() {
-		st.BootstrapSent = true
-	}
-
-	st.BootstrapAt = now
+	st.Send = st.Send.leaving(now)
 	st.UpdatedAt = now
 
 	return st

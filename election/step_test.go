@@ -69,6 +69,16 @@ func announcedA() Status {
 	return st
 }
 
+// bootstrappingA is A bootstrapping its intent 3 in its current boot, with
+// what is known of the request.
+func bootstrappingA(send SendState, at time.Time) Status {
+	st := announcedA()
+	st.Phase = PhaseBootstrapping
+	st.Send = Send{Bootstrapping: 3, BootstrapBootID: "a1", SendState: send, BootstrapAt: at}
+
+	return st
+}
+
 func lockedB(to *IntentRef) Status {
 	st := NewStatus(cB)
 	st.Phase, st.Lock = PhaseLocked, to
@@ -93,19 +103,14 @@ func TestStepRules(t *testing.T) {
 		{
 			name: "0 bootstrapping in this boot without data resends", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3),
 			st: func() Status {
-				s := announcedA()
-				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
-				return s
+				return bootstrappingA(SendUnsent, time.Time{})
 			}(),
 			obs: obsFor(cA, 0), withdrawn: 2, reasonHas: "sending Bootstrap",
 		},
 		{
 			name: "0 a bootstrap that may be under way is not resent before ResendAfter", kind: AwaitEtcd, phase: PhaseBootstrapping, lock: ref(cA, 3),
 			st: func() Status {
-				s := announcedA()
-				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
-				s.BootstrapAt = t0.Add(time.Hour - time.Minute)
-				return s
+				return bootstrappingA(SendLeaving, t0.Add(time.Hour-time.Minute))
 			}(),
 			obs: func() Observation {
 				o := obsFor(cA, 0)
@@ -116,10 +121,7 @@ func TestStepRules(t *testing.T) {
 		{
 			name: "0 a bootstrap with no sign after ResendAfter is resent", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3),
 			st: func() Status {
-				s := announcedA()
-				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
-				s.BootstrapAt = t0.Add(time.Hour - 6*time.Minute)
-				return s
+				return bootstrappingA(SendMayHaveArrived, t0.Add(time.Hour-6*time.Minute))
 			}(),
 			obs: func() Observation {
 				o := obsFor(cA, 0)
@@ -130,9 +132,7 @@ func TestStepRules(t *testing.T) {
 		{
 			name: "0 bootstrapping never withdraws even when outranked", kind: BeginBootstrap, phase: PhaseBootstrapping, lock: ref(cA, 3),
 			st: func() Status {
-				s := announcedA()
-				s.Phase, s.Bootstrapping, s.BootstrapBootID = PhaseBootstrapping, 3, "a1"
-				return s
+				return bootstrappingA(SendUnsent, time.Time{})
 			}(),
 			obs: obsFor(cA, 0, peer(cand("10.0.0.0", "z", -100), statusOf(cand("10.0.0.0", "z", -100), PhaseAnnounced, ref(cand("10.0.0.0", "z", -100), 1), 1, 0))), withdrawn: 2,
 		},
@@ -402,8 +402,8 @@ func TestBeginBootstrapRecordsIntentBeforeRPC(t *testing.T) {
 	p := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
 
 	got, d := Step(announcedA(), obsFor(cA, 0, p(cB), p(cC)))
-	if d.Kind != BeginBootstrap || got.Bootstrapping != 3 || got.BootstrapBootID != "a1" || got.BootstrapSent {
-		t.Fatalf("got %s with bootstrapping=%d boot=%q sent=%v", d.Kind, got.Bootstrapping, got.BootstrapBootID, got.BootstrapSent)
+	if d.Kind != BeginBootstrap || got.Bootstrapping != 3 || got.BootstrapBootID != "a1" || got.SendState != SendUnsent {
+		t.Fatalf("got %s with bootstrapping=%d boot=%q send=%s", d.Kind, got.Bootstrapping, got.BootstrapBootID, got.SendState)
 	}
 
 	obs := obsFor(cA, time.Second, p(cB), p(cC))
@@ -440,8 +440,7 @@ func TestResume(t *testing.T) {
 		t.Fatalf("rebooted follower lost its lock: %+v", follower)
 	}
 
-	boot := announcedA()
-	boot.Phase, boot.Bootstrapping, boot.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+	boot := bootstrappingA(SendMayHaveArrived, t0)
 	rb := Resume(boot, cand("10.0.0.1", "a2", 100))
 
 	if rb.Phase != PhaseBootstrapping {
@@ -525,8 +524,8 @@ func TestClusterAppearingBeforeTheSend(t *testing.T) {
 	p := func(c Candidate) PeerFacts { return peer(c, statusOf(c, PhaseLocked, ref(cA, 3), 0, 0)) }
 
 	decided, d := Step(announcedA(), obsFor(cA, 0, p(cB), p(cC)))
-	if d.Kind != BeginBootstrap || !decided.BootstrapAt.IsZero() {
-		t.Fatalf("got %s, BootstrapAt %v: the decision must not count as a send", d.Kind, decided.BootstrapAt)
+	if d.Kind != BeginBootstrap || decided.SendState != SendUnsent || !decided.BootstrapAt.IsZero() {
+		t.Fatalf("got %s, send %s at %v: the decision must not count as a send", d.Kind, decided.SendState, decided.BootstrapAt)
 	}
 
 	obs := obsFor(cA, time.Second, p(cB), p(cC))
@@ -556,11 +555,10 @@ func TestClusterAppearingBeforeTheSend(t *testing.T) {
 // "Not now" answers mean machined did nothing: nothing is under way, so the
 // next round may send at once; unknown answers start the resend wait.
 func TestAfterBootstrapBootstrapAt(t *testing.T) {
-	st := MarkSending(announcedA(), t0)
-	st.Phase, st.Bootstrapping, st.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+	st := MarkSending(bootstrappingA(SendUnsent, time.Time{}), t0)
 
-	if got, _ := AfterBootstrap(st, RetryLater, t0.Add(time.Second)); !got.BootstrapAt.IsZero() {
-		t.Fatalf("RetryLater left BootstrapAt %v", got.BootstrapAt)
+	if got, _ := AfterBootstrap(st, RetryLater, t0.Add(time.Second)); !got.BootstrapAt.IsZero() || !got.Withdrawable() {
+		t.Fatalf("RetryLater left send %s at %v", got.SendState, got.BootstrapAt)
 	}
 
 	if got, _ := AfterBootstrap(st, Unknown, t0.Add(time.Second)); !got.BootstrapAt.Equal(t0.Add(time.Second)) {
@@ -584,8 +582,8 @@ func TestRefusedResendKeepsAnUnknownSendAlive(t *testing.T) {
 	resend := MarkSending(unknown, t0.Add(6*time.Minute))
 	refused, _ := AfterBootstrap(resend, RetryLater, t0.Add(6*time.Minute))
 
-	if refused.BootstrapAt.IsZero() || !refused.BootstrapSent {
-		t.Fatalf("refused resend: BootstrapAt %v, sent %v; the first request may still be under way", refused.BootstrapAt, refused.BootstrapSent)
+	if refused.BootstrapAt.IsZero() || refused.SendState != SendMayHaveArrived {
+		t.Fatalf("refused resend: send %s at %v; the first request may still be under way", refused.SendState, refused.BootstrapAt)
 	}
 
 	obs := obsFor(cA, 6*time.Minute+time.Second, p(cB), p(cC))
@@ -596,8 +594,8 @@ func TestRefusedResendKeepsAnUnknownSendAlive(t *testing.T) {
 		t.Fatalf("withdrew a bootstrap that may be under way: %s, withdrawnThrough %d, lock %v", d.Kind, got.WithdrawnThrough, got.Lock)
 	}
 
-	// Even a status whose BootstrapAt was lost (an older daemon's file)
-	// does not withdraw once a send may have reached machined.
+	// What is known of the request decides, not the time of the last
+	// send: without BootstrapAt it still may have reached machined.
 	old := refused.Clone()
 	old.BootstrapAt = time.Time{}
 
@@ -648,8 +646,7 @@ func TestQuorumMismatchIsRememberedUntilTheConfigAgrees(t *testing.T) {
 // is not counted as a lock.
 func TestSelfAtAnotherAddressIsNoPeer(t *testing.T) {
 	vip := cand("10.0.0.100", "a1", 0) // same boot id as cA
-	st := announcedA()
-	st.Phase, st.Bootstrapping, st.BootstrapBootID = PhaseBootstrapping, 3, "a1"
+	st := bootstrappingA(SendUnsent, time.Time{})
 
 	self := peer(vip, func() *Status { s := st; return &s }())
 	obs := obsFor(cA, 0, self)
@@ -752,18 +749,18 @@ func TestUnansweredSendSurvivesARefusedResend(t *testing.T) {
 	decided, _ := Step(announcedA(), obsFor(cA, 0, p(cB), p(cC)))
 	marked := MarkSending(decided, t0) // the answer to this send is lost with the process
 
-	if marked.BootstrapSent {
-		t.Fatal("a first mark must not count as sent: a refusal of it may still withdraw")
+	if marked.SendState != SendLeaving {
+		t.Fatalf("a first mark reads %s, want leaving: a refusal of it may still withdraw", marked.SendState)
 	}
 
 	resend := MarkSending(marked, t0.Add(6*time.Minute))
-	if !resend.BootstrapSent {
-		t.Fatal("the resend forgot that the first request may have reached machined")
+	if resend.SendState != SendMayHaveArrived {
+		t.Fatalf("the resend reads %s: it forgot that the first request may have reached machined", resend.SendState)
 	}
 
 	refused, _ := AfterBootstrap(resend, RetryLater, t0.Add(6*time.Minute))
-	if refused.BootstrapAt.IsZero() || !refused.BootstrapSent {
-		t.Fatalf("refused resend reads as never sent: BootstrapAt %v, sent %v", refused.BootstrapAt, refused.BootstrapSent)
+	if refused.BootstrapAt.IsZero() || refused.Withdrawable() {
+		t.Fatalf("refused resend reads as never sent: send %s at %v", refused.SendState, refused.BootstrapAt)
 	}
 
 	obs := obsFor(cA, 6*time.Minute+time.Second, p(cB), p(cC))
@@ -780,7 +777,7 @@ func TestUnansweredSendSurvivesARefusedResend(t *testing.T) {
 // Only a phase of the peer's current boot, or its etcd seen now, counts.
 func TestPhaseOfAnEarlierBootIsNoCluster(t *testing.T) {
 	stale := statusOf(cB, PhaseBootstrapped, ref(cB, 1), 1, 0)
-	stale.Bootstrapping, stale.BootstrapBootID, stale.BootstrapSent = 1, "b0", true // sent by B's boot b0; B is now b1
+	stale.Send = Send{Bootstrapping: 1, BootstrapBootID: "b0", SendState: SendAnswered} // sent by B's boot b0; B is now b1
 
 	peers := []PeerFacts{peer(cB, stale), peer(cC, statusOf(cC, PhaseLocked, ref(cA, 3), 0, 0))}
 	if p, why := clusterSign(peers); p != nil {

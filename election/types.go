@@ -193,22 +193,9 @@ type Status struct {
 	// WithdrawnThrough: own intents <= this are withdrawn and can never lead
 	// to a Bootstrap. Monotonic, so a slow reader cannot miss a withdrawal.
 	WithdrawnThrough uint64 `json:"withdrawnThrough"`
-	// Bootstrapping is the own intent for which Bootstrap may have been sent;
-	// set and persisted BEFORE the RPC.
-	Bootstrapping uint64 `json:"bootstrapping"`
-	// BootstrapBootID is the boot in which Bootstrapping was set: a later
-	// boot knows the in-memory request died unless etcd data exists.
-	BootstrapBootID string `json:"bootstrapBootID,omitempty"`
-	// BootstrapAt is when Bootstrap was last decided or answered: a resend
-	// waits Observation.ResendAfter from it, so that a request that was
-	// accepted just before a crash can show its etcd data first.
-	BootstrapAt time.Time `json:"bootstrapAt,omitzero"`
-	// BootstrapSent: a send of this intent may have reached machined in
-	// that boot: an RPC answered other than "not now", or one whose answer
-	// was never recorded (MarkSending found its mark). It stays set for the
-	// boot, so the bootstrap is never withdrawn.
-	BootstrapSent bool      `json:"bootstrapSent"`
-	AnnouncedAt   time.Time `json:"announcedAt,omitzero"`
+	// Send is the own bootstrap and what is known of its request.
+	Send
+	AnnouncedAt time.Time `json:"announcedAt,omitzero"`
 	// Quorum is this node's QUORUM_NODES: a peer with another value is a
 	// misconfiguration that neither leads nor locks (see Step).
 	Quorum int `json:"quorum,omitempty"`
@@ -316,6 +303,10 @@ func (s *Status) Validate() error {
 
 	if s.Bootstrapping > s.Intent {
 		errs = append(errs, fmt.Errorf("bootstrapping %d beyond intent %d", s.Bootstrapping, s.Intent))
+	}
+
+	if err := s.Send.validate(); err != nil {
+		errs = append(errs, err)
 	}
 
 	if s.Lock != nil && (!s.Lock.Leader.IP.IsValid() || s.Lock.Leader.BootID == "" || s.Lock.Number == 0) {

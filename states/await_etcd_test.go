@@ -35,7 +35,7 @@ func TestAwaitEtcd(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				tr := newTrio(t)
 				tr.s.status = decideBootstrap(tr.s.status)
-				tr.s.status.Phase, tr.s.status.BootstrapAt, tr.s.status.BootstrapSent = tc.phase, time.Now(), true
+				tr.s.status.Phase, tr.s.status.BootstrapAt, tr.s.status.SendState = tc.phase, time.Now(), election.SendMayHaveArrived
 
 				if tc.etcdUp {
 					tr.self.dataEmpty, tr.self.etcd = false, etcdHealthy

@@ -24,22 +24,22 @@ func TestBootstrap(t *testing.T) {
 		permanent bool
 		wantCalls int // on the leader; no other node is ever asked
 		wantPhase election.Phase
-		wantAt    bool // BootstrapAt set: the request may be under way
+		wantSend  election.SendState // what the status says of the request after the answer
 	}{
-		{name: "all locked", want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+		{name: "all locked", want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantSend: election.SendAnswered},
 		{name: "etcd data already there", answer: status.Error(codes.AlreadyExists, "etcd data directory is not empty"),
-			want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+			want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantSend: election.SendAnswered},
 		// Refused before anything happened: retried later, and a restart
 		// must not wait ResendAfter for a request that never left.
 		{name: "time not in sync", answer: status.Error(codes.FailedPrecondition, "time is not in sync yet"),
-			wantErr: errRetryBootstrap, wantCalls: 1, wantPhase: election.PhaseBootstrapping},
+			wantErr: errRetryBootstrap, wantCalls: 1, wantPhase: election.PhaseBootstrapping, wantSend: election.SendUnsent},
 		{name: "not a control-plane node", answer: errNotCP, wantErr: errNotCP, permanent: true,
-			wantCalls: 1, wantPhase: election.PhaseBootstrapping, wantAt: true},
+			wantCalls: 1, wantPhase: election.PhaseBootstrapping, wantSend: election.SendLeaving},
 		// The last check: c no longer holds the lock (a wiped status), so
 		// nothing is sent and nothing says it may be under way.
 		{name: "a peer unlocked since the decision", arrange: func(t *testing.T, tr *trio) {
 			tr.c.publish(t, statusOf(tr.c, 3))
-		}, wantErr: errAny, wantPhase: election.PhaseBootstrapping},
+		}, wantErr: errAny, wantPhase: election.PhaseBootstrapping, wantSend: election.SendUnsent},
 		// b rebooted since the last scan. Only its new boot id
 		// matches the status it publishes now (still locked, as locks
 		// survive reboots), so only a fresh scan confirms its lock.
@@ -48,7 +48,7 @@ func TestBootstrap(t *testing.T) {
 			tr.b.bootID, tr.b.bootTime = "b2", time.Now().Add(-time.Minute)
 			tr.b.publish(t, election.Resume(before, tr.b.candidate()))
 			tr.scanner.peers = peersOf(tr.b, tr.c) // s.peers: the view before the reboot
-		}, want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantAt: true},
+		}, want: fsm.AwaitingEtcd, wantCalls: 1, wantPhase: election.PhaseBootstrapped, wantSend: election.SendAnswered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -77,15 +77,15 @@ func TestBootstrap(t *testing.T) {
 				}
 
 				// A crash during the RPC must find "may be under way".
-				if tc.wantCalls > 0 && (atSend.Phase != election.PhaseBootstrapping || atSend.BootstrapAt.IsZero()) {
-					t.Fatalf("status saved before the RPC: phase %s, bootstrapAt %v; want bootstrapping with a send time",
-						atSend.Phase, atSend.BootstrapAt)
+				if tc.wantCalls > 0 && (atSend.Phase != election.PhaseBootstrapping || atSend.SendState != election.SendLeaving || atSend.BootstrapAt.IsZero()) {
+					t.Fatalf("status saved before the RPC: phase %s, send %s at %v; want bootstrapping, leaving, with a send time",
+						atSend.Phase, atSend.SendState, atSend.BootstrapAt)
 				}
 
 				last := tr.store.last(t)
-				if sentAt := !last.BootstrapAt.IsZero(); last.Phase != tc.wantPhase || last.Bootstrapping != 1 || sentAt != tc.wantAt {
-					t.Fatalf("status after the answer: phase %s, bootstrapping %d, bootstrapAt %v; want phase %s, bootstrapping 1, bootstrapAt set %v",
-						last.Phase, last.Bootstrapping, last.BootstrapAt, tc.wantPhase, tc.wantAt)
+				if last.Phase != tc.wantPhase || last.Bootstrapping != 1 || last.SendState != tc.wantSend || last.BootstrapAt.IsZero() != last.Withdrawable() {
+					t.Fatalf("status after the answer: phase %s, bootstrapping %d, send %s at %v; want phase %s, bootstrapping 1, send %s",
+						last.Phase, last.Bootstrapping, last.SendState, last.BootstrapAt, tc.wantPhase, tc.wantSend)
 				}
 			})
 		})

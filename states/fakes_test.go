@@ -292,7 +292,8 @@ func lockTo(st, leader election.Status) election.Status {
 // decideBootstrap is the leader's status once LeaderDelay decided to send:
 // bootstrapping its intent, not sent yet.
 func decideBootstrap(st election.Status) election.Status {
-	st.Phase, st.Bootstrapping, st.BootstrapBootID = election.PhaseBootstrapping, st.Intent, st.Incarnation.BootID
+	st.Phase = election.PhaseBootstrapping
+	st.Send = election.Send{Bootstrapping: st.Intent, BootstrapBootID: st.Incarnation.BootID, SendState: election.SendUnsent}
 
 	return st
 }

@@ -24,9 +24,9 @@ func TestLeaderDelay(t *testing.T) {
 		// Never before PRE_BOOTSTRAP_DELAY of a stable view; soon after it.
 		{name: "all locked, delay elapsed", want: fsm.SendBootstrap, minWait: testDelay, maxWait: testDelay + 2*poll,
 			check: func(t *testing.T, _ *trio, st election.Status) {
-				if st.Phase != election.PhaseBootstrapping || st.Bootstrapping != 1 || !st.BootstrapAt.IsZero() {
-					t.Fatalf("status phase %s, bootstrapping %d, bootstrapAt %v; want intent 1 decided, not sent",
-						st.Phase, st.Bootstrapping, st.BootstrapAt)
+				if st.Phase != election.PhaseBootstrapping || st.Bootstrapping != 1 || st.SendState != election.SendUnsent || !st.BootstrapAt.IsZero() {
+					t.Fatalf("status phase %s, bootstrapping %d, send %s at %v; want intent 1 decided, unsent",
+						st.Phase, st.Bootstrapping, st.SendState, st.BootstrapAt)
 				}
 			}},
 		// A late joiner (locked at once) changes the view: the delay starts

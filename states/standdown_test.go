@@ -206,7 +206,7 @@ func TestProtocolStatesStandDownForAPeer(t *testing.T) {
 		{state: fsm.Bootstrap, arrange: func(tr *trio) { tr.s.status = decideBootstrap(tr.s.status) }},
 		{state: fsm.AwaitEtcd, arrange: func(tr *trio) {
 			tr.s.status = decideBootstrap(tr.s.status)
-			tr.s.status.BootstrapAt, tr.s.status.BootstrapSent = time.Now(), true
+			tr.s.status.BootstrapAt, tr.s.status.SendState = time.Now(), election.SendMayHaveArrived
 		}},
 	} {
 		t.Run(string(tc.state), func(t *testing.T) {

@@ -191,7 +191,7 @@ func TestStatusHealthyCluster(t *testing.T) {
 	bootstrapAndWaitHealthy(t, c, 1, 2, 3)
 
 	c.writeStatus(1, election.Status{Phase: election.PhaseDone, Quorum: 2, Lock: &election.IntentRef{Leader: incarnation(41, 1), Number: 1},
-		Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(41, 1), BootstrapSent: true, Reason: "own etcd is running and healthy"})
+		Intent: 1, Send: election.Send{Bootstrapping: 1, BootstrapBootID: bootID(41, 1), SendState: election.SendAnswered}, Reason: "own etcd is running and healthy"})
 
 	for _, n := range []int{2, 3} {
 		c.writeStatus(n, election.Status{Phase: election.PhaseDone, Quorum: 2, Reason: "own etcd is running and healthy"})
@@ -423,11 +423,11 @@ func TestStatusBootstrappedNeedsEtcdHealthyNow(t *testing.T) {
 	bootstrapAndWaitHealthy(t, c, 3, 3)
 
 	c.writeStatus(3, election.Status{Phase: election.PhaseDone, Quorum: 2, Lock: &election.IntentRef{Leader: incarnation(48, 3), Number: 1},
-		Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(48, 3), BootstrapSent: true})
+		Intent: 1, Send: election.Send{Bootstrapping: 1, BootstrapBootID: bootID(48, 3), SendState: election.SendAnswered}})
 	// Node 1 sent Bootstrap in an earlier boot, which ended with its data
 	// directory empty: withdrawn (OwnBootstrapNeverReelects).
-	c.writeStatus(1, election.Status{Phase: election.PhaseDone, Quorum: 2, Intent: 1, WithdrawnThrough: 1, Bootstrapping: 1,
-		BootstrapBootID: "an earlier boot", PastBoots: []string{"an earlier boot"}})
+	c.writeStatus(1, election.Status{Phase: election.PhaseDone, Quorum: 2, Intent: 1, WithdrawnThrough: 1,
+		Send: election.Send{Bootstrapping: 1, BootstrapBootID: "an earlier boot"}, PastBoots: []string{"an earlier boot"}})
 	c.writeStatus(2, election.Status{Phase: election.PhaseDone, Quorum: 2})
 
 	code, out, errOut := c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(1, 2, 3))
@@ -491,7 +491,8 @@ func TestStatusLeaderBackAtAnotherAddress(t *testing.T) {
 
 	c.writeStatus(9, election.Status{
 		Incarnation: election.Incarnation{IP: ip(49, 9), BootID: bootID(49, 9), Node: bootID(49, 1)}, PastBoots: []string{bootID(49, 1)},
-		Phase: election.PhaseBootstrapped, Quorum: 3, Lock: lock, Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(49, 1), BootstrapSent: true,
+		Phase: election.PhaseBootstrapped, Quorum: 3, Lock: lock, Intent: 1,
+		Send: election.Send{Bootstrapping: 1, BootstrapBootID: bootID(49, 1), SendState: election.SendAnswered},
 	})
 
 	code, out, errOut = c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(1, 2, 3, 9))
@@ -522,8 +523,8 @@ func TestStatusLeaderMovedWithinItsBoot(t *testing.T) {
 
 	c.writeStatus(9, election.Status{
 		Incarnation: election.Incarnation{IP: ip(50, 9), BootID: bootID(50, 1), Node: bootID(50, 1)},
-		Phase:       election.PhaseBootstrapping, Quorum: 3, Lock: lock, Intent: 1, Bootstrapping: 1, BootstrapBootID: bootID(50, 1),
-		BootstrapSent: true, BootstrapAt: time.Now().Add(-10 * time.Minute),
+		Phase:       election.PhaseBootstrapping, Quorum: 3, Lock: lock, Intent: 1,
+		Send: election.Send{Bootstrapping: 1, BootstrapBootID: bootID(50, 1), SendState: election.SendMayHaveArrived, BootstrapAt: time.Now().Add(-10 * time.Minute)},
 	})
 
 	code, out, errOut := c.status("--talosconfig", c.talosconfig(admin), "--nodes", c.nodes(2, 3, 9))

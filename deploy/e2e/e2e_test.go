@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
 
@@ -622,7 +623,8 @@ func testLeaderKilled(t *testing.T, art artifacts, replyLost bool) {
 }
 
 // statusSaysBootstrapSent reads the node's status file as peers do: true
-// once the daemon recorded that a Bootstrap RPC returned in this boot.
+// once the daemon recorded that its Bootstrap request may have reached
+// machined, or was answered, in this boot.
 func (n *node) statusSaysBootstrapSent(t *testing.T) bool {
 	t.Helper()
 
@@ -632,11 +634,11 @@ func (n *node) statusSaysBootstrapSent(t *testing.T) bool {
 	}
 
 	var st struct {
-		Phase string `json:"phase"`
-		Sent  bool   `json:"bootstrapSent"`
+		Phase string             `json:"phase"`
+		Send  election.SendState `json:"bootstrapSend"`
 	}
 
-	return json.Unmarshal(data, &st) == nil && st.Sent
+	return json.Unmarshal(data, &st) == nil && (st.Send == election.SendMayHaveArrived || st.Send == election.SendAnswered)
 }
 
 // testInvalidEnvironment: a malformed value stops the daemon with exit code

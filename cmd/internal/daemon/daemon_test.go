@@ -938,7 +938,7 @@ func TestFSM(t *testing.T) {
 
 				st := r.status(t, "cp1")
 
-				if st.Bootstrapping != 0 || st.BootstrapSent || !strings.Contains(st.Reason, r.servers["cp3"].Node().IP.String()) {
+				if st.Bootstrapping != 0 || st.SendState != election.SendNone || !strings.Contains(st.Reason, r.servers["cp3"].Node().IP.String()) {
 					t.Fatalf("cp1's status should show it blocked by cp3's lock, got phase %s reason %q", st.Phase, st.Reason)
 				}
 			},
@@ -1170,8 +1170,8 @@ func crashedInBootstrap(bootTime time.Time) func(election.Incarnation, map[strin
 	return func(self election.Incarnation, _ map[string]election.Incarnation) *election.Status {
 		return &election.Status{
 			Version: election.StatusVersion, Incarnation: self, BootTime: bootTime, Phase: election.PhaseBootstrapping,
-			Lock: &election.IntentRef{Leader: self, Number: 1}, Intent: 1, Bootstrapping: 1, BootstrapBootID: self.BootID,
-			BootstrapAt: time.Now(),
+			Lock: &election.IntentRef{Leader: self, Number: 1}, Intent: 1,
+			Send: election.Send{Bootstrapping: 1, BootstrapBootID: self.BootID, SendState: election.SendLeaving, BootstrapAt: time.Now()},
 		}
 	}
 }

@@ -237,7 +237,7 @@ func (w *world) setupFamily(name string) error {
 
 		w.hooks.saved = func(d *daemonRun, st election.Status) {
 			switch {
-			case stage == 0 && d.node == a && st.Phase == election.PhaseBootstrapping && !st.BootstrapSent && !st.BootstrapAt.IsZero():
+			case stage == 0 && d.node == a && st.Phase == election.PhaseBootstrapping && st.SendState == election.SendLeaving:
 				// The request leaves next; once machined has it, the image
 				// pull takes 9 minutes.
 				stage = 1
@@ -250,7 +250,7 @@ func (w *world) setupFamily(name string) error {
 						}
 					})
 				})
-			case stage == 1 && d.node == a && st.Phase == election.PhaseBootstrapping && st.BootstrapSent:
+			case stage == 1 && d.node == a && st.Phase == election.PhaseBootstrapping && st.SendState == election.SendMayHaveArrived:
 				// The reply was lost (Unknown): later replies arrive, and
 				// machined refuses for a long while.
 				stage = 5
@@ -258,7 +258,7 @@ func (w *world) setupFamily(name string) error {
 					w.p.replyLoss = 0
 					a.refuseSyncUntil = w.now + 30*time.Minute
 				})
-			case stage == 5 && d.node == a && st.BootstrapSent && strings.Contains(st.Reason, "refused for now"):
+			case stage == 5 && d.node == a && strings.Contains(st.Reason, "refused for now"):
 				stage = 2
 				w.register(d.key("family resend-refused: refused"), func() {
 					w.cuts = append(w.cuts, cut{from: w.now, to: w.now + 15*time.Second, links: map[[2]int]bool{
@@ -295,7 +295,7 @@ func (w *world) setupFamily(name string) error {
 		done := false
 
 		w.hooks.saved = func(d *daemonRun, st election.Status) {
-			if done || d.node != a || st.Phase != election.PhaseBootstrapping || st.BootstrapAt.IsZero() {
+			if done || d.node != a || st.Phase != election.PhaseBootstrapping || st.Withdrawable() {
 				return
 			}
 
@@ -327,7 +327,7 @@ func (w *world) setupFamily(name string) error {
 		marked := false
 
 		w.hooks.saved = func(d *daemonRun, st election.Status) {
-			if marked || d.node != a || st.Phase != election.PhaseBootstrapping || st.BootstrapAt.IsZero() || st.BootstrapSent {
+			if marked || d.node != a || st.Phase != election.PhaseBootstrapping || st.SendState != election.SendLeaving {
 				return
 			}
 

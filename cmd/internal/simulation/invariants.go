@@ -103,7 +103,7 @@ func (c *checker) checkSent(w *world, n *tnode, st *election.Status) {
 			n, n.bootID, st.Phase, st.WithdrawnThrough)
 	case st.BootstrapBootID != n.bootID:
 		c.broken(w, invSentStaysSent, "%s: machined accepted its Bootstrap in boot %s, its status names boot %s", n, n.bootID, st.BootstrapBootID)
-	case st.BootstrapAt.IsZero() && !st.BootstrapSent:
+	case st.Withdrawable():
 		c.broken(w, invSentStaysSent, "%s: machined accepted its Bootstrap of intent %d, its status records it as never sent", n, st.Bootstrapping)
 	}
 }

@@ -75,6 +75,7 @@ var mutantControls = []mutantControl{
 	simFinds("cloned-var-all", "liveness", "clone-is-self"),
 
 	// Rules whose control is their unit test.
+	unitFails("election", "TestSendStateMoves", "forgotten-send"),
 	unitFails("election", "TestRefusedResendKeepsAnUnknownSendAlive", "refused-resend-unsends"),
 	unitFails("election", "TestRefusedResendKeepsAnUnknownSendAlive", "sent-bootstrap-withdrawn"),
 	unitFails("election", "TestPhaseOfAnEarlierBootIsNoCluster", "earlier-boot-phase-is-cluster"),

@@ -356,7 +356,7 @@ func TestWriteText(t *testing.T) {
 // accepted in its current boot.
 func bootstrappedLeader() *election.Status {
 	st := status(election.PhaseBootstrapped, 3, lockTo(1, 1), 1)
-	st.Bootstrapping, st.BootstrapBootID, st.BootstrapSent, st.BootstrapAt = 1, inc(1).BootID, true, now.Add(-time.Minute)
+	st.Send = election.Send{Bootstrapping: 1, BootstrapBootID: inc(1).BootID, SendState: election.SendAnswered, BootstrapAt: now.Add(-time.Minute)}
 
 	return st
 }
@@ -498,7 +498,7 @@ func TestUnconfirmedBootstrapIsBlocked(t *testing.T) {
 
 	t.Run("too few locks", func(t *testing.T) {
 		leader := bootstrappedLeader()
-		leader.Phase, leader.BootstrapAt, leader.BootstrapSent = election.PhaseBootstrapping, time.Time{}, false
+		leader.Phase, leader.BootstrapAt, leader.SendState = election.PhaseBootstrapping, time.Time{}, election.SendUnsent
 		v := statusreport.Build([]statusreport.Facts{
 			node(1, leader), locked(2), node(3, status(election.PhaseLocked, 3, lockTo(4, 2), 0)),
 		}, settings).Verdict
@@ -511,7 +511,7 @@ func TestUnconfirmedBootstrapIsBlocked(t *testing.T) {
 
 	t.Run("confirmed: progressing", func(t *testing.T) {
 		leader := bootstrappedLeader()
-		leader.Phase, leader.BootstrapAt, leader.BootstrapSent = election.PhaseBootstrapping, time.Time{}, false
+		leader.Phase, leader.BootstrapAt, leader.SendState = election.PhaseBootstrapping, time.Time{}, election.SendUnsent
 		v := statusreport.Build([]statusreport.Facts{node(1, leader), locked(2), locked(3)}, settings).Verdict
 
 		if v.State != statusreport.Progressing || len(v.Blockers) != 0 ||
