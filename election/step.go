@@ -139,7 +139,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 			return st, Decision{Kind: Follow, Leader: &leader, Reason: released + why + "; locked to " + st.Lock.String()}
 		}
 
-		return st, Decision{Kind: Wait, Reason: released + why +
+		return st, Decision{Kind: Wait, UntilReconfigured: true, Reason: released + why +
 			": give every node the same TALOS_AUTO_BOOTSTRAP_QUORUM_NODES (unset means 1) and TALOS_AUTO_BOOTSTRAP_LEADER_ORDER (unset means address; a status without one, from an older release, boot-time)"}
 	}
 

@@ -616,7 +616,7 @@ func TestQuorumMismatchIsRememberedUntilTheConfigAgrees(t *testing.T) {
 	misconfigured.Status.Quorum = 1
 
 	st, d := Step(NewStatus(cA), obs)
-	if d.Kind != Wait || st.Lock != nil || !strings.Contains(d.Reason, "quorum mismatch: 10.0.0.2 has 1, this node 2") {
+	if d.Kind != Wait || !d.UntilReconfigured || st.Lock != nil || !strings.Contains(d.Reason, "quorum mismatch: 10.0.0.2 has 1, this node 2") {
 		t.Fatalf("with a mismatch in view: %s %q, lock %v", d.Kind, d.Reason, st.Lock)
 	}
 

@@ -530,6 +530,10 @@ type Decision struct {
 	Reason string
 	// Leader is the leader followed or awaited, for logs.
 	Leader *Incarnation
+	// UntilReconfigured: only an operator's fix (a peer's QUORUM_NODES or
+	// LEADER_ORDER made to agree) changes this decision, so the daemon
+	// asks again at its slow pace rather than every round.
+	UntilReconfigured bool
 }
 
 func shortID(id string) string {

@@ -22,8 +22,15 @@ func (s *Session) elect(ctx context.Context) (fsm.Event, error) {
 		s.Log.Info().Msg("elected as leader, initiating bootstrap")
 	case fsm.Wait:
 		// Back to Scan, whose sweep answers at once when every peer is
-		// known: pause so that a waiting node does not spin.
-		if err := s.sleep(ctx, s.Settings.MinRound); err != nil {
+		// known: pause so that a waiting node does not spin. A node that
+		// waits for an operator to fix a configuration pauses as long as
+		// a follower does: every round would only read the same mismatch.
+		pause := s.Settings.MinRound
+		if decision.UntilReconfigured {
+			pause = s.Settings.FollowerCheckInterval
+		}
+
+		if err := s.sleep(ctx, pause); err != nil {
 			return "", err
 		}
 	}
