@@ -308,12 +308,7 @@ func lead(st Status, obs Observation) (Status, Decision) {
 		}
 	}
 
-	stableFrom := obs.ViewStableSince
-	if st.AnnouncedAt.After(stableFrom) {
-		stableFrom = st.AnnouncedAt
-	}
-
-	if stable := obs.Now.Sub(stableFrom); stable < obs.PreBootstrapDelay {
+	if stable := obs.Now.Sub(stableSince(st, obs)); stable < obs.PreBootstrapDelay {
 		blockers = append(blockers, fmt.Sprintf("view stable for %s of %s", max(stable, 0), obs.PreBootstrapDelay))
 	}
 
@@ -325,6 +320,24 @@ func lead(st Status, obs Observation) (Status, Decision) {
 	st.Send = decided(k, self.BootID) // BootstrapAt is set by MarkSending, just before the RPC
 
 	return st, Decision{Kind: BeginBootstrap, Leader: &self, Reason: fmt.Sprintf("all %d control-plane nodes locked to intent %d: bootstrapping", 1+len(obs.Peers), k)}
+}
+
+// stableSince is when the leader's wait began: the later of the view's
+// last change and the announcement.
+func stableSince(st Status, obs Observation) time.Time {
+	if st.AnnouncedAt.After(obs.ViewStableSince) {
+		return st.AnnouncedAt
+	}
+
+	return obs.ViewStableSince
+}
+
+// StableAt is when a leader's view will have been stable for
+// PRE_BOOTSTRAP_DELAY if nothing changes: the earliest moment
+// BootstrapWhenConfirmed can send, so that the daemon can look again then
+// rather than on its next round.
+func StableAt(st Status, obs Observation) time.Time {
+	return stableSince(st, obs).Add(obs.PreBootstrapDelay)
 }
 
 // peerBlocker says why a peer keeps the leader of intent mine from

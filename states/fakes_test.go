@@ -135,6 +135,8 @@ func (n *memNode) publish(t *testing.T, st election.Status) {
 type memScanner struct {
 	peers []discovery.Peer
 	delay time.Duration
+	// took is how long each scan takes, in the bubble's virtual time.
+	took  time.Duration
 	scans int
 	asked [][2]int // (knownControlPlane, attempt) of each NextDelay
 	// addressErr: this node's address left the host (CheckAddress).
@@ -143,6 +145,7 @@ type memScanner struct {
 
 func (s *memScanner) Scan(context.Context) (ScanResult, error) {
 	s.scans++
+	time.Sleep(s.took)
 
 	return ScanResult{ControlPlane: append([]discovery.Peer(nil), s.peers...)}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
 
@@ -20,7 +21,14 @@ func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
 			Msg("waiting before bootstrap")
 	}
 
-	if err := s.sleep(ctx, s.pollInterval()); err != nil {
+	pause := s.pollInterval()
+	if until := s.Clock.Until(s.stableAt); until > 0 && until < pause {
+		// The delay ends before the next round: look again just then, so
+		// that Bootstrap is not a round late.
+		pause = until
+	}
+
+	if err := s.sleep(ctx, pause); err != nil {
 		return "", err
 	}
 
@@ -28,6 +36,8 @@ func (s *Session) leaderDelay(ctx context.Context) (fsm.Event, error) {
 	if err != nil {
 		return "", fmt.Errorf("before bootstrap: %w", err)
 	}
+
+	s.stableAt = election.StableAt(s.status, obs)
 
 	return s.act(obs, decision)
 }

@@ -21,12 +21,25 @@ func TestLeaderDelay(t *testing.T) {
 		minWait, maxWait time.Duration // virtual time until the first event other than lead
 		check            func(t *testing.T, tr *trio, st election.Status)
 	}{
-		// Never before PRE_BOOTSTRAP_DELAY of a stable view; soon after it.
-		{name: "all locked, delay elapsed", want: fsm.SendBootstrap, minWait: testDelay, maxWait: testDelay + 2*poll,
+		// Never before PRE_BOOTSTRAP_DELAY of a view stable since the
+		// first round; the round that sees it ends the wait.
+		{name: "all locked, delay elapsed", want: fsm.SendBootstrap, minWait: poll + testDelay, maxWait: poll + testDelay,
 			check: func(t *testing.T, _ *trio, st election.Status) {
 				if st.Phase != election.PhaseBootstrapping || st.Bootstrapping != 1 || st.SendState != election.SendUnsent || !st.BootstrapAt.IsZero() {
 					t.Fatalf("status phase %s, bootstrapping %d, send %s at %v; want intent 1 decided, unsent",
 						st.Phase, st.Bootstrapping, st.SendState, st.BootstrapAt)
+				}
+			}},
+		// Each round's scan takes 300 ms, so the rounds drift off the
+		// delay's end (the view is stable from 1.3 s, the delay ends at
+		// 31.3 s, rounds see 29.9 s and 31.2 s): the leader looks again
+		// when it ends, at 31.3 s plus one scan, not on the round after.
+		{name: "the delay ends between rounds", arrange: func(_ *testing.T, tr *trio) {
+			tr.scanner.took = 300 * time.Millisecond
+		}, want: fsm.SendBootstrap, minWait: 31600 * time.Millisecond, maxWait: 31600 * time.Millisecond,
+			check: func(t *testing.T, _ *trio, st election.Status) {
+				if st.Phase != election.PhaseBootstrapping {
+					t.Fatalf("status phase %s, want bootstrapping", st.Phase)
 				}
 			}},
 		// A late joiner (locked at once) changes the view: the delay starts
@@ -37,7 +50,7 @@ func TestLeaderDelay(t *testing.T) {
 				d.publish(t, lockTo(statusOf(d, 3), tr.s.status))
 				tr.scanner.peers = peersOf(tr.b, tr.c, d)
 			}
-		}, want: fsm.SendBootstrap, minWait: testDelay/2 + testDelay, maxWait: testDelay/2 + testDelay + 2*poll,
+		}, want: fsm.SendBootstrap, minWait: testDelay/2 + poll + testDelay, maxWait: testDelay/2 + poll + testDelay,
 			check: func(t *testing.T, _ *trio, st election.Status) {
 				if st.Phase != election.PhaseBootstrapping || len(st.Candidates) != 4 {
 					t.Fatalf("status phase %s, candidates %v; want bootstrapping with the joiner in view", st.Phase, st.Candidates)

@@ -156,6 +156,9 @@ type Session struct {
 	status         election.Status
 	state          fsm.State
 	announcedLog   bool
+	// stableAt is when the leader's view, as last seen, will have been
+	// stable for PRE_BOOTSTRAP_DELAY.
+	stableAt       time.Time
 	etcdWaitLogged bool
 }
 
