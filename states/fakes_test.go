@@ -218,9 +218,9 @@ func (c memCredentials) Load(context.Context) (transport.MachineType, transport.
 	return c.machineType, nil, c.err
 }
 
-type memNetwork struct{ network Network }
+type memNetwork struct{ network discovery.Network }
 
-func (n memNetwork) Find(context.Context) (Network, error) { return n.network, nil }
+func (n memNetwork) Find(context.Context) (discovery.Network, error) { return n.network, nil }
 
 // memDialer hands out one node and remembers where it was asked to dial.
 type memDialer struct {
@@ -258,7 +258,7 @@ func newTestSession(self *memNode, quorum int, peers ...*memNode) (*Session, *me
 		},
 	})
 	s.secretsPresent, s.machineType = true, transport.MachineTypeControlPlane
-	s.local, s.network, s.scanner = self, Network{LocalIP: self.addr, Range: "198.18.0.0/24"}, scanner
+	s.local, s.network, s.scanner = self, discovery.Network{LocalIP: self.addr, Range: "198.18.0.0/24"}, scanner
 	s.peers = peersOf(peers...)
 	s.status = statusOf(self, quorum)
 

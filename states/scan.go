@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
@@ -27,7 +28,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 		s.scanner = scanner
 		s.Log.Info().
 			Str("localIP", s.network.LocalIP.String()).
-			Str("cidr", s.network.CIDR.String()).
+			Str("cidr", s.network.Prefix.String()).
 			Str("gateway", gatewayString(s.network)).
 			Str("interface", s.network.Interface).
 			Str("range", s.network.Range).
@@ -110,7 +111,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 	return fsm.QuorumMissing, nil
 }
 
-func gatewayString(n Network) string {
+func gatewayString(n discovery.Network) string {
 	if !n.Gateway.IsValid() {
 		return ""
 	}

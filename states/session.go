@@ -34,19 +34,10 @@ type CredentialSource interface {
 	Load(ctx context.Context) (transport.MachineType, transport.Identity, error)
 }
 
-// Network is what discovery found out about the local segment.
-type Network struct {
-	Interface string
-	LocalIP   netip.Addr
-	CIDR      netip.Prefix
-	Gateway   netip.Addr
-	// Range is what will be swept, e.g. "10.0.0.0/24" or "peers 10.0.0.5,…".
-	Range string
-}
-
-// NetworkFinder inspects the host's interfaces and routes.
+// NetworkFinder inspects the host's interfaces and routes; the network's
+// Range names what discovery will cover.
 type NetworkFinder interface {
-	Find(ctx context.Context) (Network, error)
+	Find(ctx context.Context) (discovery.Network, error)
 }
 
 // ScanResult is one discovery round: the control-plane peers as discovery
@@ -125,7 +116,7 @@ type Deps struct {
 	// APIDPort is 50000 on Talos.
 	APIDPort int
 	// NewScanner builds discovery for the local network.
-	NewScanner func(id transport.Identity, dialer transport.Dialer, network Network) (Scanner, error)
+	NewScanner func(id transport.Identity, dialer transport.Dialer, network discovery.Network) (Scanner, error)
 	Store      StatusStore
 	// KernelCmdline reads the host's kernel command line (/proc/cmdline),
 	// where siderolink.api= connects the machine to Omni; nil: not read
@@ -145,7 +136,7 @@ type Session struct {
 	machineType    transport.MachineType
 	identity       transport.Identity
 	dialer         transport.Dialer
-	network        Network
+	network        discovery.Network
 	local          transport.Node
 	scanner        Scanner
 	peers          []discovery.Peer // control-plane peers of the last scan
