@@ -141,13 +141,13 @@ type memScanner struct {
 	addressErr error
 }
 
-func (s *memScanner) Scan(context.Context) (ScanResult, error) {
+func (s *memScanner) Scan(context.Context) (discovery.Round, error) {
 	s.scans++
 
-	return ScanResult{ControlPlane: append([]discovery.Peer(nil), s.peers...)}, nil
+	return discovery.Round{Result: discovery.Result{ControlPlane: append([]discovery.Peer(nil), s.peers...)}}, nil
 }
 
-func (s *memScanner) Refresh(ctx context.Context) (ScanResult, error) { return s.Scan(ctx) }
+func (s *memScanner) Refresh(ctx context.Context) (discovery.Round, error) { return s.Scan(ctx) }
 
 // Pause sleeps d of the bubble's virtual time.
 func (s *memScanner) Pause(ctx context.Context, d time.Duration) error {

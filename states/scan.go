@@ -43,14 +43,14 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 	s.peers, s.initMembers = result.ControlPlane, result.InitMembers
 	ev := s.Log.Info().
 		Int("peers_found", len(result.ControlPlane)).
-		Int("workers", result.Workers).
+		Int("workers", len(result.Workers)).
 		Int("foreign", result.Foreign).
 		Int("probed", result.Probed)
 
 	if result.BySource != nil {
 		by := zerolog.Dict()
 		for _, name := range slices.Sorted(maps.Keys(result.BySource)) {
-			by.Int(name, result.BySource[name])
+			by.Int(string(name), result.BySource[name])
 		}
 
 		ev = ev.Dict("by_source", by)

@@ -40,28 +40,15 @@ type NetworkFinder interface {
 	Find(ctx context.Context) (discovery.Network, error)
 }
 
-// ScanResult is one discovery round: the control-plane peers as discovery
-// reports them, and counts of the rest.
-type ScanResult struct {
-	ControlPlane []discovery.Peer
-	Workers      int
-	Foreign      int
-	Probed       int
-	// BySource counts the peers each discovery source named (members,
-	// scan, peers); nil when the scanner does not tell (the simulator's).
-	BySource map[string]int
-	// InitMembers are the Talos init nodes discovery names, answering or not.
-	InitMembers []netip.Addr
-}
-
 // Scanner discovers peers. It keeps connections to known peers between
-// rounds and forgets a peer only after several failed probes.
+// rounds and forgets a peer only after several failed probes. A round's
+// BySource is nil when the scanner does not tell (the simulator's).
 type Scanner interface {
-	Scan(ctx context.Context) (ScanResult, error)
+	Scan(ctx context.Context) (discovery.Round, error)
 	// Refresh re-probes only the known peers: fresh boot ids and boot
 	// times within a round trip, without waiting out the silent addresses
 	// of a sweep.
-	Refresh(ctx context.Context) (ScanResult, error)
+	Refresh(ctx context.Context) (discovery.Round, error)
 	// NextDelay is how long to wait before the next round while quorum is
 	// missing (fast at first, backing off to SCAN_INTERVAL).
 	NextDelay(knownControlPlane, attempt int) time.Duration

@@ -319,8 +319,8 @@ func (f networkFinder) addressPeersReach(found discovery.Network) (discovery.Net
 	return found, nil
 }
 
-// scanner adapts discovery's combined sources to the states' view of a
-// round.
+// scanner is discovery's combined sources as the states use them: it
+// checks this node's address every round and probes this node once.
 type scanner struct {
 	cfg       config.Config
 	log       zerolog.Logger
@@ -492,9 +492,9 @@ func onHost(ifaces []discovery.Interface, addr netip.Addr) bool {
 	return false
 }
 
-func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
+func (s *scanner) Scan(ctx context.Context) (discovery.Round, error) {
 	if err := s.CheckAddress(); err != nil {
-		return states.ScanResult{}, err
+		return discovery.Round{}, err
 	}
 
 	if !s.selfKnown {
@@ -509,29 +509,33 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 
 	round, err := s.combined.Scan(ctx)
 
-	return s.result(round, err)
+	return s.everySource(round, err)
 }
 
-func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
+func (s *scanner) Refresh(ctx context.Context) (discovery.Round, error) {
 	if err := s.CheckAddress(); err != nil {
-		return states.ScanResult{}, err
+		return discovery.Round{}, err
 	}
 
-	return s.result(s.combined.Refresh(ctx))
+	return s.everySource(s.combined.Refresh(ctx))
 }
 
-func (s *scanner) result(round discovery.Round, err error) (states.ScanResult, error) {
+// everySource counts every configured source in the round's BySource, one
+// that named no peer (or was not swept, too large) as 0, so that the log's
+// by_source names them all.
+func (s *scanner) everySource(round discovery.Round, err error) (discovery.Round, error) {
 	if err != nil {
-		return states.ScanResult{}, err
+		return discovery.Round{}, err
 	}
 
-	by := make(map[string]int, len(s.cfg.Sources()))
+	by := make(map[discovery.SourceName]int, len(s.cfg.Sources()))
 	for _, name := range s.cfg.Sources() {
-		by[string(name)] = round.BySource[name]
+		by[name] = round.BySource[name]
 	}
 
-	return states.ScanResult{ControlPlane: round.ControlPlane, Workers: len(round.Workers), Foreign: round.Foreign, Probed: round.Probed, BySource: by,
-		InitMembers: round.InitMembers}, nil
+	round.BySource = by
+
+	return round, nil
 }
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {
