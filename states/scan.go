@@ -58,7 +58,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 
 	ev.Msg("peer discovery complete")
 
-	known := 1 + len(result.ControlPlane)
+	known := s.machinesWith(result.ControlPlane)
 	if known >= s.Settings.Quorum {
 		s.scanAttempt = 0
 
