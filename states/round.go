@@ -84,14 +84,9 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 
 	wg.Wait()
 
-	view := make([]election.Candidate, 0, 1+len(obs.Peers))
-	view = append(view, self)
-
-	for _, p := range obs.Peers {
-		view = append(view, p.Candidate)
-	}
-
-	obs.ViewStableSince = s.tracker.Observe(obs.Now, view)
+	// The view Step ranks: an alias of a peer or of this node coming and
+	// going is no change of the candidates.
+	obs.ViewStableSince = s.tracker.Observe(obs.Now, election.NormalizedView(obs))
 
 	return obs, ctx.Err()
 }
