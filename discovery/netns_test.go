@@ -109,7 +109,7 @@ func TestDetectNetworkInNamespace(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	want := Network{"eth1", mustAddr("198.19.9.10"), mustPrefix("198.19.9.0/24"), mustAddr("198.19.9.1")}
+	want := Network{Interface: "eth1", LocalIP: mustAddr("198.19.9.10"), Prefix: mustPrefix("198.19.9.0/24"), Gateway: mustAddr("198.19.9.1")}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}

@@ -18,6 +18,10 @@ type Network struct {
 	LocalIP   netip.Addr
 	Prefix    netip.Prefix // the interface's network, masked (e.g. 10.0.0.0/24)
 	Gateway   netip.Addr   // invalid when the interface has no default route
+	// Range says what discovery covers, for the logs ("members+10.0.0.0/24",
+	// "peers 10.0.0.5,…"): the daemon's network finder sets it from the
+	// configured sources; DetectNetwork leaves it empty.
+	Range string
 }
 
 // Interface is what detection needs to know about a network interface.

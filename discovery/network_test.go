@@ -14,20 +14,20 @@ func TestDetectNetworkFixtures(t *testing.T) {
 		fixture, forced string
 		want            Network
 	}{
-		{"ci-container", "", Network{"eth0", mustAddr("192.0.2.2"), mustPrefix("192.0.2.0/24"), mustAddr("192.0.2.1")}},
-		{"multi", "", Network{"eth0", mustAddr("198.18.1.10"), mustPrefix("198.18.1.0/24"), mustAddr("198.18.1.1")}},
-		{"multi", "eth2", Network{"eth2", mustAddr("198.18.200.10"), mustPrefix("198.18.200.0/22"), netip.Addr{}}},
+		{"ci-container", "", Network{Interface: "eth0", LocalIP: mustAddr("192.0.2.2"), Prefix: mustPrefix("192.0.2.0/24"), Gateway: mustAddr("192.0.2.1")}},
+		{"multi", "", Network{Interface: "eth0", LocalIP: mustAddr("198.18.1.10"), Prefix: mustPrefix("198.18.1.0/24"), Gateway: mustAddr("198.18.1.1")}},
+		{"multi", "eth2", Network{Interface: "eth2", LocalIP: mustAddr("198.18.200.10"), Prefix: mustPrefix("198.18.200.0/22"), Gateway: netip.Addr{}}},
 		// The address lives on the bridge, not on the enslaved NIC.
-		{"bridge", "", Network{"br0", mustAddr("198.18.4.20"), mustPrefix("198.18.4.0/23"), mustAddr("198.18.4.1")}},
+		{"bridge", "", Network{Interface: "br0", LocalIP: mustAddr("198.18.4.20"), Prefix: mustPrefix("198.18.4.0/23"), Gateway: mustAddr("198.18.4.1")}},
 		// docker0 comes first but has no carrier.
-		{"nodefault", "", Network{"eth0", mustAddr("198.18.7.5"), mustPrefix("198.18.7.0/24"), netip.Addr{}}},
-		{"secondary-default", "", Network{"eth1", mustAddr("198.19.9.10"), mustPrefix("198.19.9.0/24"), mustAddr("198.19.9.1")}},
-		{"secondary-default", "eth0", Network{"eth0", mustAddr("198.18.9.10"), mustPrefix("198.18.9.0/24"), netip.Addr{}}},
+		{"nodefault", "", Network{Interface: "eth0", LocalIP: mustAddr("198.18.7.5"), Prefix: mustPrefix("198.18.7.0/24"), Gateway: netip.Addr{}}},
+		{"secondary-default", "", Network{Interface: "eth1", LocalIP: mustAddr("198.19.9.10"), Prefix: mustPrefix("198.19.9.0/24"), Gateway: mustAddr("198.19.9.1")}},
+		{"secondary-default", "eth0", Network{Interface: "eth0", LocalIP: mustAddr("198.18.9.10"), Prefix: mustPrefix("198.18.9.0/24"), Gateway: netip.Addr{}}},
 		// Lowest metric wins, not the first line.
-		{"two-defaults", "", Network{"eth1", mustAddr("198.18.13.10"), mustPrefix("198.18.13.0/24"), mustAddr("198.18.13.1")}},
+		{"two-defaults", "", Network{Interface: "eth1", LocalIP: mustAddr("198.18.13.10"), Prefix: mustPrefix("198.18.13.0/24"), Gateway: mustAddr("198.18.13.1")}},
 		// The /32 VIP is not the node's network.
-		{"vip", "", Network{"eth0", mustAddr("198.18.10.5"), mustPrefix("198.18.10.0/24"), mustAddr("198.18.10.1")}},
-		{"p2p31", "", Network{"eth0", mustAddr("198.18.11.0"), mustPrefix("198.18.11.0/31"), mustAddr("198.18.11.1")}},
+		{"vip", "", Network{Interface: "eth0", LocalIP: mustAddr("198.18.10.5"), Prefix: mustPrefix("198.18.10.0/24"), Gateway: mustAddr("198.18.10.1")}},
+		{"p2p31", "", Network{Interface: "eth0", LocalIP: mustAddr("198.18.11.0"), Prefix: mustPrefix("198.18.11.0/31"), Gateway: mustAddr("198.18.11.1")}},
 	}
 	for _, c := range cases {
 		t.Run(c.fixture+"/"+c.forced, func(t *testing.T) {
@@ -141,7 +141,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 			ifaces: staticInterfaces{lo, {Name: "eth0", Flags: up, Addrs: []netip.Prefix{
 				mustPrefix("fe80::d45c:1eff:fef1:bdd6/64"), mustPrefix("2001:db8:1::10/64"),
 			}}},
-			want: Network{"eth0", mustAddr("2001:db8:1::10"), mustPrefix("2001:db8:1::/64"), mustAddr("fe80::1")},
+			want: Network{Interface: "eth0", LocalIP: mustAddr("2001:db8:1::10"), Prefix: mustPrefix("2001:db8:1::/64"), Gateway: mustAddr("fe80::1")},
 		},
 		{
 			name:  "ipv6-only, ULA next hop picks its subnet",
@@ -149,7 +149,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 			ifaces: staticInterfaces{lo, {Name: "eth0", Flags: up, Addrs: []netip.Prefix{
 				mustPrefix("2001:db8:7::2/48"), mustPrefix("fd00::2/64"), mustPrefix("fe80::fc:ff:fe00:1/64"),
 			}}},
-			want: Network{"eth0", mustAddr("fd00::2"), mustPrefix("fd00::/64"), mustAddr("fd00::1")},
+			want: Network{Interface: "eth0", LocalIP: mustAddr("fd00::2"), Prefix: mustPrefix("fd00::/64"), Gateway: mustAddr("fd00::1")},
 		},
 		{
 			name: "ipv6-only, lowest metric wins",
@@ -159,7 +159,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("2001:db8:1::10/64")}},
 				{Name: "eth1", Flags: up, Addrs: []netip.Prefix{mustPrefix("2001:db8:2::10/64")}},
 			},
-			want: Network{"eth1", mustAddr("2001:db8:2::10"), mustPrefix("2001:db8:2::/64"), mustAddr("fe80::2")},
+			want: Network{Interface: "eth1", LocalIP: mustAddr("2001:db8:2::10"), Prefix: mustPrefix("2001:db8:2::/64"), Gateway: mustAddr("fe80::2")},
 		},
 		{
 			// The /128 VIP is not the node's network.
@@ -168,7 +168,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 			ifaces: staticInterfaces{{Name: "eth0", Flags: up, Addrs: []netip.Prefix{
 				mustPrefix("2001:db8:1::100/128"), mustPrefix("2001:db8:1::10/64"),
 			}}},
-			want: Network{"eth0", mustAddr("2001:db8:1::10"), mustPrefix("2001:db8:1::/64"), mustAddr("fe80::1")},
+			want: Network{Interface: "eth0", LocalIP: mustAddr("2001:db8:1::10"), Prefix: mustPrefix("2001:db8:1::/64"), Gateway: mustAddr("fe80::1")},
 		},
 		{
 			// The default route's interface has only link-local: the next one
@@ -180,7 +180,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "docker0", Flags: net.FlagUp, Addrs: []netip.Prefix{mustPrefix("fd99::1/64")}},
 				{Name: "eth1", Flags: up, Addrs: []netip.Prefix{mustPrefix("fe80::11/64"), mustPrefix("fd00:1::5/64")}},
 			},
-			want: Network{"eth1", mustAddr("fd00:1::5"), mustPrefix("fd00:1::/64"), netip.Addr{}},
+			want: Network{Interface: "eth1", LocalIP: mustAddr("fd00:1::5"), Prefix: mustPrefix("fd00:1::/64"), Gateway: netip.Addr{}},
 		},
 		{
 			name:  "ipv6-only, no default route",
@@ -189,20 +189,20 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "eth0", Flags: net.FlagUp, Addrs: []netip.Prefix{mustPrefix("fd00:1::5/64")}},
 				{Name: "eth1", Flags: net.FlagUp, Addrs: []netip.Prefix{mustPrefix("fd00:2::5/64")}},
 			},
-			want: Network{"eth0", mustAddr("fd00:1::5"), mustPrefix("fd00:1::/64"), netip.Addr{}},
+			want: Network{Interface: "eth0", LocalIP: mustAddr("fd00:1::5"), Prefix: mustPrefix("fd00:1::/64"), Gateway: netip.Addr{}},
 		},
 		{
 			// Only a host built so; all the same an IPv6 answer.
 			name:   "ipv6-only, no /proc/net/route",
 			files:  map[string]string{"ipv6_route": ipv6RouteRA},
 			ifaces: staticInterfaces{lo, {Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("2001:db8:1::10/64")}}},
-			want:   Network{"eth0", mustAddr("2001:db8:1::10"), mustPrefix("2001:db8:1::/64"), mustAddr("fe80::1")},
+			want:   Network{Interface: "eth0", LocalIP: mustAddr("2001:db8:1::10"), Prefix: mustPrefix("2001:db8:1::/64"), Gateway: mustAddr("fe80::1")},
 		},
 		{
 			name:   "ipv6 address, no ipv6_route",
 			files:  map[string]string{"route": header4},
 			ifaces: staticInterfaces{lo, {Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("fd00::2/64")}}},
-			want:   Network{"eth0", mustAddr("fd00::2"), mustPrefix("fd00::/64"), netip.Addr{}},
+			want:   Network{Interface: "eth0", LocalIP: mustAddr("fd00::2"), Prefix: mustPrefix("fd00::/64"), Gateway: netip.Addr{}},
 		},
 		{
 			name:  "dual-stack, IPv4 wins",
@@ -211,7 +211,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("fd00:1::10/64"), mustPrefix("198.18.1.10/24")}},
 				{Name: "eth1", Flags: up, Addrs: []netip.Prefix{mustPrefix("2001:db8:2::10/64")}},
 			},
-			want: Network{"eth0", mustAddr("198.18.1.10"), mustPrefix("198.18.1.0/24"), mustAddr("198.18.1.1")},
+			want: Network{Interface: "eth0", LocalIP: mustAddr("198.18.1.10"), Prefix: mustPrefix("198.18.1.0/24"), Gateway: mustAddr("198.18.1.1")},
 		},
 		{
 			// IPv4 without a default route still comes before IPv6 with one.
@@ -221,14 +221,14 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("198.18.7.5/24")}},
 				{Name: "eth1", Flags: up, Addrs: []netip.Prefix{mustPrefix("2001:db8:2::10/64")}},
 			},
-			want: Network{"eth0", mustAddr("198.18.7.5"), mustPrefix("198.18.7.0/24"), netip.Addr{}},
+			want: Network{Interface: "eth0", LocalIP: mustAddr("198.18.7.5"), Prefix: mustPrefix("198.18.7.0/24"), Gateway: netip.Addr{}},
 		},
 		{
 			// IPv4 answers, so the IPv6 table is not even read.
 			name:   "dual-stack, broken ipv6_route ignored",
 			files:  map[string]string{"route": default4, "ipv6_route": "garbage\n"},
 			ifaces: staticInterfaces{lo, {Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("198.18.1.10/24"), mustPrefix("fd00::2/64")}}},
-			want:   Network{"eth0", mustAddr("198.18.1.10"), mustPrefix("198.18.1.0/24"), mustAddr("198.18.1.1")},
+			want:   Network{Interface: "eth0", LocalIP: mustAddr("198.18.1.10"), Prefix: mustPrefix("198.18.1.0/24"), Gateway: mustAddr("198.18.1.1")},
 		},
 		{
 			name:  "forced interface with only IPv6",
@@ -238,7 +238,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "eth1", Flags: up, Addrs: []netip.Prefix{mustPrefix("198.18.1.10/24")}},
 			},
 			forced: "eth0",
-			want:   Network{"eth0", mustAddr("fd00::2"), mustPrefix("fd00::/64"), mustAddr("fd00::1")},
+			want:   Network{Interface: "eth0", LocalIP: mustAddr("fd00::2"), Prefix: mustPrefix("fd00::/64"), Gateway: mustAddr("fd00::1")},
 		},
 		{
 			name:  "forced dual-stack interface keeps IPv4",
@@ -247,7 +247,7 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("fd00::2/64"), mustPrefix("198.18.3.10/24")}},
 			},
 			forced: "eth0",
-			want:   Network{"eth0", mustAddr("198.18.3.10"), mustPrefix("198.18.3.0/24"), netip.Addr{}},
+			want:   Network{Interface: "eth0", LocalIP: mustAddr("198.18.3.10"), Prefix: mustPrefix("198.18.3.0/24"), Gateway: netip.Addr{}},
 		},
 		{
 			name:  "forced IPv6 interface without default route",
@@ -257,14 +257,14 @@ func TestDetectNetworkIPv6(t *testing.T) {
 				{Name: "eth1", Flags: up, Addrs: []netip.Prefix{mustPrefix("fe80::2/64"), mustPrefix("fd00:2::10/64")}},
 			},
 			forced: "eth1",
-			want:   Network{"eth1", mustAddr("fd00:2::10"), mustPrefix("fd00:2::/64"), netip.Addr{}},
+			want:   Network{Interface: "eth1", LocalIP: mustAddr("fd00:2::10"), Prefix: mustPrefix("fd00:2::/64"), Gateway: netip.Addr{}},
 		},
 		{
 			name:   "forced IPv6 interface, no /proc/net/route",
 			files:  map[string]string{"ipv6_route": ipv6RouteRA},
 			ifaces: staticInterfaces{lo, {Name: "eth0", Flags: up, Addrs: []netip.Prefix{mustPrefix("2001:db8:1::10/64")}}},
 			forced: "eth0",
-			want:   Network{"eth0", mustAddr("2001:db8:1::10"), mustPrefix("2001:db8:1::/64"), mustAddr("fe80::1")},
+			want:   Network{Interface: "eth0", LocalIP: mustAddr("2001:db8:1::10"), Prefix: mustPrefix("2001:db8:1::/64"), Gateway: mustAddr("fe80::1")},
 		},
 	}
 	for _, c := range cases {

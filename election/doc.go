@@ -51,8 +51,8 @@
 //
 // Each daemon round: scan the control-plane candidates; for each read the
 // boot ID, boot time, status file (valid only if its boot ID is the node's
-// current one) and the signs of etcd (transport.EtcdSigns); feed the view to
-// ViewTracker; call Step; persist the returned status BEFORE acting on the
+// current one) and the signs of etcd (transport.EtcdSigns); feed the
+// normalized view (NormalizedView) to ViewTracker; call Step; persist the returned status BEFORE acting on the
 // decision; act. BeginBootstrap: the persisted status already says
 // "bootstrapping k"; read the peers once more, call ConfirmLocks, and only
 // when it returns nil send Bootstrap; record the answer with

@@ -59,3 +59,12 @@ func normalize(obs Observation) Observation {
 
 	return obs
 }
+
+// NormalizedView is the candidate view Step ranks for obs (self first): this
+// node and one candidate per peer machine, named as each names itself, with
+// this node at another address left out. The daemon's ViewTracker watches
+// it, so that only a change of what Step ranks restarts the stability
+// window; obs.Self.Node must already be this node's name, as Step sets it.
+func NormalizedView(obs Observation) []Candidate {
+	return viewOf(normalize(obs))
+}

@@ -157,7 +157,7 @@ func step(st Status, obs Observation) (Status, Decision) {
 
 	// QuorumInView: no election without a quorum in view. (Without synced time a
 	// node may still lock; it only may not announce, below.)
-	if n := 1 + len(obs.Peers); n < obs.Quorum {
+	if n := Machines(viewOf(obs)); n < obs.Quorum {
 		return st, Decision{Kind: Wait, Reason: released + fmt.Sprintf("quorum missing: %d of %d control-plane nodes in view", n, obs.Quorum)}
 	}
 
@@ -294,7 +294,7 @@ func lead(st Status, obs Observation) (Status, Decision) {
 		blockers = append(blockers, "time not synced")
 	}
 
-	if n := 1 + len(obs.Peers); n < obs.Quorum {
+	if n := Machines(viewOf(obs)); n < obs.Quorum {
 		blockers = append(blockers, fmt.Sprintf("quorum missing: %d of %d control-plane nodes in view", n, obs.Quorum))
 	}
 
@@ -416,7 +416,7 @@ func ConfirmLocks(st Status, obs Observation) error {
 	}
 
 	mine := *st.Lock
-	locked := 1
+	locked := []Candidate{obs.Self}
 
 	var errs []error
 
@@ -430,7 +430,7 @@ func ConfirmLocks(st Status, obs Observation) error {
 		}
 
 		if p.Status.Lock != nil && p.Status.Lock.Is(mine) {
-			locked++
+			locked = append(locked, p.Candidate)
 
 			continue
 		}
@@ -451,8 +451,8 @@ func ConfirmLocks(st Status, obs Observation) error {
 		}
 	}
 
-	if locked < obs.Quorum {
-		errs = append(errs, fmt.Errorf("only %d of quorum %d nodes locked to %s", locked, obs.Quorum, mine))
+	if n := Machines(locked); n < obs.Quorum {
+		errs = append(errs, fmt.Errorf("only %d of quorum %d nodes locked to %s", n, obs.Quorum, mine))
 	}
 
 	if err := errors.Join(errs...); err != nil {

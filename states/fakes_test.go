@@ -143,14 +143,14 @@ type memScanner struct {
 	addressErr error
 }
 
-func (s *memScanner) Scan(context.Context) (ScanResult, error) {
+func (s *memScanner) Scan(context.Context) (discovery.Round, error) {
 	s.scans++
 	time.Sleep(s.took)
 
-	return ScanResult{ControlPlane: append([]discovery.Peer(nil), s.peers...)}, nil
+	return discovery.Round{Result: discovery.Result{ControlPlane: append([]discovery.Peer(nil), s.peers...)}}, nil
 }
 
-func (s *memScanner) Refresh(ctx context.Context) (ScanResult, error) { return s.Scan(ctx) }
+func (s *memScanner) Refresh(ctx context.Context) (discovery.Round, error) { return s.Scan(ctx) }
 
 // Pause sleeps d of the bubble's virtual time.
 func (s *memScanner) Pause(ctx context.Context, d time.Duration) error {
@@ -221,9 +221,9 @@ func (c memCredentials) Load(context.Context) (transport.MachineType, transport.
 	return c.machineType, nil, c.err
 }
 
-type memNetwork struct{ network Network }
+type memNetwork struct{ network discovery.Network }
 
-func (n memNetwork) Find(context.Context) (Network, error) { return n.network, nil }
+func (n memNetwork) Find(context.Context) (discovery.Network, error) { return n.network, nil }
 
 // memDialer hands out one node and remembers where it was asked to dial.
 type memDialer struct {
@@ -261,7 +261,7 @@ func newTestSession(self *memNode, quorum int, peers ...*memNode) (*Session, *me
 		},
 	})
 	s.secretsPresent, s.machineType = true, transport.MachineTypeControlPlane
-	s.local, s.network, s.scanner = self, Network{LocalIP: self.addr, Range: "198.18.0.0/24"}, scanner
+	s.local, s.network, s.scanner = self, discovery.Network{LocalIP: self.addr, Range: "198.18.0.0/24"}, scanner
 	s.peers = peersOf(peers...)
 	s.status = statusOf(self, quorum)
 

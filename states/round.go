@@ -84,14 +84,9 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 
 	wg.Wait()
 
-	view := make([]election.Candidate, 0, 1+len(obs.Peers))
-	view = append(view, self)
-
-	for _, p := range obs.Peers {
-		view = append(view, p.Candidate)
-	}
-
-	obs.ViewStableSince = s.tracker.Observe(obs.Now, view)
+	// The view Step ranks: an alias of a peer or of this node coming and
+	// going is no change of the candidates.
+	obs.ViewStableSince = s.tracker.Observe(obs.Now, election.NormalizedView(obs))
 
 	return obs, ctx.Err()
 }
@@ -198,16 +193,18 @@ func (s *Session) rescanAndDecide(ctx context.Context) (election.Observation, el
 	return s.decide(ctx)
 }
 
-// machines counts the distinct boot ids among peers: an address that
-// forwards to a peer (a VIP) is not another candidate.
-func machines(peers []discovery.Peer) int {
-	seen := map[string]bool{}
+// machinesWith counts the machines of a quorum among this node and peers
+// (election.Machines): one per boot id, so that an address forwarding to a
+// peer (a VIP) or to this node is not another node.
+func (s *Session) machinesWith(peers []discovery.Peer) int {
+	view := make([]election.Candidate, 0, 1+len(peers))
+	view = append(view, election.Candidate{Incarnation: s.status.Incarnation})
 
 	for _, p := range peers {
-		seen[p.BootID] = true
+		view = append(view, election.Candidate{Incarnation: election.Incarnation{IP: p.Addr, BootID: p.BootID}})
 	}
 
-	return len(seen)
+	return election.Machines(view)
 }
 
 // refreshAndDecide is the round of the states that act on a decided
@@ -227,7 +224,7 @@ func (s *Session) refreshAndDecide(ctx context.Context) (election.Observation, e
 		return election.Observation{}, election.Decision{}, fmt.Errorf("refresh peers: %w", err)
 	}
 
-	if len(result.ControlPlane) < len(s.peers) || 1+machines(result.ControlPlane) < s.Settings.Quorum {
+	if len(result.ControlPlane) < len(s.peers) || s.machinesWith(result.ControlPlane) < s.Settings.Quorum {
 		return s.rescanAndDecide(ctx)
 	}
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 )
@@ -27,7 +28,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 		s.scanner = scanner
 		s.Log.Info().
 			Str("localIP", s.network.LocalIP.String()).
-			Str("cidr", s.network.CIDR.String()).
+			Str("cidr", s.network.Prefix.String()).
 			Str("gateway", gatewayString(s.network)).
 			Str("interface", s.network.Interface).
 			Str("range", s.network.Range).
@@ -42,14 +43,14 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 	s.peers, s.initMembers = result.ControlPlane, result.InitMembers
 	ev := s.Log.Info().
 		Int("peers_found", len(result.ControlPlane)).
-		Int("workers", result.Workers).
+		Int("workers", len(result.Workers)).
 		Int("foreign", result.Foreign).
 		Int("probed", result.Probed)
 
 	if result.BySource != nil {
 		by := zerolog.Dict()
 		for _, name := range slices.Sorted(maps.Keys(result.BySource)) {
-			by.Int(name, result.BySource[name])
+			by.Int(string(name), result.BySource[name])
 		}
 
 		ev = ev.Dict("by_source", by)
@@ -57,7 +58,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 
 	ev.Msg("peer discovery complete")
 
-	known := 1 + len(result.ControlPlane)
+	known := s.machinesWith(result.ControlPlane)
 	if known >= s.Settings.Quorum {
 		s.scanAttempt = 0
 
@@ -110,7 +111,7 @@ func (s *Session) scan(ctx context.Context) (fsm.Event, error) {
 	return fsm.QuorumMissing, nil
 }
 
-func gatewayString(n Network) string {
+func gatewayString(n discovery.Network) string {
 	if !n.Gateway.IsValid() {
 		return ""
 	}

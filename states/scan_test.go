@@ -14,7 +14,8 @@ import (
 func TestScan(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		peers     int // of b, c found by the scan
+		peers     int    // of b, c found by the scan
+		alias     string // boot id of one more address the scan finds (a VIP)
 		selfEtcd  bool
 		want      fsm.Event
 		wantWait  time.Duration
@@ -28,6 +29,14 @@ func TestScan(t *testing.T) {
 		{name: "quorum missing", peers: 1, want: fsm.QuorumMissing, wantWait: 7 * time.Second,
 			wantAsked: [][2]int{{2, 0}}, wantPeers: 1,
 			wantWhy: "waiting for quorum: 2 of 3 control-plane nodes in view"},
+		// An address forwarding to b, or to this node, is not another node:
+		// no quorum before a third machine answers.
+		{name: "peer alias", peers: 1, alias: "b1", want: fsm.QuorumMissing, wantWait: 7 * time.Second,
+			wantAsked: [][2]int{{2, 0}}, wantPeers: 2,
+			wantWhy: "waiting for quorum: 2 of 3 control-plane nodes in view"},
+		{name: "self alias", peers: 1, alias: "a1", want: fsm.QuorumMissing, wantWait: 7 * time.Second,
+			wantAsked: [][2]int{{2, 0}}, wantPeers: 2,
+			wantWhy: "waiting for quorum: 2 of 3 control-plane nodes in view"},
 		// A reboot of a cluster member: nothing to bootstrap, quorum or not.
 		{name: "quorum missing, own etcd healthy", selfEtcd: true, want: fsm.Finish,
 			wantDone: true},
@@ -37,7 +46,12 @@ func TestScan(t *testing.T) {
 				now := time.Now()
 				self := newNode(1, "a1", now.Add(-time.Hour))
 				b, c := newNode(2, "b1", now.Add(-time.Hour)), newNode(3, "c1", now.Add(-time.Hour))
-				s, store, scanner := newTestSession(self, 3, []*memNode{b, c}[:tc.peers]...)
+				found := []*memNode{b, c}[:tc.peers]
+				if tc.alias != "" {
+					found = append(found, newNode(9, tc.alias, now.Add(-time.Hour)))
+				}
+
+				s, store, scanner := newTestSession(self, 3, found...)
 				s.peers, scanner.delay = nil, 7*time.Second
 				s.status.Lock = &election.IntentRef{Leader: b.candidate().Incarnation, Number: 4}
 				s.status.Phase = election.PhaseLocked

@@ -34,43 +34,21 @@ type CredentialSource interface {
 	Load(ctx context.Context) (transport.MachineType, transport.Identity, error)
 }
 
-// Network is what discovery found out about the local segment.
-type Network struct {
-	Interface string
-	LocalIP   netip.Addr
-	CIDR      netip.Prefix
-	Gateway   netip.Addr
-	// Range is what will be swept, e.g. "10.0.0.0/24" or "peers 10.0.0.5,…".
-	Range string
-}
-
-// NetworkFinder inspects the host's interfaces and routes.
+// NetworkFinder inspects the host's interfaces and routes; the network's
+// Range names what discovery will cover.
 type NetworkFinder interface {
-	Find(ctx context.Context) (Network, error)
-}
-
-// ScanResult is one discovery round: the control-plane peers as discovery
-// reports them, and counts of the rest.
-type ScanResult struct {
-	ControlPlane []discovery.Peer
-	Workers      int
-	Foreign      int
-	Probed       int
-	// BySource counts the peers each discovery source named (members,
-	// scan, peers); nil when the scanner does not tell (the simulator's).
-	BySource map[string]int
-	// InitMembers are the Talos init nodes discovery names, answering or not.
-	InitMembers []netip.Addr
+	Find(ctx context.Context) (discovery.Network, error)
 }
 
 // Scanner discovers peers. It keeps connections to known peers between
-// rounds and forgets a peer only after several failed probes.
+// rounds and forgets a peer only after several failed probes. A round's
+// BySource is nil when the scanner does not tell (the simulator's).
 type Scanner interface {
-	Scan(ctx context.Context) (ScanResult, error)
+	Scan(ctx context.Context) (discovery.Round, error)
 	// Refresh re-probes only the known peers: fresh boot ids and boot
 	// times within a round trip, without waiting out the silent addresses
 	// of a sweep.
-	Refresh(ctx context.Context) (ScanResult, error)
+	Refresh(ctx context.Context) (discovery.Round, error)
 	// NextDelay is how long to wait before the next round while quorum is
 	// missing (fast at first, backing off to SCAN_INTERVAL).
 	NextDelay(knownControlPlane, attempt int) time.Duration
@@ -125,7 +103,7 @@ type Deps struct {
 	// APIDPort is 50000 on Talos.
 	APIDPort int
 	// NewScanner builds discovery for the local network.
-	NewScanner func(id transport.Identity, dialer transport.Dialer, network Network) (Scanner, error)
+	NewScanner func(id transport.Identity, dialer transport.Dialer, network discovery.Network) (Scanner, error)
 	Store      StatusStore
 	// KernelCmdline reads the host's kernel command line (/proc/cmdline),
 	// where siderolink.api= connects the machine to Omni; nil: not read
@@ -145,7 +123,7 @@ type Session struct {
 	machineType    transport.MachineType
 	identity       transport.Identity
 	dialer         transport.Dialer
-	network        Network
+	network        discovery.Network
 	local          transport.Node
 	scanner        Scanner
 	peers          []discovery.Peer // control-plane peers of the last scan

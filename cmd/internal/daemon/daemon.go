@@ -51,7 +51,7 @@ type World struct {
 	Credentials states.CredentialSource
 	Network     states.NetworkFinder
 	Dialer      func(transport.Identity) transport.Dialer
-	NewScanner  func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error)
+	NewScanner  func(transport.Identity, transport.Dialer, discovery.Network) (states.Scanner, error)
 	// StatusFS is the filesystem under the status directory.
 	StatusFS statusfile.FS
 	// KernelCmdline reads the kernel command line.
@@ -167,7 +167,7 @@ func hostDeps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) stat
 			return transport.NewDialer(id)
 		},
 		APIDPort: cfg.APIDPort,
-		NewScanner: func(id transport.Identity, dialer transport.Dialer, network states.Network) (states.Scanner, error) {
+		NewScanner: func(id transport.Identity, dialer transport.Dialer, network discovery.Network) (states.Scanner, error) {
 			return newScanner(cfg, log, clock, id, dialer, network)
 		},
 		Store: statusfile.Store{Dir: cfg.StatusDir, Now: clock.Now},
@@ -195,7 +195,7 @@ func (f networkFinder) lister() discovery.InterfaceLister {
 	return f.interfaces
 }
 
-func (f networkFinder) Find(context.Context) (states.Network, error) {
+func (f networkFinder) Find(context.Context) (discovery.Network, error) {
 	var found discovery.Network
 
 	if f.cfg.NodeIP.IsValid() {
@@ -205,11 +205,11 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 
 		found, err = discovery.DetectNetwork(discovery.NetworkOptions{ProcDir: f.cfg.ProcDir, Interface: f.cfg.Interface, Interfaces: f.lister()})
 		if err != nil {
-			return states.Network{}, err
+			return discovery.Network{}, err
 		}
 
 		if found, err = f.addressPeersReach(found); err != nil {
-			return states.Network{}, err
+			return discovery.Network{}, err
 		}
 	}
 
@@ -222,16 +222,12 @@ func (f networkFinder) Find(context.Context) (states.Network, error) {
 			variable, value = config.Prefix+"MAX_SCAN_HOSTS", fmt.Sprintf("%d (detected network %s)", f.cfg.MaxScanHosts, found.Prefix)
 		}
 
-		return states.Network{}, backoff.Permanent(&config.InvalidError{Variable: variable, Value: value, Reason: sweepErr.Error()})
+		return discovery.Network{}, backoff.Permanent(&config.InvalidError{Variable: variable, Value: value, Reason: sweepErr.Error()})
 	}
 
-	return states.Network{
-		Interface: found.Interface,
-		LocalIP:   found.LocalIP,
-		CIDR:      found.Prefix,
-		Gateway:   found.Gateway,
-		Range:     f.describe(sweep, sweepErr),
-	}, nil
+	found.Range = f.describe(sweep, sweepErr)
+
+	return found, nil
 }
 
 // sweep is the range the scan source covers, when it is one of the sources.
@@ -323,8 +319,8 @@ func (f networkFinder) addressPeersReach(found discovery.Network) (discovery.Net
 	return found, nil
 }
 
-// scanner adapts discovery's combined sources to the states' view of a
-// round.
+// scanner is discovery's combined sources as the states use them: it
+// checks this node's address every round and probes this node once.
 type scanner struct {
 	cfg       config.Config
 	log       zerolog.Logger
@@ -338,9 +334,8 @@ type scanner struct {
 	misses     int
 }
 
-func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id transport.Identity, dialer transport.Dialer, network states.Network) (*scanner, error) {
+func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id transport.Identity, dialer transport.Dialer, network discovery.Network) (*scanner, error) {
 	finder := networkFinder{cfg: cfg}
-	found := discovery.Network{Interface: network.Interface, LocalIP: network.LocalIP, Prefix: network.CIDR, Gateway: network.Gateway}
 
 	s, err := discovery.NewScanner(discovery.ScannerOptions{
 		Identity:    id,
@@ -367,11 +362,11 @@ func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id
 		case discovery.SourcePeers:
 			sources = append(sources, discovery.Fixed{SourceName: name, List: discovery.Targets{Addrs: slices.Values(cfg.Peers), Count: uint64(len(cfg.Peers))}})
 		case discovery.SourceScan:
-			sweep, err := finder.sweep(found)
+			sweep, err := finder.sweep(network)
 			if err != nil {
 				// Another source covers the network (a routed or IPv6
 				// segment is not swept): say what would.
-				log.Warn().Err(err).Str("cidr", network.CIDR.String()).
+				log.Warn().Err(err).Str("cidr", network.Prefix.String()).
 					Msg("the local network is not swept, too large; discovery relies on the other sources: members (Talos cluster discovery), " +
 						config.Prefix + "PEERS or a narrower " + config.Prefix + "SCAN_CIDR")
 
@@ -379,7 +374,7 @@ func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id
 			}
 
 			if sweep.Count == 0 {
-				log.Warn().Str("cidr", network.CIDR.String()).
+				log.Warn().Str("cidr", network.Prefix.String()).
 					Msg("the local network has no neighbours to scan: set TALOS_AUTO_BOOTSTRAP_PEERS or TALOS_AUTO_BOOTSTRAP_SCAN_CIDR, or enable Talos cluster discovery")
 			}
 
@@ -497,9 +492,9 @@ func onHost(ifaces []discovery.Interface, addr netip.Addr) bool {
 	return false
 }
 
-func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
+func (s *scanner) Scan(ctx context.Context) (discovery.Round, error) {
 	if err := s.CheckAddress(); err != nil {
-		return states.ScanResult{}, err
+		return discovery.Round{}, err
 	}
 
 	if !s.selfKnown {
@@ -514,29 +509,33 @@ func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
 
 	round, err := s.combined.Scan(ctx)
 
-	return s.result(round, err)
+	return s.everySource(round, err)
 }
 
-func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
+func (s *scanner) Refresh(ctx context.Context) (discovery.Round, error) {
 	if err := s.CheckAddress(); err != nil {
-		return states.ScanResult{}, err
+		return discovery.Round{}, err
 	}
 
-	return s.result(s.combined.Refresh(ctx))
+	return s.everySource(s.combined.Refresh(ctx))
 }
 
-func (s *scanner) result(round discovery.Round, err error) (states.ScanResult, error) {
+// everySource counts every configured source in the round's BySource, one
+// that named no peer (or was not swept, too large) as 0, so that the log's
+// by_source names them all.
+func (s *scanner) everySource(round discovery.Round, err error) (discovery.Round, error) {
 	if err != nil {
-		return states.ScanResult{}, err
+		return discovery.Round{}, err
 	}
 
-	by := make(map[string]int, len(s.cfg.Sources()))
+	by := make(map[discovery.SourceName]int, len(s.cfg.Sources()))
 	for _, name := range s.cfg.Sources() {
-		by[string(name)] = round.BySource[name]
+		by[name] = round.BySource[name]
 	}
 
-	return states.ScanResult{ControlPlane: round.ControlPlane, Workers: len(round.Workers), Foreign: round.Foreign, Probed: round.Probed, BySource: by,
-		InitMembers: round.InitMembers}, nil
+	round.BySource = by
+
+	return round, nil
 }
 
 func (s *scanner) NextDelay(known, attempt int) time.Duration {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/config"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/cmd/internal/daemon"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states"
@@ -88,7 +89,7 @@ func (w *world) startDaemon(n *tnode) {
 		Dialer: func(transport.Identity) transport.Dialer {
 			return dialer{w: w, d: d}
 		},
-		NewScanner: func(transport.Identity, transport.Dialer, states.Network) (states.Scanner, error) {
+		NewScanner: func(transport.Identity, transport.Dialer, discovery.Network) (states.Scanner, error) {
 			return newScanner(w, d, clock), nil
 		},
 		StatusFS:      &diskFS{w: w, d: d, rng: d.rng},
@@ -269,11 +270,11 @@ type network struct {
 
 var simCIDR = netip.MustParsePrefix("198.18.0.0/24")
 
-func (f network) Find(context.Context) (states.Network, error) {
+func (f network) Find(context.Context) (discovery.Network, error) {
 	f.w.mu.Lock()
 	defer f.w.mu.Unlock()
 
-	return states.Network{Interface: "eth0", LocalIP: f.n.ip, CIDR: simCIDR, Range: simCIDR.String()}, nil
+	return discovery.Network{Interface: "eth0", LocalIP: f.n.ip, Prefix: simCIDR, Range: simCIDR.String()}, nil
 }
 
 type dialer struct {

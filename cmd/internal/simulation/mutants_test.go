@@ -81,7 +81,8 @@ var mutantControls = []mutantControl{
 	unitFails("election", "TestPhaseOfAnEarlierBootIsNoCluster", "earlier-boot-phase-is-cluster"),
 	unitFails("states", "TestBootstrapFollowsWhenAClusterAppearedBeforeTheSend", "withdrawn-leader-quits"),
 	unitFails("states", "TestFactsOfAPeerThatRebootedMeanwhileAreUnsure", "facts-of-two-boots"),
-	unitFails("election", "TestSelfAtAnotherAddressIsNoPeer", "self-alias"),
+	unitFails("election", "TestSelfAtAnotherAddressIsNoPeer", "self-alias", "quorum-by-address"),
+	unitFails("election", "TestMachinesCountsOnePerBootID", "quorum-by-address"),
 	unitFails("election", "TestSeenClusterIsRemembered", "seen-cluster-forgotten"),
 	unitFails("election", "TestLockLeaderNeedsAStatusOfTheCurrentBoot", "clone-is-leader-rebooted"),
 	unitFails("election", "TestStepRules/6_lock-blocked:_peer_locked_elsewhere", "bootstrap-without-locks"),
@@ -103,7 +104,7 @@ var mutantControls = []mutantControl{
 	simFinds("two-first-ranked-views", "invariant:"+invOneFounding, "bootstrap-on-announce", "bootstrap-without-locks", "unconfirmed-send"),
 	simFinds("leader-reboots-before-join", "double", "unmounted-etcd-dir-is-empty", "release-without-mount-proof", "seen-cluster-forgotten", "unnamed-peer-is-leader", "clone-is-leader-rebooted"),
 	simFinds("leader-reboots-before-join", "invariant:"+invLockReleasedForReason, "unmounted-etcd-dir-is-empty", "release-without-mount-proof", "seen-cluster-forgotten", "unnamed-peer-is-leader", "clone-is-leader-rebooted"),
-	simFinds("alias-across-split", "double", "self-alias", "peer-alias"),
+	simFinds("alias-across-split", "double", "self-alias", "peer-alias", "quorum-by-address"),
 	simFinds("cloned-var", "double", "clone-is-self", "clone-is-leader-rebooted"),
 	// A refused resend makes an unknown send look unsent, and a rebooting
 	// peer's Finished etcd looks like a cluster: withdrawn while machined

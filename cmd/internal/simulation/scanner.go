@@ -126,18 +126,18 @@ func (s *scanner) Close() error { return nil }
 // CheckAddress: the model moves a node's address only across reboots.
 func (s *scanner) CheckAddress() error { return nil }
 
-func (s *scanner) Scan(ctx context.Context) (states.ScanResult, error) {
+func (s *scanner) Scan(ctx context.Context) (discovery.Round, error) {
 	return s.run(ctx, "scan")
 }
 
 // Refresh re-probes the known peers only, as discovery.Scanner.Scan with no
 // targets does: it ends when their probes all ended.
-func (s *scanner) Refresh(ctx context.Context) (states.ScanResult, error) {
+func (s *scanner) Refresh(ctx context.Context) (discovery.Round, error) {
 	return s.run(ctx, "refresh")
 }
 
 // run is one round (see scanner).
-func (s *scanner) run(ctx context.Context, kind string) (states.ScanResult, error) {
+func (s *scanner) run(ctx context.Context, kind string) (discovery.Round, error) {
 	w := s.w
 
 	w.mu.Lock()
@@ -169,10 +169,10 @@ func (s *scanner) run(ctx context.Context, kind string) (states.ScanResult, erro
 		s.check()
 	})
 	if err != nil {
-		return states.ScanResult{}, err
+		return discovery.Round{}, err
 	}
 
-	return s.result(v.(states.ScanResult)), nil
+	return s.result(v.(discovery.Round)), nil
 }
 
 // silent stands for the addresses of the range where nothing answers.
@@ -318,22 +318,28 @@ func (s *scanner) enough(rs *simRound) bool {
 
 // report lists the known peers at the end of round rs (mu held): the
 // addresses are sorted, as discovery.Scanner reports them.
-func (s *scanner) report(rs *simRound) states.ScanResult {
-	res := states.ScanResult{Probed: rs.probed, Foreign: rs.foreign}
+func (s *scanner) report(rs *simRound) discovery.Round {
+	res := discovery.Round{Result: discovery.Result{Probed: rs.probed, Foreign: rs.foreign}}
 
 	for _, addr := range slices.SortedFunc(maps.Keys(s.known), netip.Addr.Compare) {
 		k := s.known[addr]
-
-		switch {
-		case s.self(k.peer):
-		case !k.peer.cp:
-			res.Workers++
-		default:
-			res.ControlPlane = append(res.ControlPlane, discovery.Peer{
-				Addr: addr, BootTime: k.peer.bootTime, BootID: k.peer.bootID,
-				MachineType: transport.MachineTypeControlPlane, Misses: k.misses,
-			})
+		if s.self(k.peer) {
+			continue
 		}
+
+		peer := discovery.Peer{
+			Addr: addr, BootTime: k.peer.bootTime, BootID: k.peer.bootID,
+			MachineType: transport.MachineTypeControlPlane, Misses: k.misses,
+		}
+
+		if !k.peer.cp {
+			peer.MachineType = transport.MachineTypeWorker
+			res.Workers = append(res.Workers, peer)
+
+			continue
+		}
+
+		res.ControlPlane = append(res.ControlPlane, peer)
 	}
 
 	return res
@@ -341,7 +347,7 @@ func (s *scanner) report(rs *simRound) states.ScanResult {
 
 // result gives the reported peers their simulated apid connections
 // (daemon goroutine).
-func (s *scanner) result(res states.ScanResult) states.ScanResult {
+func (s *scanner) result(res discovery.Round) discovery.Round {
 	w := s.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
