@@ -156,3 +156,42 @@ func TestLoadPublishesTheDurableNextStatus(t *testing.T) {
 		t.Fatalf("second Load = %+v, %v; the next status must have been published", again, err)
 	}
 }
+
+// A Save that failed at its first directory fsync leaves a status.json.next
+// whose name a power loss can still erase. Load must make it durable before
+// publishing it: a status published and then erased is a lock a peer may
+// have counted and this node no longer holds.
+func TestLoadPublishesOnlyADurableNextStatus(t *testing.T) {
+	dir := t.TempDir()
+
+	if err := (Store{Dir: dir}).Save(sample()); err != nil {
+		t.Fatal(err)
+	}
+
+	next := sample()
+	next.Intent, next.WithdrawnThrough = 7, 7
+
+	if err := (Store{Dir: dir, FS: &faultyFS{op: "syncdir", n: 1, err: syscall.EIO}}).Save(next); err == nil {
+		t.Fatal("Save with a failing directory fsync succeeded")
+	}
+
+	// The directory is still unsyncable when the daemon restarts.
+	_, err := (Store{Dir: dir, FS: &faultyFS{op: "syncdir", n: 1, err: syscall.EIO}}).Load()
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Load with a failing directory fsync = %v, want the EIO", err)
+	}
+
+	onDisk, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if strings.Contains(string(onDisk), `"intent": 7`) {
+		t.Fatal("Load published status.json.next although it could not make it durable")
+	}
+
+	loaded, err := (Store{Dir: dir}).Load()
+	if err != nil || loaded.Intent != 7 {
+		t.Fatalf("Load once the disk recovered = %+v, %v; want the next status", loaded, err)
+	}
+}

@@ -9,7 +9,9 @@
 // (durable, not yet published); then status.json.next is renamed to
 // status.json (published) and the directory fsynced again. A power loss
 // that undoes the second rename leaves status.json.next, which Load takes
-// as the newest status and publishes again. Load also keeps a corrupt file
+// as the newest status and publishes again; a Save that failed at the
+// first directory fsync leaves one whose name is not durable, so Load
+// fsyncs the directory before it publishes. Load also keeps a corrupt file
 // aside instead of starting from an empty memory.
 package statusfile
 
@@ -30,7 +32,7 @@ const DefaultDir = "/var/lib/kommodity-autobootstrap"
 // FileName is the status file's name inside Dir.
 const FileName = "status.json"
 
-// nextName is the durable, not yet published, newest status.
+// nextName is the newest status, not yet published.
 const nextName = FileName + ".next"
 
 // Path is where peers and operators read the status.
@@ -66,9 +68,10 @@ var ErrCorrupt = errors.New("corrupt status file")
 // on it (adopt it) even though Save failed.
 var ErrPublished = errors.New("the new status is published")
 
-// Load returns the saved status, or nil, nil when there is none. A durable
-// status.json.next (a Save whose publishing rename did not finish, or was
-// undone by a power loss) is the newest status: it is published first. A
+// Load returns the saved status, or nil, nil when there is none. A
+// status.json.next (a Save that failed before publishing, or whose
+// publishing rename a power loss undid) is the newest status: it is made
+// durable, then published, before Load returns it. A
 // corrupt file is moved aside to <name>.corrupt-<time> (never lost) and
 // reported as ErrCorrupt naming both files; while such a file exists, Load
 // keeps reporting it rather than starting fresh.
@@ -81,6 +84,14 @@ func (s Store) Load() (*election.Status, error) {
 	}
 
 	if st != nil {
+		// status.json.next may not be durable yet: the Save that wrote it
+		// can have failed at its directory fsync. Publishing it before its
+		// name is durable would let a power loss erase a lock peers have
+		// counted, and this node would come back free to lock elsewhere.
+		if err := fsys.SyncDir(s.Dir); err != nil {
+			return nil, fmt.Errorf("make %s durable before publishing it: %w", s.next(), err)
+		}
+
 		if err := fsys.Rename(s.next(), s.path()); err != nil {
 			return nil, fmt.Errorf("publish %s: %w", s.next(), err)
 		}

@@ -15,7 +15,7 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); a
 // mutant without a rule (TestMutants) runs its family and must fail.
 var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "init-node", "omni"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -359,6 +359,36 @@ func (w *world) setupFamily(name string) error {
 			b.failDirSyncUntil = w.now + time.Minute
 			w.tracef(b, "directory fsync fails from now on, for a minute")
 			w.register(d.key("family lock-published-not-held"), func() { w.isolate(a, w.now, w.now+3*time.Minute) })
+		}
+	case "unsynced-lock-power-loss":
+		// Found by a long run. Quorum 2 of 3, A leads. Once A announces,
+		// B's directory fsync fails for a minute, so B's save of its lock
+		// to A leaves a status.json.next whose name is not durable, and
+		// B's daemon is killed. Its next Load finds that file. Published
+		// before it is durable, the lock A may count is erased by the
+		// power loss that follows (LockReleasedForReason).
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a, b := w.nodes[0], w.nodes[1]
+		w.p.chaosEnd = 5 * time.Minute
+		armed, lost := false, false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			switch {
+			case !armed && d.node == a && st.Phase == election.PhaseAnnounced:
+				armed = true
+
+				w.register(d.key("family unsynced-lock-power-loss"), func() {
+					b.failDirSyncUntil = w.now + time.Minute
+					w.tracef(b, "directory fsync fails from now on, for a minute")
+					w.at(w.dur(10*time.Second, 20*time.Second), func() { w.crash(b, "while its directory fsync fails") })
+				})
+			case armed && !lost && d.node == b && st.Lock != nil && st.Lock.Leader.Is(election.Incarnation{IP: a.ip, BootID: a.bootID}):
+				lost = true
+
+				w.register(d.key("family unsynced-lock-power-loss"), func() {
+					w.at(w.dur(time.Second, 5*time.Second), func() { w.powerLoss(b, "after its lock to the leader was published") })
+				})
+			}
 		}
 	case "init-node":
 		// Talos's init machine type founds etcd by itself, with no

@@ -64,6 +64,7 @@ var mutantControls = []mutantControl{
 	simFinds("forgotten-send", "invariant:"+invSentStaysSent, "forgotten-send"),
 	simFinds("lock-published-not-held", "invariant:"+invActsOnWhatPeersRead, "published-lock-not-held"),
 	simFinds("", "invariant:"+invClusterEndsElection, "election-after-cluster"),
+	simFinds("unsynced-lock-power-loss", "invariant:"+invLockReleasedForReason, "unsynced-status-published"),
 	simFinds("init-node", "invariant:"+invOneFounding, "init-node-ignored"),
 	simFinds("omni", "invariant:"+invOneFounding, "omni-managed-elects"),
 
@@ -92,6 +93,7 @@ var mutantControls = []mutantControl{
 	unitFails("election", "TestOneCandidatePerMachine", "peer-alias"),
 	unitFails("election", "TestUnmountedDataDirectoryIsUnknown", "unmounted-etcd-dir-is-empty"),
 	unitFails("election", "TestReleaseNeedsAStatusOfTheCurrentBoot", "release-without-mount-proof"),
+	unitFails("states/statusfile", "TestLoadPublishesOnlyADurableNextStatus", "unsynced-status-published"),
 	unitFails("election", "TestUnnamedPeerIsNoLeader", "unnamed-peer-is-leader"),
 	unitFails("election", "TestAnnounceBeforeBootstrap", "bootstrap-on-announce"),
 
