@@ -132,6 +132,12 @@ func (w *world) horizon() time.Duration {
 		h += c.EtcdWait + slowPullExtra
 	}
 
+	if f := w.p.disk; f.on[faultKill] || f.on[faultPowerLoss] {
+		// A Bootstrap boundary may crash a node once after the chaos: a
+		// reboot, a slow /var and ETCD volume, the send judged again.
+		h += 6*time.Minute + c.EtcdWait
+	}
+
 	return h
 }
 

@@ -101,6 +101,13 @@ type storageFaults struct {
 	crashRate float64
 }
 
+// bootstrapCrashRate is how often a Bootstrap boundary (the RPC leaving,
+// its answer arriving) crashes the daemon: twenty times a file operation's
+// rate. A node sends Bootstrap once or twice per scenario, against dozens
+// of file operations, yet a crash there is the one that can lose a send
+// machined accepted; at the file rate, 1 scenario in 10,000 reached it.
+func (f storageFaults) bootstrapCrashRate() float64 { return 20 * f.crashRate }
+
 func (f storageFaults) kinds() []string {
 	var out []string
 
@@ -259,25 +266,52 @@ func (f *diskFS) crashHere(kind, when string) bool {
 		return false // as crashPoint would, without building its label
 	}
 
-	return f.w.crashPoint(f.d, f.rng, when+" "+kind)
+	return f.w.crashPoint(f.d, f.rng, when+" "+kind, f.w.p.disk.crashRate)
 }
 
 // crashPoint is one effect boundary of run d (mu held): with the seed's
-// crash rate it kills the process or cuts the machine's power.
-func (w *world) crashPoint(d *daemonRun, rng *rand.Rand, where string) bool {
+// rate it kills the process or cuts the machine's power, during the chaos.
+func (w *world) crashPoint(d *daemonRun, rng *rand.Rand, where string, rate float64) bool {
 	f := w.p.disk
-	if !w.inChaos() || f.crashRate == 0 || (!f.on[faultKill] && !f.on[faultPowerLoss]) || rng.Float64() >= f.crashRate {
+	if !w.inChaos() || rate == 0 || (!f.on[faultKill] && !f.on[faultPowerLoss]) || rng.Float64() >= rate {
 		return false
 	}
 
-	power := f.on[faultPowerLoss] && (!f.on[faultKill] || rng.IntN(2) == 0)
-	if power {
+	w.crashAt(d, rng, where)
+
+	return true
+}
+
+// crashAt kills run d's process or cuts its machine's power, as the
+// scenario's fault kinds allow (mu held).
+func (w *world) crashAt(d *daemonRun, rng *rand.Rand, where string) {
+	f := w.p.disk
+	if f.on[faultPowerLoss] && (!f.on[faultKill] || rng.IntN(2) == 0) {
 		w.path("power loss at an effect boundary")
 		w.powerLoss(d.node, where)
 	} else {
 		w.path("process kill at an effect boundary")
 		w.crash(d.node, where)
 	}
+}
+
+// bootstrapCrashPoint is a Bootstrap boundary (mu held). Unlike the other
+// boundaries it may also crash once per node after the chaos, when most
+// Bootstrap calls are made: a power loss just after a send is an ordinary
+// event on a real machine, not only a fault of a chaotic start.
+func (w *world) bootstrapCrashPoint(d *daemonRun, rng *rand.Rand, where string) bool {
+	f := w.p.disk
+	if !f.on[faultKill] && !f.on[faultPowerLoss] {
+		return false
+	}
+
+	late := !w.inChaos()
+	if late && d.node.lateBootstrapCrash || rng.Float64() >= f.bootstrapCrashRate() {
+		return false
+	}
+
+	d.node.lateBootstrapCrash = d.node.lateBootstrapCrash || late
+	w.crashAt(d, rng, where)
 
 	return true
 }
@@ -292,7 +326,7 @@ func (w *world) bootstrapCrash(d *daemonRun, rng *rand.Rand, where string) bool 
 		return true
 	}
 
-	return w.crashPoint(d, rng, where)
+	return w.bootstrapCrashPoint(d, rng, where)
 }
 
 // powerLoss cuts a machine's power: the disk keeps only what was durable,

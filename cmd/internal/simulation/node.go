@@ -88,7 +88,7 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 							w.crash(self, "after the Bootstrap RPC")
 							f()
 						} else {
-							w.crashPoint(a.d, w.rng, "after the Bootstrap RPC")
+							w.bootstrapCrashPoint(a.d, w.rng, "after the Bootstrap RPC")
 						}
 					}
 				}

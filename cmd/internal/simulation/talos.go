@@ -39,6 +39,9 @@ type tnode struct {
 	foreign bool // another cluster's CA (or maintenance mode): fails the CA check
 	init    bool // machine type init: Talos founds etcd here by itself
 	omni    bool // connected to Omni (SideroLink): Omni bootstraps its cluster
+	// lateBootstrapCrash: a Bootstrap boundary after the chaos crashed
+	// this node once already; it does not again, so the scenario settles.
+	lateBootstrapCrash bool
 	// initPull is how long an init node's etcd image takes to pull.
 	initPull time.Duration
 	ip       netip.Addr
