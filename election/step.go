@@ -552,7 +552,15 @@ func rememberMismatch(st *Status, obs Observation) string {
 
 		switch {
 		case !agrees(p.Status.Quorum, p.Status.LeaderOrder):
-			st.QuorumMismatch = &Mismatch{Node: p.Incarnation, Quorum: p.Status.Quorum, LeaderOrder: p.Status.LeaderOrder.orDefault(), At: obs.Now}
+			seen := Mismatch{Node: p.Incarnation, Quorum: p.Status.Quorum, LeaderOrder: p.Status.LeaderOrder.orDefault(), At: obs.Now}
+			if old := st.QuorumMismatch; old != nil && old.Node == seen.Node && old.Quorum == seen.Quorum && old.LeaderOrder == seen.LeaderOrder {
+				// The same mismatch again: keep when it was first seen, so
+				// that a node waiting on it does not rewrite its status
+				// file every round.
+				seen.At = old.At
+			}
+
+			st.QuorumMismatch = &seen
 		case st.QuorumMismatch != nil && sameMachine(p.Incarnation, st.QuorumMismatch.Node):
 			st.QuorumMismatch = nil
 		}
@@ -578,10 +586,10 @@ func rememberMismatch(st *Status, obs Observation) string {
 			theirs = fmt.Sprint(m.Quorum)
 		}
 
-		return fmt.Sprintf("quorum mismatch: %s has %s, this node %d (seen %s)", m.Node.IP, theirs, obs.Quorum, seen)
+		return fmt.Sprintf("quorum mismatch: %s has %s, this node %d (seen since %s)", m.Node.IP, theirs, obs.Quorum, seen)
 	}
 
-	return fmt.Sprintf("leader order mismatch: %s has %s, this node %s (seen %s)", m.Node.IP, m.LeaderOrder.orDefault(), mine, seen)
+	return fmt.Sprintf("leader order mismatch: %s has %s, this node %s (seen since %s)", m.Node.IP, m.LeaderOrder.orDefault(), mine, seen)
 }
 
 func lockReason(st Status) string {

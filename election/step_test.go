@@ -620,6 +620,20 @@ func TestQuorumMismatchIsRememberedUntilTheConfigAgrees(t *testing.T) {
 		t.Fatalf("with a mismatch in view: %s %q, lock %v", d.Kind, d.Reason, st.Lock)
 	}
 
+	// Seen again unchanged, the mismatch keeps the time it was first seen:
+	// the status stays the same, so a waiting node does not rewrite it.
+	first := *st.QuorumMismatch
+
+	again := obsFor(cA, 30*time.Second, misconfigured, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+	again.Quorum = 2
+	publishQuorum(again)
+	misconfigured.Status.Quorum = 1
+
+	st, d = Step(st, again)
+	if d.Kind != Wait || *st.QuorumMismatch != first || !strings.Contains(d.Reason, "seen since "+first.At.UTC().Format(time.RFC3339)) {
+		t.Fatalf("the same mismatch seen again: %s %q, mismatch %+v (first %+v)", d.Kind, d.Reason, st.QuorumMismatch, first)
+	}
+
 	// The misconfigured node drops out of view: A and C alone would make a
 	// quorum of 2, but the mismatch is remembered.
 	alone := obsFor(cA, time.Minute, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))

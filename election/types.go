@@ -225,7 +225,8 @@ type Status struct {
 	// loads the file, and reads the node as idle and unlocked: a leader of
 	// that release that sees it stays blocked.
 	StandDown string `json:"standDown,omitempty"`
-	// QuorumMismatch is the last peer seen publishing another QUORUM_NODES;
+	// QuorumMismatch is the last peer seen publishing another QUORUM_NODES
+	// (or LEADER_ORDER), since when it has been seen with those values;
 	// while it is set this node neither leads nor locks.
 	QuorumMismatch *Mismatch     `json:"quorumMismatch,omitempty"`
 	Candidates     []Incarnation `json:"candidates,omitempty"`

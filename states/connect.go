@@ -82,6 +82,10 @@ func (s *Session) connect(ctx context.Context) (fsm.Event, error) {
 		return "", fmt.Errorf("load status file: %w", err)
 	}
 
+	// The status below is memory only until persisted: a file left by a
+	// killed save may be in the page cache but not on disk.
+	s.durable = false
+
 	if saved != nil {
 		s.status = election.Resume(*saved, self)
 		s.Log.Info().

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
@@ -105,6 +106,58 @@ func TestFactsOfAPeerThatRebootedMeanwhileAreUnsure(t *testing.T) {
 		facts = tr.s.peerFacts(t.Context(), tr.s.peers[0])
 		if facts.StatusState != election.StatusUnreadable || facts.Status != nil || len(facts.Signs.Unknown) == 0 || facts.Signs.DataDirNonEmpty == election.No {
 			t.Fatalf("facts across a reboot: status %s %v, signs %+v; want unreadable and unsure", facts.StatusState, facts.Status, facts.Signs)
+		}
+	})
+}
+
+// A waiting node's rounds compute the same status again and again: it is
+// written once, not every round. Only a save that returned nil counts: after
+// a failed one, published or not, the same status is written again, so that
+// a status peers read is made durable as soon as the disk allows.
+func TestUnchangedStatusIsWrittenOnlyUntilASaveSucceeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		self := newNode(1, "a1", time.Now().Add(-time.Hour))
+		s, store, _ := newTestSession(self, 1)
+		st := statusOf(self, 1)
+		round := func() {
+			t.Helper()
+			time.Sleep(time.Second) // every round has a new time
+
+			_ = s.persist(st)
+		}
+
+		for _, tc := range []struct {
+			name    string
+			saveErr error
+			change  func()
+			writes  int
+		}{
+			{name: "first save", writes: 1},
+			{name: "same status, saved before", writes: 0},
+			{name: "changed status", change: func() { st.Reason = "waiting" }, writes: 1},
+			{name: "same again", writes: 0},
+			{name: "published, directory fsync failed", change: func() { st.Reason = "locked" }, saveErr: fmt.Errorf("%w, but: %w", statusfile.ErrPublished, syscall.EIO), writes: 1},
+			{name: "same status after a failed save", saveErr: fmt.Errorf("%w, but: %w", statusfile.ErrPublished, syscall.EIO), writes: 1},
+			{name: "same status, the disk works again", writes: 1},
+			{name: "same status, saved", writes: 0},
+			{name: "not published", change: func() { st.Reason = "follow" }, saveErr: fmt.Errorf("write: %w", syscall.ENOSPC), writes: 1},
+			{name: "same status after an unpublished save", writes: 1},
+		} {
+			if tc.change != nil {
+				tc.change()
+			}
+
+			store.saveErr = tc.saveErr
+			before := len(store.saved)
+			round()
+
+			if got := len(store.saved) - before; got != tc.writes {
+				t.Fatalf("%s: %d writes, want %d", tc.name, got, tc.writes)
+			}
+
+			if got := s.status; got.Reason != st.Reason && tc.saveErr == nil {
+				t.Fatalf("%s: the session acts on reason %q, want %q", tc.name, got.Reason, st.Reason)
+			}
 		}
 	})
 }

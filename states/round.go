@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
+	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
@@ -237,9 +239,22 @@ func (s *Session) refreshAndDecide(ctx context.Context) (election.Observation, e
 // adopts it once it is durable, or once peers can read it: a lock that a
 // failed save still published may be counted by its leader, so this node
 // must hold it too (the state fails and retries from the adopted status).
+//
+// A status that says what the last durable save said (its time apart) is
+// not written again: a waiting node runs a round every few seconds, and
+// rewriting an unchanged file each time only wears the disk (and made the
+// status file's bytes new each round, so that no peer's decoding memo
+// could hit). Only a save that returned nil counts as durable: after a
+// failed one, published or not, the next round writes again.
 func (s *Session) persist(st election.Status) error {
 	st.FSMState = string(s.state)
 	st.UpdatedAt = s.Clock.Now()
+
+	if s.durable && sameApartFromTime(st, s.status) {
+		return nil
+	}
+
+	s.durable = false
 
 	if err := s.Store.Save(st); err != nil {
 		if errors.Is(err, statusfile.ErrPublished) {
@@ -250,8 +265,18 @@ func (s *Session) persist(st election.Status) error {
 	}
 
 	s.adopt(st)
+	s.durable = true
 
 	return nil
+}
+
+// sameApartFromTime: a and b differ at most in UpdatedAt. DeepEqual errs on
+// the safe side: two equal instants with different monotonic readings
+// compare unequal, which costs one write.
+func sameApartFromTime(a, b election.Status) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+
+	return reflect.DeepEqual(a, b)
 }
 
 // adopt makes st the status this session acts on.

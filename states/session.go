@@ -132,8 +132,10 @@ type Session struct {
 	scanKnown      int // control-plane nodes known at the last scan round
 	tracker        election.ViewTracker
 	status         election.Status
-	state          fsm.State
-	announcedLog   bool
+	// durable: status is what the last save that returned nil wrote.
+	durable      bool
+	state        fsm.State
+	announcedLog bool
 	// stableAt is when the leader's view, as last seen, will have been
 	// stable for PRE_BOOTSTRAP_DELAY.
 	stableAt       time.Time

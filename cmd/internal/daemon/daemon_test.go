@@ -94,7 +94,7 @@ type node struct {
 	// laterWhen, when set, holds later back until it holds for the status
 	// files under root (polled): an event, so that a loaded machine does
 	// not reorder the case.
-	laterWhen func(root string) bool
+	laterWhen func(root string, own *fakeapid.Server) bool
 	// startWhen, when set, keeps the node's apid closed until it holds.
 	startWhen func(root string) bool
 }
@@ -119,22 +119,35 @@ func when(ctx context.Context, root string, cond func(root string) bool, fn func
 	}()
 }
 
-// followerRounds holds once name published n rounds of FollowerWait.
-func followerRounds(name string, n int) func(root string) bool {
-	seen := map[time.Time]bool{}
+// followerRounds holds once name published FollowerWait and then read the
+// status file of the node whose apid is own n times: n rounds of waiting
+// (a follower's status file does not change from round to round, so its
+// rounds are counted where it reads).
+func followerRounds(name string, n int) func(root string, own *fakeapid.Server) bool {
+	base := -1
 
-	return func(root string) bool {
+	return func(root string, own *fakeapid.Server) bool {
+		reads := own.CallCount(machine.MachineService_Read_FullMethodName)
+		if base >= 0 {
+			return reads-base >= n
+		}
+
 		data, err := os.ReadFile(statusPathOf(root, name))
 		if err != nil {
 			return false
 		}
 
 		if st, err := election.ParseStatus(data); err == nil && st.FSMState == "FollowerWait" {
-			seen[st.UpdatedAt] = true
+			base = reads
 		}
 
-		return len(seen) >= n
+		return false
 	}
+}
+
+// filesOnly makes a condition on the status files alone a laterWhen.
+func filesOnly(cond func(root string) bool) func(root string, _ *fakeapid.Server) bool {
+	return func(root string, _ *fakeapid.Server) bool { return cond(root) }
 }
 
 // published reports whether name's status file says phase, or a reason
@@ -302,7 +315,8 @@ func runCluster(t *testing.T, subnet byte, quorum int, names []string, nodes map
 		if spec := nodes[name]; spec.later != nil {
 			run := func() { spec.later(t, servers[name], port, statusPathOf(root, name), incarnations) }
 			if spec.laterWhen != nil {
-				when(ctx, root, spec.laterWhen, run)
+				own := servers[name]
+				when(ctx, root, func(root string) bool { return spec.laterWhen(root, own) }, run)
 
 				continue
 			}
@@ -813,7 +827,7 @@ func TestFSM(t *testing.T) {
 				"cp1": {fake: cp(0)},
 				// cp2 runs no extension (no status file): cp1 leads but is
 				// blocked, until an operator bootstraps cp2 by hand.
-				"cp2": {fake: cp(1), noDaemon: true, laterWhen: published("cp1", election.PhaseAnnounced, "has no status file"),
+				"cp2": {fake: cp(1), noDaemon: true, laterWhen: filesOnly(published("cp1", election.PhaseAnnounced, "has no status file")),
 					later: func(t *testing.T, srv *fakeapid.Server, port uint16, _ string, _ map[string]election.Incarnation) {
 						prebootstrap(t, srv, port, false)
 					}},
