@@ -96,7 +96,7 @@ func (t *simTimer) Reset(d time.Duration) bool {
 		return was
 	}
 
-	s.register(c.d.key("timer|"+padded(c.timers, 8)), func() {
+	s.register(requestKey(c.d.keyPrefix, "timer|", uint64(c.timers), 8, ""), func() {
 		if t.gen != gen {
 			return // stopped or reset before it started
 		}

@@ -49,16 +49,17 @@ type daemonRun struct {
 	state       fsm.State
 	rng         *rand.Rand
 	adopted     []byte // the status this run acts on, as written
+	// keyPrefix starts the key of every request of this run.
+	keyPrefix string
 }
 
-func (d *daemonRun) key(k string) string {
-	return "d" + padded(d.node.idx, 2) + "." + padded(d.gen, 3) + "|" + k
-}
+func (d *daemonRun) key(k string) string { return d.keyPrefix + k }
 
 // startDaemon is Talos starting the extension service (scheduler side).
 func (w *world) startDaemon(n *tnode) {
 	n.runs++
 	d := &daemonRun{w: w, node: n, gen: n.runs, cfg: w.configOf(n), outstanding: map[*call]struct{}{}}
+	d.keyPrefix = requestKey("d", "", uint64(n.idx), 2, "") + requestKey(".", "", uint64(d.gen), 3, "") + "|"
 	// Storage faults and crash points draw from the run's own generator,
 	// only while its main goroutine runs (the status file is written there).
 	d.rng = rand.New(rand.NewPCG(w.rng.Uint64(), uint64(n.idx)<<32|uint64(n.runs)))

@@ -20,6 +20,8 @@ type apiNode struct {
 	d     *daemonRun
 	addr  netip.Addr
 	calls int
+	// keyName is "rpc|<addr>|", the middle of its requests' keys.
+	keyName string
 }
 
 var _ transport.Node = (*apiNode)(nil)
@@ -39,7 +41,11 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 
 	a.w.mu.Lock()
 	a.calls++
-	key := "rpc|" + a.addr.String() + "|" + padded(a.calls, 6) + "|" + method
+	if a.keyName == "" {
+		a.keyName = "rpc|" + a.addr.String() + "|"
+	}
+
+	key := requestKey(a.d.keyPrefix, a.keyName, uint64(a.calls), 6, method)
 	a.w.mu.Unlock()
 
 	if method == "Bootstrap" && a.w.bootstrapCrash(a.d, a.d.rng, "before the Bootstrap RPC") {

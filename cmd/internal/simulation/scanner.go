@@ -142,7 +142,7 @@ func (s *scanner) run(ctx context.Context, kind string) (discovery.Round, error)
 
 	w.mu.Lock()
 	s.scans++
-	key := kind + "|" + padded(s.scans, 6)
+	key := requestKey(s.d.keyPrefix, kind+"|", uint64(s.scans), 6, "")
 	w.mu.Unlock()
 
 	v, err := w.park(ctx, s.d, key, func(c *call) {

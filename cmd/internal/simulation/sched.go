@@ -82,8 +82,9 @@ func (s *sched) register(key string, start func()) {
 	s.pending = append(s.pending, request{key: key, start: start})
 }
 
-// park registers a call and blocks the daemon goroutine until the
-// scheduler answers it. A dead daemon's calls fail at once.
+// park registers a call under key (one of d's: it starts with
+// d.keyPrefix) and blocks the daemon goroutine until the scheduler answers
+// it. A dead daemon's calls fail at once.
 func (s *sched) park(ctx context.Context, d *daemonRun, key string, start func(c *call)) (any, error) {
 	s.mu.Lock()
 
@@ -95,7 +96,7 @@ func (s *sched) park(ctx context.Context, d *daemonRun, key string, start func(c
 
 	c := &call{d: d, done: make(chan result, 1)}
 	d.outstanding[c] = struct{}{}
-	s.register(d.key(key), func() { start(c) })
+	s.register(key, func() { start(c) })
 	s.mu.Unlock()
 
 	r := <-c.done
