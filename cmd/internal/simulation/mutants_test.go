@@ -68,6 +68,8 @@ var mutantControls = []mutantControl{
 	simFinds("init-node", "invariant:"+invOneFounding, "init-node-ignored"),
 	simFinds("omni", "invariant:"+invOneFounding, "omni-managed-elects"),
 
+	// A status is written again unless all of it is unchanged.
+	simFinds("forgotten-send", "invariant:"+invSentStaysSent, "partial-status-comparison"),
 	simFinds("quorum-mismatch-cut-off", "double", "quorum-mismatch"),
 	simFinds("", "liveness", "leader-found-by-address"),
 	simFinds("", "liveness", "unsynced-node-waits"),
