@@ -22,6 +22,9 @@ type checker struct {
 	// that machine (none for a cluster made by hand).
 	founder   map[int]string
 	foundedBy map[int]*tnode
+	// endedEmpty holds the boots that ended with /var/lib/etcd empty (a
+	// Bootstrap request dies with its boot).
+	endedEmpty map[string]bool
 }
 
 // existing records a cluster made before the scenario (by hand).

@@ -324,6 +324,7 @@ func (w *world) down(n *tnode, why string) {
 	}
 
 	w.kill(n)
+	w.chk.bootEnded(n)
 	n.up = false
 	n.pending = nil
 	n.etcd, n.healthy = "", false
