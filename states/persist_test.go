@@ -12,6 +12,7 @@ import (
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/fsm"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 )
 
 // A follower's lock that reached status.json before the directory fsync
@@ -106,6 +107,44 @@ func TestFactsOfAPeerThatRebootedMeanwhileAreUnsure(t *testing.T) {
 		facts = tr.s.peerFacts(t.Context(), tr.s.peers[0])
 		if facts.StatusState != election.StatusUnreadable || facts.Status != nil || len(facts.Signs.Unknown) == 0 || facts.Signs.DataDirNonEmpty == election.No {
 			t.Fatalf("facts across a reboot: status %s %v, signs %+v; want unreadable and unsure", facts.StatusState, facts.Status, facts.Signs)
+		}
+	})
+}
+
+// mountingNode is a peer whose /var mounts in the middle of a round: its
+// data directory lists as the bare root filesystem's (lstat: no such
+// file), and right after that listing its daemon's status of this boot is
+// there to read.
+type mountingNode struct {
+	*memNode
+	mountedStatus []byte
+}
+
+func (n *mountingNode) EtcdDataDirEmpty(context.Context) (bool, error) {
+	n.status = n.mountedStatus
+
+	return false, fmt.Errorf("%w: lstat /var/lib/etcd: no such file or directory", transport.ErrNotFound)
+}
+
+// A status of the current boot proves that /var is mounted, so that an
+// empty data directory is believed. Read after the listing, it would vouch
+// for a listing of the unmounted /var: a bootstrapped leader that
+// rebooted looks empty, and its follower releases the lock.
+func TestMountProofIsReadBeforeTheDataDirectory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTrio(t)
+		b := &mountingNode{memNode: tr.b, mountedStatus: tr.b.status}
+		tr.b.status = nil // /var not mounted yet
+		peer := tr.b.peer()
+		peer.Node = b
+
+		facts := tr.s.peerFacts(t.Context(), peer)
+		if facts.Signs.DataDirNonEmpty != election.No || !facts.Signs.DataDirUnproven {
+			t.Fatalf("setup: the listing gave %+v, want an unproven empty directory", facts.Signs)
+		}
+
+		if facts.StatusState == election.StatusOK {
+			t.Fatalf("the status of a /var mounted after the listing was taken as proof for it: %s, signs %+v", facts.StatusState, facts.Signs)
 		}
 	})
 }

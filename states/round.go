@@ -113,14 +113,21 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 		return facts
 	}
 
-	facts.Signs, _ = transport.ProbeEtcdSigns(ctx, peer.Node)
-
+	// The status file first, then the etcd signs: a status of the current
+	// boot is what proves that /var is mounted, so that an empty data
+	// directory is believed. Read after the listing, it proved only that
+	// /var was mounted by then: a round whose reads straddled the mount
+	// (a lost request, EtcdMemberList waiting out its deadline) took the
+	// listing of the bare root filesystem for the leader's data, released
+	// its lock and bootstrapped a second cluster beside the leader's.
 	st, state, err := transport.ReadStatus(ctx, peer.Node, s.Settings.StatusPath, peer.BootID)
 	facts.Status, facts.StatusState = st, state
 
 	if err != nil {
 		facts.StatusErr = err.Error()
 	}
+
+	facts.Signs, _ = transport.ProbeEtcdSigns(ctx, peer.Node)
 
 	// The facts must all be of the boot the scan saw: a peer that rebooted
 	// meanwhile shows the status file its last boot wrote (proof that /var

@@ -15,7 +15,7 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); a
 // mutant without a rule (TestMutants) runs its family and must fail.
 var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -92,6 +92,49 @@ func (w *world) setupFamily(name string) error {
 				w.isolate(a, from, from+5*time.Minute)
 				w.p.chaosEnd = from + 5*time.Minute
 			}
+		}
+	case "straddled-read":
+		// Quorum 2 of 3, C powered on late. A bootstraps with B locked and
+		// reboots before B joined; its /var mounts minutes later. One of
+		// B's rounds straddles the mount: its ServiceList request to A is
+		// lost (the 5 s deadline answers), List /var/lib/etcd answers the
+		// bare root filesystem's lstat error, EtcdMemberList waits out its
+		// deadline, and by the status read A's daemon has written the new
+		// boot's status. Then A drops off the network for minutes, so that
+		// nothing B reads later shows A's data.
+		w.site(2, 0, 5*time.Second, 4*time.Minute)
+		a, b := w.nodes[0], w.nodes[1]
+		w.p.joinMax = 5 * time.Minute
+		rebooted, lost, isolated := false, false, false
+
+		w.hooks.clusterCreated = func(m *tnode) {
+			if m != a || rebooted {
+				return
+			}
+
+			rebooted = true
+			a.mountWindow = func() time.Duration { return w.dur(time.Minute, 2*time.Minute) }
+			w.at(w.dur(time.Second, 3*time.Second), func() { w.down(a, "before the followers joined") })
+		}
+		w.hooks.rpc = func(from, m *tnode, method string) bool {
+			if from != b || m != a || !rebooted || a.boots < 2 {
+				return false
+			}
+
+			switch untilMount := a.mountAt - w.now; {
+			case method == "ServiceList" && !lost && !a.varMounted && untilMount > 5100*time.Millisecond && untilMount < 7*time.Second:
+				lost = true
+				w.tracef(b, "ServiceList to %s lost, %.1fs before its /var mounts", a, untilMount.Seconds())
+
+				return true
+			case strings.HasPrefix(method, "Read /var") && !isolated && a.varMounted && a.storage().status() != nil &&
+				strings.Contains(string(a.storage().status()), a.bootID):
+				isolated = true
+				w.isolate(a, w.now+100*time.Millisecond, w.now+8*time.Minute)
+				w.p.chaosEnd = w.now + 8*time.Minute
+			}
+
+			return false
 		}
 	case "peer-reboots-while-send-refused":
 		// Quorum 3 of 3. A's Bootstrap is refused ("time is not in sync

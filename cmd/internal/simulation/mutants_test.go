@@ -76,6 +76,9 @@ var mutantControls = []mutantControl{
 	simFinds("peer-reboots-while-send-refused", "liveness", "bootstrap-on-stale-view"),
 	simFinds("graceful-reboot", "liveness", "shutdown-etcd-is-cluster"),
 	simFinds("cloned-var-all", "liveness", "clone-is-self"),
+	// The mount proof read after the listing it vouches for.
+	simFinds("straddled-read", "double", "mount-proof-read-late"),
+	simFinds("straddled-read", "invariant:"+invLockReleasedForReason, "mount-proof-read-late"),
 
 	// Rules whose control is their unit test.
 	unitFails("election", "TestSendStateMoves", "forgotten-send"),
@@ -95,6 +98,7 @@ var mutantControls = []mutantControl{
 	unitFails("election", "TestOneCandidatePerMachine", "peer-alias"),
 	unitFails("election", "TestUnmountedDataDirectoryIsUnknown", "unmounted-etcd-dir-is-empty"),
 	unitFails("election", "TestReleaseNeedsAStatusOfTheCurrentBoot", "release-without-mount-proof"),
+	unitFails("states", "TestMountProofIsReadBeforeTheDataDirectory", "mount-proof-read-late"),
 	unitFails("states/statusfile", "TestLoadPublishesOnlyADurableNextStatus", "unsynced-status-published"),
 	unitFails("election", "TestUnnamedPeerIsNoLeader", "unnamed-peer-is-leader"),
 	unitFails("election", "TestAnnounceBeforeBootstrap", "bootstrap-on-announce"),

@@ -56,6 +56,7 @@ type tnode struct {
 	neverSync  bool
 	apidUp     bool
 	varMounted bool
+	mountAt    time.Duration // when this boot's /var mounts
 	// etcdVolume: /var/lib/etcd is its own volume (v1.14), mounted after
 	// /var; until then it is the bare mount point, created at the first
 	// mount and never removed: an empty directory from the second boot on.

@@ -37,6 +37,9 @@ type hooks struct {
 	mounted        func(n *tnode)
 	// saved runs in the daemon's goroutine (mu held): it may only register.
 	saved func(d *daemonRun, st election.Status)
+	// rpc sees each request as it reaches machine m; true loses it, and
+	// the caller's deadline answers.
+	rpc func(from, m *tnode, method string) bool
 }
 
 // cut is a set of directed links that drop everything for a while.
@@ -162,6 +165,7 @@ func (w *world) boot(n *tnode) {
 		window = n.mountWindow()
 	}
 
+	n.mountAt = w.now + apidAt + window
 	w.at(apidAt+window, func() {
 		if !alive() {
 			return
