@@ -90,9 +90,16 @@ func (r Result) failed() bool { return r.DoubleBootstrap || r.Invariant != "" ||
 func replay(t *testing.T, r Result) {
 	t.Helper()
 
-	again := Run(t, Options{Seed: r.Seed, Trace: true})
-	t.Logf("seed %d FAILED (%s): %s\nreplay: go test ./cmd/internal/simulation -run TestSimulation -sim.seed=%d -sim.seeds=1 -sim.trace\n%s",
-		r.Seed, r.Scenario, r.Problem, r.Seed, strings.Join(tail(again.Trace, 400), "\n"))
+	// A scripted family's seed replays only in that family.
+	again := Run(t, Options{Seed: r.Seed, Family: r.Family, Trace: true})
+
+	familyFlag := ""
+	if r.Family != "" {
+		familyFlag = " -sim.family=" + r.Family
+	}
+
+	t.Logf("seed %d FAILED (%s): %s\nreplay: go test ./cmd/internal/simulation -run TestSimulation -sim.seed=%d -sim.seeds=1%s -sim.trace\n%s",
+		r.Seed, r.Scenario, r.Problem, r.Seed, familyFlag, strings.Join(tail(again.Trace, 400), "\n"))
 
 	if again.Problem != r.Problem || again.DoubleBootstrap != r.DoubleBootstrap || again.Invariant != r.Invariant {
 		t.Errorf("seed %d did not reproduce: %q then %q", r.Seed, r.Problem, again.Problem)
