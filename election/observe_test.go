@@ -66,16 +66,23 @@ func TestRebootedLeaderReleasesOnlyWithProofOfTheMount(t *testing.T) {
 		name    string
 		status  *Status
 		state   StatusState
+		etcd    Tri
 		release bool
 	}{
-		{name: "status of the new boot read", status: newBoot, state: StatusOK, release: true},
+		{name: "status of the new boot read", status: newBoot, state: StatusOK, etcd: No, release: true},
 		// The daemon of the new boot has not written yet: the status is
 		// the old boot's, and nothing proves the mount.
-		{name: "status of the old boot only", status: statusOf(cA, PhaseBootstrapping, ref(cA, 1), 1, 0), state: StatusStale},
-		{name: "no status read", state: StatusUnreadable},
+		{name: "status of the old boot only", status: statusOf(cA, PhaseBootstrapping, ref(cA, 1), 1, 0), state: StatusStale, etcd: No},
+		{name: "no status read", state: StatusUnreadable, etcd: No},
+		// The new boot reboots or upgrades: Talos stops etcd (Finished,
+		// read as unsure), then unmounts the ETCD volume and /var while
+		// apid answers, so the listing is empty though the leader holds
+		// data. An unanswered ServiceList is unsure too.
+		{name: "etcd finished or unknown", status: newBoot, state: StatusOK, etcd: Unsure},
 	} {
 		p := peer(rebooted, tc.status)
 		p.StatusState = tc.state
+		p.Signs.EtcdRunning = tc.etcd
 		obs := normalize(obsFor(cB, time.Minute, p))
 
 		if why := releaseReason(lock, obs); (why != "") != tc.release {

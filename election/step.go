@@ -485,8 +485,12 @@ func releaseReason(lock IntentRef, obs Observation) string {
 	// lived in memory and died with the boot, and no etcd data was written.
 	// Only a status of the new boot proves that /var is mounted there:
 	// before, Talos lists no data directory even on a bootstrapped node.
+	// And only an etcd seen before it ever ran (No, not Finished or
+	// unknown) shows that the listing was not made in a reboot or upgrade:
+	// Talos stops etcd first, then unmounts the ETCD volume and /var while
+	// apid still answers, so a leader holding data lists empty there.
 	mounted := p.StatusState == StatusOK && p.Status != nil && p.Status.Incarnation.BootID == p.BootID
-	if p.BootID != lock.Leader.BootID && p.Signs.DataDirNonEmpty == No && p.Signs.EtcdRunning != Yes && mounted {
+	if p.BootID != lock.Leader.BootID && p.Signs.DataDirNonEmpty == No && p.Signs.EtcdRunning == No && mounted {
 		return "leader rebooted (boot ID " + shortID(p.BootID) + ") and its /var/lib/etcd is empty"
 	}
 

@@ -26,14 +26,28 @@ var errMembersNotAsked = errors.New("not asked: etcd does not run and has no dat
 func ProbeEtcdSigns(ctx context.Context, node Node) (election.Signs, ServiceState) {
 	svc, svcErr := node.EtcdService(ctx)
 	empty, dataErr := node.EtcdDataDirEmpty(ctx)
+	straddled := false
 
-	// Before bootstrap Talos's EtcdMemberList only retries localhost:2379
-	// until the deadline; when ServiceList says etcd does not run and the
-	// data directory is empty, the answer carries nothing and would cost a
-	// full deadline every round.
 	signs := EtcdSigns(svc, svcErr, empty, dataErr, nil, errMembersNotAsked)
 	if signs.EtcdRunning == election.No && signs.DataDirNonEmpty == election.No {
-		return signs, svc
+		// The service state read before the listing shows that the
+		// volumes were mounted (Talos starts etcd after every mount); one
+		// read after it must show that they still were: a reboot or an
+		// upgrade stops etcd (Finished) before it unmounts the ETCD volume
+		// and /var, and apid answers on. An empty listing is believed only
+		// between two reads that both saw etcd before it ever ran.
+		after, afterErr := node.EtcdService(ctx)
+		if EtcdSigns(after, afterErr, empty, dataErr, nil, errMembersNotAsked).EtcdRunning == election.No {
+			// Before bootstrap Talos's EtcdMemberList only retries
+			// localhost:2379 until the deadline: with etcd not running and
+			// the data directory empty, the answer carries nothing and
+			// would cost a full deadline every round.
+			return signs, svc
+		}
+
+		// Etcd stopped, started or went unknown around the listing: the
+		// later state speaks for etcd, and the listing proves nothing.
+		svc, svcErr, straddled = after, afterErr, true
 	}
 
 	mctx, cancel := context.WithTimeout(ctx, memberListTimeout)
@@ -41,7 +55,12 @@ func ProbeEtcdSigns(ctx context.Context, node Node) (election.Signs, ServiceStat
 
 	members, membersErr := node.EtcdMembers(mctx)
 
-	return EtcdSigns(svc, svcErr, empty, dataErr, members, membersErr), svc
+	signs = EtcdSigns(svc, svcErr, empty, dataErr, members, membersErr)
+	if straddled && signs.DataDirNonEmpty == election.No {
+		signs.DataDirUnproven = true
+	}
+
+	return signs, svc
 }
 
 // ReadStatus reads the status file at path on a node whose current boot id

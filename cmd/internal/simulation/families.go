@@ -15,7 +15,7 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); a
 // mutant without a rule (TestMutants) runs its family and must fail.
 var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -96,16 +96,23 @@ func (w *world) setupFamily(name string) error {
 	case "straddled-read":
 		// Quorum 2 of 3, C powered on late. A bootstraps with B locked and
 		// reboots before B joined; its /var mounts minutes later. One of
-		// B's rounds straddles the mount: its ServiceList request to A is
-		// lost (the 5 s deadline answers), List /var/lib/etcd answers the
-		// bare root filesystem's lstat error, EtcdMemberList waits out its
-		// deadline, and by the status read A's daemon has written the new
-		// boot's status. Then A drops off the network for minutes, so that
-		// nothing B reads later shows A's data.
+		// B's rounds straddles the mount, in one of two ways:
+		//   - its ServiceList request to A is lost (the 5 s deadline
+		//     answers), List /var/lib/etcd answers the bare root
+		//     filesystem's lstat error, EtcdMemberList waits out its
+		//     deadline, and by then A's daemon has written the new boot's
+		//     status;
+		//   - its requests to A arrive late (retransmits, each within its
+		//     deadline): the listing just before the mount, the next ones
+		//     once A's daemon has written the new boot's status.
+		// Then A drops off the network for minutes, so that nothing B
+		// reads later shows A's data.
 		w.site(2, 0, 5*time.Second, 4*time.Minute)
 		a, b := w.nodes[0], w.nodes[1]
 		w.p.joinMax = 5 * time.Minute
-		rebooted, lost, isolated := false, false, false
+		held := w.chance(0.5)
+		rebooted, lost, straddling, isolated := false, false, false, false
+		heldSince := map[string]time.Duration{}
 
 		w.hooks.clusterCreated = func(m *tnode) {
 			if m != a || rebooted {
@@ -116,25 +123,136 @@ func (w *world) setupFamily(name string) error {
 			a.mountWindow = func() time.Duration { return w.dur(time.Minute, 2*time.Minute) }
 			w.at(w.dur(time.Second, 3*time.Second), func() { w.down(a, "before the followers joined") })
 		}
-		w.hooks.rpc = func(from, m *tnode, method string) bool {
+		w.hooks.rpc = func(from, m *tnode, method string) (bool, time.Duration) {
 			if from != b || m != a || !rebooted || a.boots < 2 {
-				return false
+				return false, 0
 			}
 
-			switch untilMount := a.mountAt - w.now; {
-			case method == "ServiceList" && !lost && !a.varMounted && untilMount > 5100*time.Millisecond && untilMount < 7*time.Second:
-				lost = true
-				w.tracef(b, "ServiceList to %s lost, %.1fs before its /var mounts", a, untilMount.Seconds())
+			untilMount := a.mountAt - w.now
+			ownStatus := a.varMounted && strings.Contains(string(a.storage().status()), a.bootID)
 
-				return true
-			case strings.HasPrefix(method, "Read /var") && !isolated && a.varMounted && a.storage().status() != nil &&
-				strings.Contains(string(a.storage().status()), a.bootID):
+			if ownStatus && !isolated && strings.HasPrefix(method, "Read /var") {
 				isolated = true
 				w.isolate(a, w.now+100*time.Millisecond, w.now+8*time.Minute)
 				w.p.chaosEnd = w.now + 8*time.Minute
 			}
 
-			return false
+			switch {
+			case !held && method == "ServiceList" && !lost && !a.varMounted && untilMount > 5100*time.Millisecond && untilMount < 7*time.Second:
+				lost = true
+				w.tracef(b, "ServiceList to %s lost, %.1fs before its /var mounts", a, untilMount.Seconds())
+
+				return true, 0
+			case held && !straddling && method == "ServiceList" && !a.varMounted && untilMount > 0 && untilMount < 4*time.Second:
+				straddling = true
+				w.tracef(b, "requests to %s arrive late, %.1fs before its /var mounts", a, untilMount.Seconds())
+			case held && straddling && strings.HasPrefix(method, "List") && untilMount > 50*time.Millisecond:
+				return false, untilMount - 50*time.Millisecond
+			case held && straddling && !ownStatus && (method == "ServiceList" || strings.HasPrefix(method, "Read /var")):
+				// Held in steps until the status exists, within the
+				// request's deadline.
+				since, ok := heldSince[method]
+				if !ok {
+					since, heldSince[method] = w.now, w.now
+				}
+
+				if w.now-since < 4500*time.Millisecond {
+					return false, 200 * time.Millisecond
+				}
+
+				delete(heldSince, method)
+			default:
+				delete(heldSince, method)
+			}
+
+			return false, 0
+		}
+	case "straddled-unmount":
+		// Quorum 2 of 3, C powered on late. A bootstraps with B locked and
+		// reboots before B joined; its second boot holds the data, and its
+		// daemon writes that boot's status. Then A is upgraded: Talos
+		// stops the services (etcd Finished), unmounts the ETCD volume and
+		// /var, and runs the installer for tens of seconds while apid
+		// answers; A then comes back cut off for minutes. One of B's rounds
+		// straddles the unmount, in one of two ways:
+		//   - its ServiceList to A is lost just before the unmount, and the
+		//     listing after it finds no /var/lib/etcd;
+		//   - its ServiceList is answered while A's etcd has not run yet
+		//     in this boot (an image pulled again), the upgrade starts at
+		//     once, and the listing arrives late (a retransmit), after the
+		//     unmount.
+		w.site(2, 0, 5*time.Second, 4*time.Minute)
+		a, b := w.nodes[0], w.nodes[1]
+		w.p.joinMax = 5 * time.Minute
+		answered := w.chance(0.5)
+		rebooted, upgrading, lost := false, false, false
+
+		var unmountAt time.Duration
+
+		upgrade := func() {
+			if upgrading || !a.up || a.boots != 2 {
+				return
+			}
+
+			upgrading = true
+			boots := a.boots
+			w.tracef(a, "upgrade: services stop, then the ETCD volume and /var unmount while the installer runs")
+			w.kill(a)
+			a.stopping, a.services, a.pending, a.joining = true, false, nil, false
+			a.etcd, a.etcdMsg, a.healthy = "Finished", "Service finished successfully", false
+
+			unmountAt = w.now + w.dur(time.Second, 3*time.Second)
+			w.at(unmountAt-w.now, func() { w.unmount(a, boots) })
+			w.at(w.dur(30*time.Second, 60*time.Second), func() {
+				if a.up && a.boots == boots {
+					w.isolate(a, w.now, w.now+8*time.Minute)
+					w.p.chaosEnd = w.now + 8*time.Minute
+					w.down(a, "upgrade installed")
+				}
+			})
+		}
+
+		w.hooks.clusterCreated = func(m *tnode) {
+			if m != a || rebooted {
+				return
+			}
+
+			rebooted = true
+			if answered {
+				a.etcdRunAfter = 2 * time.Minute
+			}
+
+			w.at(w.dur(time.Second, 3*time.Second), func() { w.down(a, "before the followers joined") })
+		}
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if answered || d.node != a || !rebooted || a.boots != 2 || st.Incarnation.BootID != a.bootID {
+				return
+			}
+
+			w.register(d.key("family straddled-unmount"), func() { w.at(w.dur(0, 5*time.Second), upgrade) })
+		}
+		w.hooks.rpc = func(from, m *tnode, method string) (bool, time.Duration) {
+			if from != b || m != a || a.boots != 2 {
+				return false, 0
+			}
+
+			ownStatus := a.varMounted && strings.Contains(string(a.storage().status()), a.bootID)
+
+			switch {
+			case !answered && method == "ServiceList" && a.stopping && a.varMounted && !lost:
+				lost = true
+				w.tracef(b, "ServiceList to %s lost, just before its /var unmounts", a)
+
+				return true, 0
+			case answered && method == "ServiceList" && !upgrading && ownStatus && a.etcd == "Preparing":
+				w.at(0, upgrade) // after this answer
+			case answered && strings.HasPrefix(method, "List") && upgrading && a.varMounted:
+				w.tracef(b, "List to %s held until after its /var unmounts (a retransmit)", a)
+
+				return false, unmountAt - w.now + 100*time.Millisecond
+			}
+
+			return false, 0
 		}
 	case "peer-reboots-while-send-refused":
 		// Quorum 3 of 3. A's Bootstrap is refused ("time is not in sync

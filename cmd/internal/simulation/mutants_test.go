@@ -79,6 +79,10 @@ var mutantControls = []mutantControl{
 	// The mount proof read after the listing it vouches for.
 	simFinds("straddled-read", "double", "mount-proof-read-late"),
 	simFinds("straddled-read", "invariant:"+invLockReleasedForReason, "mount-proof-read-late"),
+	// A listing made while a reboot or an upgrade unmounts /var.
+	simFinds("straddled-unmount", "double", "release-while-etcd-unknown"),
+	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "release-while-etcd-unknown"),
+	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "listing-not-bracketed"),
 
 	// Rules whose control is their unit test.
 	unitFails("election", "TestSendStateMoves", "forgotten-send"),
@@ -99,6 +103,8 @@ var mutantControls = []mutantControl{
 	unitFails("election", "TestUnmountedDataDirectoryIsUnknown", "unmounted-etcd-dir-is-empty"),
 	unitFails("election", "TestReleaseNeedsAStatusOfTheCurrentBoot", "release-without-mount-proof"),
 	unitFails("states", "TestMountProofIsReadBeforeTheDataDirectory", "mount-proof-read-late"),
+	unitFails("election", "TestRebootedLeaderReleasesOnlyWithProofOfTheMount", "release-while-etcd-unknown"),
+	unitFails("transport", "TestEmptyListingIsBracketedByEtcdNotYetRun", "listing-not-bracketed"),
 	unitFails("states/statusfile", "TestLoadPublishesOnlyADurableNextStatus", "unsynced-status-published"),
 	unitFails("election", "TestUnnamedPeerIsNoLeader", "unnamed-peer-is-leader"),
 	unitFails("election", "TestAnnounceBeforeBootstrap", "bootstrap-on-announce"),

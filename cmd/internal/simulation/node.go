@@ -66,9 +66,24 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 			return
 		}
 
-		w.at(w.delay(self, m), func() {
+		var arrive func()
+
+		arrive = func() {
 			if !w.reachable(self, m) {
 				return
+			}
+
+			if w.hooks.rpc != nil {
+				drop, hold := w.hooks.rpc(self, m, method)
+				if drop {
+					return
+				}
+
+				if hold > 0 {
+					w.at(hold, arrive)
+
+					return
+				}
 			}
 
 			if !m.apidUp {
@@ -76,10 +91,6 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 					w.answer(c, nil, a.fail(method, status.Error(codes.Unavailable, "connection error: connect: connection refused")))
 				})
 
-				return
-			}
-
-			if w.hooks.rpc != nil && w.hooks.rpc(self, m, method) {
 				return
 			}
 
@@ -108,7 +119,9 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 					}
 				}
 			})
-		})
+		}
+
+		w.at(w.delay(self, m), arrive)
 	})
 }
 

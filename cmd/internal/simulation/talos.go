@@ -85,7 +85,10 @@ type tnode struct {
 
 	// Set by scenario families: a fixed pre-mount window, and machined
 	// answering "time is not in sync yet" until a moment.
-	mountWindow     func() time.Duration
+	mountWindow func() time.Duration
+	// etcdRunAfter: how long etcd with data stays Preparing after the
+	// services start (0: two seconds).
+	etcdRunAfter    time.Duration
 	refuseSyncUntil time.Duration
 	// crashAfterBootstrap: the next answer to this node's Bootstrap kills
 	// its daemon before it is recorded, then runs.

@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"cmp"
 	"fmt"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"net/netip"
@@ -37,9 +38,9 @@ type hooks struct {
 	mounted        func(n *tnode)
 	// saved runs in the daemon's goroutine (mu held): it may only register.
 	saved func(d *daemonRun, st election.Status)
-	// rpc sees each request as it reaches machine m; true loses it, and
-	// the caller's deadline answers.
-	rpc func(from, m *tnode, method string) bool
+	// rpc sees each request as it reaches machine m: drop loses it (the
+	// caller's deadline answers), hold delays its arrival (a retransmit).
+	rpc func(from, m *tnode, method string) (drop bool, hold time.Duration)
 }
 
 // cut is a set of directed links that drop everything for a while.
@@ -217,7 +218,7 @@ func (w *world) boot(n *tnode) {
 				}
 
 				if n.data != 0 {
-					w.at(2*time.Second, func() {
+					w.at(cmp.Or(n.etcdRunAfter, 2*time.Second), func() {
 						if alive() && n.data != 0 && n.etcd != "" {
 							n.etcd, n.healthy = "Running", true
 						}
@@ -311,12 +312,27 @@ func (w *world) shutdown(n *tnode, why string) {
 		n.etcd, n.etcdMsg, n.healthy = "Finished", "Service finished successfully", false
 	}
 
+	// Talos's reboot and upgrade sequences unmount the ETCD volume, then
+	// EPHEMERAL, after the services stopped and before apid stops: for a
+	// moment apid lists an empty /var/lib/etcd on a node holding data.
 	boots := n.boots
+	w.at(w.dur(100*time.Millisecond, 1500*time.Millisecond), func() { w.unmount(n, boots) })
 	w.at(w.dur(2*time.Second, 8*time.Second), func() {
 		if n.up && n.boots == boots {
 			w.down(n, why)
 		}
 	})
+}
+
+// unmount takes the ETCD volume and /var away in a reboot sequence, while
+// apid still answers.
+func (w *world) unmount(n *tnode, boots int) {
+	if !n.up || n.boots != boots || !n.varMounted {
+		return
+	}
+
+	n.etcdMounted, n.varMounted = false, false
+	w.tracef(n, "reboot sequence: ETCD volume and /var unmounted, apid answers on")
 }
 
 // down takes the machine off and boots it again a little later.
