@@ -221,8 +221,12 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 
 	if st.BootstrapBootID != self.BootID {
 		// OwnBootstrapNeverReelects: the request lived in machined's memory of an earlier
-		// boot; with /var/lib/etcd empty it can no longer take effect.
-		if obs.SelfSigns.DataDirNonEmpty != No {
+		// boot; with /var/lib/etcd empty it can no longer take effect. Empty
+		// counts only beside an etcd that has not run in this boot: Talos
+		// stops extension services last in a reboot or upgrade, so this
+		// daemon still runs after etcd stopped (Finished) and the ETCD
+		// volume and /var were unmounted, and there its data lists absent.
+		if obs.SelfSigns.DataDirNonEmpty != No || obs.SelfSigns.EtcdRunning != No {
 			return st, Decision{Kind: Wait, Reason: fmt.Sprintf("bootstrap %d was sent in an earlier boot and /var/lib/etcd is unknown: %s",
 				k, joinReasons(obs.SelfSigns.Unknown))}, true
 		}

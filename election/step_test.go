@@ -468,6 +468,35 @@ func TestResume(t *testing.T) {
 	}
 }
 
+// This daemon outlives etcd and the unmounts in its own node's reboot or
+// upgrade (Talos stops extension services last): its etcd then reads
+// Finished and its data directory absent. A bootstrap of an earlier boot is
+// withdrawn only beside an etcd that has not run in this boot; else the
+// withdrawal would be published for an intent that founded the cluster.
+func TestEarlierBootBootstrapIsKeptWhileOwnEtcdStopped(t *testing.T) {
+	rb := Resume(bootstrappingA(SendMayHaveArrived, t0), cand("10.0.0.1", "a2", 100))
+	o := obsFor(cand("10.0.0.1", "a2", 100), 0)
+
+	for _, tc := range []struct {
+		name     string
+		etcd     Tri
+		withdraw bool
+	}{
+		{name: "etcd waiting to join, data empty", etcd: No, withdraw: true},
+		{name: "etcd finished in a reboot, /var unmounted", etcd: Unsure},
+	} {
+		o.SelfSigns = Signs{EtcdRunning: tc.etcd, DataDirNonEmpty: No, DataDirUnproven: tc.etcd != No}
+		if tc.etcd != No {
+			o.SelfSigns.Unknown = []string{"etcd service finished (Service finished successfully)"}
+		}
+
+		got, d := Step(rb, o)
+		if withdrawn := got.WithdrawnThrough >= 3; withdrawn != tc.withdraw {
+			t.Errorf("%s: %s, withdrawn through %d; want a withdrawal %v", tc.name, d.Kind, got.WithdrawnThrough, tc.withdraw)
+		}
+	}
+}
+
 func TestRank(t *testing.T) {
 	in := []Candidate{
 		cand("10.0.0.10", "x", 5),

@@ -199,7 +199,8 @@ func (w *world) crash(n *tnode, why string) {
 
 	boots := n.boots
 	w.at(w.dur(time.Second, 20*time.Second), func() {
-		if n.up && n.boots == boots && n.daemon == nil {
+		// A reboot sequence under way starts no service again.
+		if n.up && n.boots == boots && !n.stopping && n.daemon == nil {
 			w.startDaemon(n)
 		}
 	})

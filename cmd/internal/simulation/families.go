@@ -15,7 +15,7 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); a
 // mutant without a rule (TestMutants) runs its family and must fail.
 var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount", "withdrawn-in-own-reboot"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -195,20 +195,10 @@ func (w *world) setupFamily(name string) error {
 			}
 
 			upgrading = true
-			boots := a.boots
-			w.tracef(a, "upgrade: services stop, then the ETCD volume and /var unmount while the installer runs")
-			w.kill(a)
-			a.stopping, a.services, a.pending, a.joining = true, false, nil, false
-			a.etcd, a.etcdMsg, a.healthy = "Finished", "Service finished successfully", false
-
 			unmountAt = w.now + w.dur(time.Second, 3*time.Second)
-			w.at(unmountAt-w.now, func() { w.unmount(a, boots) })
-			w.at(w.dur(30*time.Second, 60*time.Second), func() {
-				if a.up && a.boots == boots {
-					w.isolate(a, w.now, w.now+8*time.Minute)
-					w.p.chaosEnd = w.now + 8*time.Minute
-					w.down(a, "upgrade installed")
-				}
+			w.upgrade(a, "soon after the daemon wrote its status", unmountAt-w.now, func() {
+				w.isolate(a, w.now, w.now+8*time.Minute)
+				w.p.chaosEnd = w.now + 8*time.Minute
 			})
 		}
 
@@ -250,6 +240,71 @@ func (w *world) setupFamily(name string) error {
 				w.tracef(b, "List to %s held until after its /var unmounts (a retransmit)", a)
 
 				return false, unmountAt - w.now + 100*time.Millisecond
+			}
+
+			return false, 0
+		}
+	case "withdrawn-in-own-reboot":
+		// Quorum 2 of 3, C powered on late. A bootstraps with B locked and
+		// reboots before B joined; B and C cannot reach it. In its second boot A's
+		// etcd does not run for minutes (its image pulled again), so its
+		// daemon, holding the bootstrap of the first boot, waits; as that
+		// wait runs out the operator upgrades A, and the daemon, which Talos
+		// stops last, looks at its own node after etcd stopped and /var
+		// was unmounted. In the third boot A's etcd runs within a minute. B
+		// (not C) reaches A again and reads A's status of that boot; the requests that would show A's etcd
+		// are lost in that round (its boot id still answers), and then A
+		// drops off the network for minutes.
+		w.site(2, 0, 5*time.Second, 4*time.Minute)
+		a, b := w.nodes[0], w.nodes[1]
+		w.p.joinMax = 5 * time.Minute
+		rebooted, lists, hiding, isolated, apartIdx := false, 0, false, false, -1
+		c := w.nodes[2]
+		// B and C cannot reach A (A still reaches them, for its quorum).
+		apart := cut{links: map[[2]int]bool{{b.idx, a.idx}: true, {c.idx, a.idx}: true}}
+
+		w.hooks.clusterCreated = func(m *tnode) {
+			if m != a || rebooted {
+				return
+			}
+
+			rebooted = true
+			apart.from, apart.to, apartIdx = w.now, w.now+8*time.Minute, len(w.cuts)
+			w.cuts = append(w.cuts, apart)
+			w.p.chaosEnd = apart.to
+			a.etcdRunAfter = time.Hour
+			w.at(w.dur(10*time.Millisecond, 500*time.Millisecond), func() { w.down(a, "before the followers joined") })
+		}
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if d.node == a && a.boots == 3 && st.Incarnation.BootID == a.bootID && apartIdx >= 0 && w.cuts[apartIdx].links[[2]int{b.idx, a.idx}] {
+				w.register(d.key("family withdrawn-in-own-reboot"), func() {
+					delete(w.cuts[apartIdx].links, [2]int{b.idx, a.idx})
+					w.tracef(a, "reachable from %s again", b)
+				})
+			}
+		}
+		w.hooks.rpc = func(from, m *tnode, method string) (bool, time.Duration) {
+			switch {
+			case from == a && m == a && a.boots == 2 && strings.HasPrefix(method, "List") && !a.stopping:
+				// The daemon's own rounds list its data directory: the
+				// first on resuming, the next once its etcd wait ran out.
+				if lists++; lists == 2 {
+					a.etcdRunAfter = w.dur(30*time.Second, time.Minute)
+					w.upgrade(a, "operator upgrade while etcd did not run", 0, nil)
+					w.unmount(a, a.boots)
+				}
+			case from != b || m != a || a.boots != 3 || isolated:
+			case strings.HasPrefix(method, "Read /var") && strings.Contains(string(a.storage().status()), a.bootID):
+				hiding = true
+			case hiding && method == "Read boot_id":
+				isolated = true
+				w.cuts[apartIdx].to = w.now
+				w.isolate(a, w.now+w.delay(a, b)+time.Millisecond, w.now+8*time.Minute)
+				w.p.chaosEnd = w.now + 8*time.Minute
+			case hiding:
+				w.tracef(b, "%s to %s lost", method, a)
+
+				return true, 0
 			}
 
 			return false, 0

@@ -83,6 +83,8 @@ var mutantControls = []mutantControl{
 	simFinds("straddled-unmount", "double", "release-while-etcd-unknown"),
 	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "release-while-etcd-unknown"),
 	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "listing-not-bracketed"),
+	// This daemon's own reboot, seen from inside.
+	simFinds("withdrawn-in-own-reboot", "double", "earlier-boot-withdrawn-while-etcd-stopped"),
 
 	// Rules whose control is their unit test.
 	unitFails("election", "TestSendStateMoves", "forgotten-send"),
@@ -105,6 +107,7 @@ var mutantControls = []mutantControl{
 	unitFails("states", "TestMountProofIsReadBeforeTheDataDirectory", "mount-proof-read-late"),
 	unitFails("election", "TestRebootedLeaderReleasesOnlyWithProofOfTheMount", "release-while-etcd-unknown"),
 	unitFails("transport", "TestEmptyListingIsBracketedByEtcdNotYetRun", "listing-not-bracketed"),
+	unitFails("election", "TestEarlierBootBootstrapIsKeptWhileOwnEtcdStopped", "earlier-boot-withdrawn-while-etcd-stopped"),
 	unitFails("states/statusfile", "TestLoadPublishesOnlyADurableNextStatus", "unsynced-status-published"),
 	unitFails("election", "TestUnnamedPeerIsNoLeader", "unnamed-peer-is-leader"),
 	unitFails("election", "TestAnnounceBeforeBootstrap", "bootstrap-on-announce"),

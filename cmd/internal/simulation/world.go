@@ -297,20 +297,16 @@ func (w *world) reboot(n *tnode, why string) {
 	w.down(n, why)
 }
 
-// shutdown is Talos's reboot sequence as peers see it: services stop first
-// (this daemon; etcd, and with it a pending Bootstrap, which lived in
-// memory), volumes are unmounted, apid stops last. For those seconds etcd
-// shows Finished, since v1.14 also when it never ran (it still waited to
-// join).
+// shutdown is Talos's reboot sequence: the services that depend on cri
+// stop first (etcd, and with it a pending Bootstrap, which lived in
+// memory), volumes are unmounted, and apid and extension services, this
+// daemon among them, stop last. For those seconds etcd shows Finished,
+// since v1.14 also when it never ran (it still waited to join), and the
+// daemon still runs, its own data directory gone.
 func (w *world) shutdown(n *tnode, why string) {
-	w.tracef(n, "reboot sequence: %s: services stop, apid answers a few seconds more (etcd was %q)", why, n.etcd)
+	w.tracef(n, "reboot sequence: %s: services stop, apid and the daemon a few seconds more (etcd was %q)", why, n.etcd)
 	w.path("graceful reboot: etcd Finished while apid answers")
-	w.kill(n)
-	n.stopping, n.services, n.pending, n.joining = true, false, nil, false
-
-	if n.etcd != "" {
-		n.etcd, n.etcdMsg, n.healthy = "Finished", "Service finished successfully", false
-	}
+	stopServices(n)
 
 	// Talos's reboot and upgrade sequences unmount the ETCD volume, then
 	// EPHEMERAL, after the services stopped and before apid stops: for a
@@ -320,6 +316,37 @@ func (w *world) shutdown(n *tnode, why string) {
 	w.at(w.dur(2*time.Second, 8*time.Second), func() {
 		if n.up && n.boots == boots {
 			w.down(n, why)
+		}
+	})
+}
+
+// stopServices is the first step of a reboot or upgrade sequence: the
+// services that depend on cri stop (etcd, and with it a pending Bootstrap);
+// apid and extension services stay.
+func stopServices(n *tnode) {
+	n.stopping, n.services, n.pending, n.joining = true, false, nil, false
+
+	if n.etcd != "" {
+		n.etcd, n.etcdMsg, n.healthy = "Finished", "Service finished successfully", false
+	}
+}
+
+// upgrade is Talos's upgrade sequence: a reboot's, but the installer runs
+// between the unmounts and the reboot, so apid and the daemon answer on for
+// tens of seconds with /var gone. installed runs just before the reboot.
+func (w *world) upgrade(n *tnode, why string, unmountAfter time.Duration, installed func()) {
+	w.tracef(n, "upgrade: %s: services stop, the ETCD volume and /var unmount, the installer runs (etcd was %q)", why, n.etcd)
+	stopServices(n)
+
+	boots := n.boots
+	w.at(unmountAfter, func() { w.unmount(n, boots) })
+	w.at(w.dur(30*time.Second, 60*time.Second), func() {
+		if n.up && n.boots == boots {
+			if installed != nil {
+				installed()
+			}
+
+			w.down(n, "upgrade installed")
 		}
 	})
 }
