@@ -14,11 +14,11 @@ import (
 //     names itself (address, node name, time sync), so that every
 //     observer's ranks and locks agree;
 //   - an absent /var/lib/etcd (or an empty one before etcd's service
-//     exists) proves nothing until it is known to be mounted: apid answers
-//     before EPHEMERAL (and v1.14's ETCD volume) is mounted, and then lists
-//     no data even on a bootstrapped node. A status file written in the
-//     peer's current boot is that proof (the daemon starts only after the
-//     mounts).
+//     exists, or one listed while etcd stopped) proves nothing: apid
+//     answers before EPHEMERAL (and v1.14's ETCD volume) is mounted and
+//     after they are unmounted, and then lists no data even on a
+//     bootstrapped node. The etcd service entry, read before and after the
+//     listing, is the proof (transport.ProbeEtcdSigns).
 func normalize(obs Observation) Observation {
 	obs.Self.Unsynced = !obs.SelfTimeSynced
 	peers := make([]PeerFacts, 0, len(obs.Peers))
@@ -36,7 +36,12 @@ func normalize(obs Observation) Observation {
 			continue
 		}
 
-		if p.Signs.DataDirUnproven && p.Signs.DataDirNonEmpty == No && p.StatusState != StatusOK {
+		// A status of the current boot proves /var mounted, not Talos
+		// v1.14's ETCD volume: the daemon may start (extension services
+		// wait only for their own dependencies) before that volume is
+		// mounted and before etcd is loaded. Only the etcd service entry,
+		// which Talos creates after every mount, proves the listing.
+		if p.Signs.DataDirUnproven && p.Signs.DataDirNonEmpty == No {
 			p.Signs.DataDirNonEmpty = Unsure
 			p.Signs.Unknown = append(slices.Clip(p.Signs.Unknown), p.IP.String()+": /var/lib/etcd absent or empty, and nothing shows it is mounted yet")
 		}

@@ -29,9 +29,10 @@ func TestOneCandidatePerMachine(t *testing.T) {
 }
 
 // apid answers before /var (and Talos v1.14's ETCD volume) is mounted, and
-// then lists no data directory even on a node that bootstrapped: until a
-// status of the peer's current boot proves the mount, "absent or empty"
-// is unknown, never "no data".
+// then lists no data directory even on a node that bootstrapped: until the
+// etcd service entry proves the mount, "absent or empty" is unknown, never
+// "no data". A status of the current boot proves /var, not the ETCD
+// volume: the daemon may start before that volume is mounted.
 func TestUnmountedDataDirectoryIsUnknown(t *testing.T) {
 	premount := peer(cB, nil)
 	premount.Signs.DataDirUnproven = true
@@ -41,12 +42,19 @@ func TestUnmountedDataDirectoryIsUnknown(t *testing.T) {
 		t.Fatalf("data directory before the mount: %s, unknown %q; want unsure, saying the mount is unproven", p.Signs.DataDirNonEmpty, p.Signs.Unknown)
 	}
 
-	mounted := peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0))
-	mounted.StatusState = StatusOK
-	mounted.Signs.DataDirUnproven = true
+	early := peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0))
+	early.StatusState = StatusOK
+	early.Signs.DataDirUnproven = true
 
-	if p := normalize(obsFor(cA, 0, mounted)).Peers[0]; p.Signs.DataDirNonEmpty != No {
-		t.Fatalf("data directory with a status of the current boot: %s, want no data", p.Signs.DataDirNonEmpty)
+	if p := normalize(obsFor(cA, 0, early)).Peers[0]; p.Signs.DataDirNonEmpty != Unsure {
+		t.Fatalf("data directory with a status of the current boot but no etcd service: %s, want unsure", p.Signs.DataDirNonEmpty)
+	}
+
+	proven := early
+	proven.Signs.DataDirUnproven = false
+
+	if p := normalize(obsFor(cA, 0, proven)).Peers[0]; p.Signs.DataDirNonEmpty != No {
+		t.Fatalf("data directory listed beside etcd's service: %s, want no data", p.Signs.DataDirNonEmpty)
 	}
 }
 

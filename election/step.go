@@ -226,7 +226,9 @@ func ownBootstrap(st Status, obs Observation) (Status, Decision, bool) {
 		// stops extension services last in a reboot or upgrade, so this
 		// daemon still runs after etcd stopped (Finished) and the ETCD
 		// volume and /var were unmounted, and there its data lists absent.
-		if obs.SelfSigns.DataDirNonEmpty != No || obs.SelfSigns.EtcdRunning != No {
+		// Likewise before etcd's service exists: the daemon may start
+		// before v1.14's ETCD volume is mounted.
+		if obs.SelfSigns.DataDirNonEmpty != No || obs.SelfSigns.EtcdRunning != No || obs.SelfSigns.DataDirUnproven {
 			return st, Decision{Kind: Wait, Reason: fmt.Sprintf("bootstrap %d was sent in an earlier boot and /var/lib/etcd is unknown: %s",
 				k, joinReasons(obs.SelfSigns.Unknown))}, true
 		}

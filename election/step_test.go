@@ -480,12 +480,17 @@ func TestEarlierBootBootstrapIsKeptWhileOwnEtcdStopped(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		etcd     Tri
+		unproven bool
 		withdraw bool
 	}{
 		{name: "etcd waiting to join, data empty", etcd: No, withdraw: true},
-		{name: "etcd finished in a reboot, /var unmounted", etcd: Unsure},
+		{name: "etcd finished in a reboot, /var unmounted", etcd: Unsure, unproven: true},
+		{name: "etcd finished in a reboot, bare ETCD mount point listed", etcd: Unsure},
+		// The daemon started before v1.14's ETCD volume was mounted: no
+		// etcd service yet, the bare mount point lists empty.
+		{name: "no etcd service yet, ETCD volume not mounted", etcd: No, unproven: true},
 	} {
-		o.SelfSigns = Signs{EtcdRunning: tc.etcd, DataDirNonEmpty: No, DataDirUnproven: tc.etcd != No}
+		o.SelfSigns = Signs{EtcdRunning: tc.etcd, DataDirNonEmpty: No, DataDirUnproven: tc.unproven}
 		if tc.etcd != No {
 			o.SelfSigns.Unknown = []string{"etcd service finished (Service finished successfully)"}
 		}

@@ -15,7 +15,7 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); a
 // mutant without a rule (TestMutants) runs its family and must fail.
 var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount", "withdrawn-in-own-reboot"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount", "withdrawn-in-own-reboot", "daemon-before-etcd-volume"}
 
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
@@ -89,6 +89,40 @@ func (w *world) setupFamily(name string) error {
 		w.hooks.mounted = func(n *tnode) {
 			if n == a && rebooted && len(w.cuts) == 0 {
 				from := w.now + w.p.cfg.FollowerCheckInterval + w.dur(5*time.Second, 15*time.Second)
+				w.isolate(a, from, from+5*time.Minute)
+				w.p.chaosEnd = from + 5*time.Minute
+			}
+		}
+	case "daemon-before-etcd-volume":
+		// Every node has its own ETCD volume (v1.14). A bootstraps with B
+		// and C locked and reboots before they joined; its /var mounts at
+		// once but its ETCD volume takes minutes (KMS, TPM), and its daemon
+		// starts meanwhile: its new boot's status is readable while
+		// /var/lib/etcd is the bare, empty mount point and no etcd service
+		// exists. Then A drops off the network for minutes.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		a := w.nodes[0]
+		w.p.joinMax = 5 * time.Minute
+
+		for _, n := range w.nodes {
+			n.etcdVolume = true
+		}
+
+		rebooted := false
+
+		w.hooks.clusterCreated = func(m *tnode) {
+			if m != a || rebooted {
+				return
+			}
+
+			rebooted = true
+			a.mountWindow = func() time.Duration { return w.dur(time.Second, 3*time.Second) }
+			a.etcdVolumeWindow = func() time.Duration { return w.dur(time.Minute, 2*time.Minute) }
+			w.at(w.dur(time.Second, 3*time.Second), func() { w.reboot(a, "before the followers joined") })
+		}
+		w.hooks.mounted = func(n *tnode) {
+			if n == a && rebooted && len(w.cuts) == 0 {
+				from := w.now + w.p.cfg.FollowerCheckInterval + w.dur(20*time.Second, 40*time.Second)
 				w.isolate(a, from, from+5*time.Minute)
 				w.p.chaosEnd = from + 5*time.Minute
 			}

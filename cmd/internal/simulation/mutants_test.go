@@ -76,15 +76,9 @@ var mutantControls = []mutantControl{
 	simFinds("peer-reboots-while-send-refused", "liveness", "bootstrap-on-stale-view"),
 	simFinds("graceful-reboot", "liveness", "shutdown-etcd-is-cluster"),
 	simFinds("cloned-var-all", "liveness", "clone-is-self"),
-	// The mount proof read after the listing it vouches for.
-	simFinds("straddled-read", "double", "mount-proof-read-late"),
-	simFinds("straddled-read", "invariant:"+invLockReleasedForReason, "mount-proof-read-late"),
-	// A listing made while a reboot or an upgrade unmounts /var.
-	simFinds("straddled-unmount", "double", "release-while-etcd-unknown"),
-	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "release-while-etcd-unknown"),
-	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "listing-not-bracketed"),
-	// This daemon's own reboot, seen from inside.
-	simFinds("withdrawn-in-own-reboot", "double", "earlier-boot-withdrawn-while-etcd-stopped"),
+	// The daemon running before v1.14's ETCD volume is mounted.
+	simFinds("daemon-before-etcd-volume", "invariant:"+invLockReleasedForReason, "status-proves-etcd-volume"),
+	simFinds("daemon-before-etcd-volume", "double", "earlier-boot-withdrawn-on-unproven-listing"),
 
 	// Rules whose control is their unit test.
 	unitFails("election", "TestSendStateMoves", "forgotten-send"),
@@ -108,6 +102,8 @@ var mutantControls = []mutantControl{
 	unitFails("election", "TestRebootedLeaderReleasesOnlyWithProofOfTheMount", "release-while-etcd-unknown"),
 	unitFails("transport", "TestEmptyListingIsBracketedByEtcdNotYetRun", "listing-not-bracketed"),
 	unitFails("election", "TestEarlierBootBootstrapIsKeptWhileOwnEtcdStopped", "earlier-boot-withdrawn-while-etcd-stopped"),
+	unitFails("election", "TestEarlierBootBootstrapIsKeptWhileOwnEtcdStopped", "earlier-boot-withdrawn-on-unproven-listing"),
+	unitFails("election", "TestUnmountedDataDirectoryIsUnknown", "status-proves-etcd-volume"),
 	unitFails("states/statusfile", "TestLoadPublishesOnlyADurableNextStatus", "unsynced-status-published"),
 	unitFails("election", "TestUnnamedPeerIsNoLeader", "unnamed-peer-is-leader"),
 	unitFails("election", "TestAnnounceBeforeBootstrap", "bootstrap-on-announce"),
@@ -127,6 +123,17 @@ var mutantControls = []mutantControl{
 	// peer's Finished etcd looks like a cluster: withdrawn while machined
 	// holds the request.
 	simFinds("resend-refused", "double", "shutdown-etcd-is-cluster", "refused-resend-unsends", "sent-bootstrap-withdrawn"),
+	// Reads that straddle a mount or an unmount. Since only etcd's service
+	// entry proves a listing (status-proves-etcd-volume), it backs each of
+	// these guards; with it removed, the fault each one prevents returns.
+	simFinds("straddled-read", "double", "mount-proof-read-late", "status-proves-etcd-volume"),
+	simFinds("straddled-read", "invariant:"+invLockReleasedForReason, "mount-proof-read-late", "status-proves-etcd-volume"),
+	simFinds("straddled-unmount", "double", "release-while-etcd-unknown", "status-proves-etcd-volume"),
+	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "release-while-etcd-unknown", "status-proves-etcd-volume"),
+	simFinds("straddled-unmount", "invariant:"+invLockReleasedForReason, "listing-not-bracketed", "status-proves-etcd-volume"),
+	// This daemon's own reboot, seen from inside: its etcd stopped and its
+	// listing unproven are two guards of one withdrawal.
+	simFinds("withdrawn-in-own-reboot", "double", "earlier-boot-withdrawn-on-any-empty-listing"),
 }
 
 var (

@@ -86,6 +86,8 @@ type tnode struct {
 	// Set by scenario families: a fixed pre-mount window, and machined
 	// answering "time is not in sync yet" until a moment.
 	mountWindow func() time.Duration
+	// etcdVolumeWindow: a fixed delay of the ETCD volume after /var.
+	etcdVolumeWindow func() time.Duration
 	// etcdRunAfter: how long etcd with data stays Preparing after the
 	// services start (0: two seconds).
 	etcdRunAfter    time.Duration

@@ -179,13 +179,31 @@ func (w *world) boot(n *tnode) {
 			w.hooks.mounted(n)
 		}
 
+		// Talos starts extension services from a controller, each once its
+		// own dependencies hold (containerd, apid, network, its
+		// configuration), not at StartAllServices; it can create the
+		// daemon's /var mount only once EPHEMERAL is mounted. So the daemon
+		// may run before the ETCD volume is mounted and etcd is loaded.
+		if w.chance(0.5) {
+			w.at(w.dur(0, 2*time.Second), func() {
+				if alive() && n.daemon == nil {
+					w.path("daemon started before StartAllServices")
+					w.startDaemon(n)
+				}
+			})
+		}
+
 		// Talos mounts every volume before StartAllServices: an ETCD volume
-		// (KMS, TPM, repair) holds etcd and the daemon back.
+		// (KMS, TPM, repair) holds etcd back.
 		volumeAt := time.Duration(0)
 		if n.etcdVolume {
 			volumeAt = w.dur(0, 5*time.Second)
 			if w.chance(w.p.slowMount) {
 				volumeAt = w.dur(20*time.Second, 2*time.Minute)
+			}
+
+			if n.etcdVolumeWindow != nil {
+				volumeAt = n.etcdVolumeWindow()
 			}
 		}
 
