@@ -17,6 +17,32 @@ import (
 var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
 	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount", "withdrawn-in-own-reboot", "daemon-before-etcd-volume"}
 
+// rebootBeforeJoin reboots a, the founder, a few seconds after its cluster
+// is created, before its followers joined, with slow set on it for the new
+// boot; once its /var is mounted again, a follower round and lo to hi
+// later, a drops off the network for five minutes.
+func (w *world) rebootBeforeJoin(a *tnode, slow func(a *tnode), lo, hi time.Duration) {
+	w.p.joinMax = 5 * time.Minute
+	rebooted := false
+
+	w.hooks.clusterCreated = func(m *tnode) {
+		if m != a || rebooted {
+			return
+		}
+
+		rebooted = true
+		slow(a)
+		w.at(w.dur(time.Second, 3*time.Second), func() { w.reboot(a, "before the followers joined") })
+	}
+	w.hooks.mounted = func(n *tnode) {
+		if n == a && rebooted && len(w.cuts) == 0 {
+			from := w.now + w.p.cfg.FollowerCheckInterval + w.dur(lo, hi)
+			w.isolate(a, from, from+5*time.Minute)
+			w.p.chaosEnd = from + 5*time.Minute
+		}
+	}
+}
+
 // site is a family's cluster: control-plane nodes booting in rank order
 // (the first oldest), addresses in the same order, no workers, no chaos.
 func (w *world) site(quorum int, bootAt ...time.Duration) {
@@ -73,26 +99,9 @@ func (w *world) setupFamily(name string) error {
 		// no status file and no data directory. Soon after the mount A
 		// drops off the network for minutes.
 		w.site(2, 0, 5*time.Second, 10*time.Second)
-		a := w.nodes[0]
-		w.p.joinMax = 5 * time.Minute
-		rebooted := false
-
-		w.hooks.clusterCreated = func(m *tnode) {
-			if m != a || rebooted {
-				return
-			}
-
-			rebooted = true
+		w.rebootBeforeJoin(w.nodes[0], func(a *tnode) {
 			a.mountWindow = func() time.Duration { return w.dur(time.Minute, 2*time.Minute) }
-			w.at(w.dur(time.Second, 3*time.Second), func() { w.reboot(a, "before the followers joined") })
-		}
-		w.hooks.mounted = func(n *tnode) {
-			if n == a && rebooted && len(w.cuts) == 0 {
-				from := w.now + w.p.cfg.FollowerCheckInterval + w.dur(5*time.Second, 15*time.Second)
-				w.isolate(a, from, from+5*time.Minute)
-				w.p.chaosEnd = from + 5*time.Minute
-			}
-		}
+		}, 5*time.Second, 15*time.Second)
 	case "daemon-before-etcd-volume":
 		// Every node has its own ETCD volume (v1.14). A bootstraps with B
 		// and C locked and reboots before they joined; its /var mounts at
@@ -101,32 +110,15 @@ func (w *world) setupFamily(name string) error {
 		// /var/lib/etcd is the bare, empty mount point and no etcd service
 		// exists. Then A drops off the network for minutes.
 		w.site(2, 0, 5*time.Second, 10*time.Second)
-		a := w.nodes[0]
-		w.p.joinMax = 5 * time.Minute
 
 		for _, n := range w.nodes {
 			n.etcdVolume = true
 		}
 
-		rebooted := false
-
-		w.hooks.clusterCreated = func(m *tnode) {
-			if m != a || rebooted {
-				return
-			}
-
-			rebooted = true
+		w.rebootBeforeJoin(w.nodes[0], func(a *tnode) {
 			a.mountWindow = func() time.Duration { return w.dur(time.Second, 3*time.Second) }
 			a.etcdVolumeWindow = func() time.Duration { return w.dur(time.Minute, 2*time.Minute) }
-			w.at(w.dur(time.Second, 3*time.Second), func() { w.reboot(a, "before the followers joined") })
-		}
-		w.hooks.mounted = func(n *tnode) {
-			if n == a && rebooted && len(w.cuts) == 0 {
-				from := w.now + w.p.cfg.FollowerCheckInterval + w.dur(20*time.Second, 40*time.Second)
-				w.isolate(a, from, from+5*time.Minute)
-				w.p.chaosEnd = from + 5*time.Minute
-			}
-		}
+		}, 20*time.Second, 40*time.Second)
 	case "straddled-read":
 		// Quorum 2 of 3, C powered on late. A bootstraps with B locked and
 		// reboots before B joined; its /var mounts minutes later. One of
