@@ -489,9 +489,10 @@ func releaseReason(lock IntentRef, obs Observation) string {
 
 	// (b) Rebooted leader with an empty data directory: the Bootstrap request
 	// lived in memory and died with the boot, and no etcd data was written.
-	// Only a status of the new boot proves that /var is mounted there:
-	// before, Talos lists no data directory even on a bootstrapped node.
-	// And only an etcd seen before it ever ran (No, not Finished or
+	// Only a status of the new boot names the leader's machine there and
+	// shows /var mounted, and normalize believes an empty listing only
+	// beside etcd's service entry: before, Talos lists no data directory
+	// even on a bootstrapped node. And only an etcd seen before it ever ran (No, not Finished or
 	// unknown) shows that the listing was not made in a reboot or upgrade:
 	// Talos stops etcd first, then unmounts the ETCD volume and /var while
 	// apid still answers, so a leader holding data lists empty there.

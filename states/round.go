@@ -113,13 +113,15 @@ func (s *Session) peerFacts(ctx context.Context, peer discovery.Peer) election.P
 		return facts
 	}
 
-	// The status file first, then the etcd signs: a status of the current
-	// boot is what proves that /var is mounted, so that an empty data
-	// directory is believed. Read after the listing, it proved only that
-	// /var was mounted by then: a round whose reads straddled the mount
-	// (a lost request, EtcdMemberList waiting out its deadline) took the
-	// listing of the bare root filesystem for the leader's data, released
-	// its lock and bootstrapped a second cluster beside the leader's.
+	// The status file first, then the etcd signs: the status, which names
+	// the machine and lets a lock to it go, must not vouch for a listing
+	// made before it. Read after the listing, a status of the current boot
+	// proved only that /var was mounted by then: a round whose reads
+	// straddled the mount (a lost request, EtcdMemberList waiting out its
+	// deadline) took the listing of the bare root filesystem for the
+	// leader's data, released its lock and bootstrapped a second cluster.
+	// (The listing itself is proved by etcd's service entry, read before
+	// and after it: ProbeEtcdSigns, normalize.)
 	st, state, err := transport.ReadStatus(ctx, peer.Node, s.Settings.StatusPath, peer.BootID)
 	facts.Status, facts.StatusState = st, state
 
