@@ -155,7 +155,7 @@ func (w *world) setupFamily(name string) error {
 			}
 
 			untilMount := a.mountAt - w.now
-			ownStatus := a.varMounted && strings.Contains(string(a.storage().status()), a.bootID)
+			ownStatus := a.ownStatusReadable()
 
 			if ownStatus && !isolated && strings.HasPrefix(method, "Read /var") {
 				isolated = true
@@ -252,7 +252,7 @@ func (w *world) setupFamily(name string) error {
 				return false, 0
 			}
 
-			ownStatus := a.varMounted && strings.Contains(string(a.storage().status()), a.bootID)
+			ownStatus := a.ownStatusReadable()
 
 			switch {
 			case !answered && method == "ServiceList" && a.stopping && a.varMounted && !lost:
@@ -272,15 +272,16 @@ func (w *world) setupFamily(name string) error {
 		}
 	case "withdrawn-in-own-reboot":
 		// Quorum 2 of 3, C powered on late. A bootstraps with B locked and
-		// reboots before B joined; B and C cannot reach it. In its second boot A's
-		// etcd does not run for minutes (its image pulled again), so its
-		// daemon, holding the bootstrap of the first boot, waits; as that
-		// wait runs out the operator upgrades A, and the daemon, which Talos
-		// stops last, looks at its own node after etcd stopped and /var
-		// was unmounted. In the third boot A's etcd runs within a minute. B
-		// (not C) reaches A again and reads A's status of that boot; the requests that would show A's etcd
-		// are lost in that round (its boot id still answers), and then A
-		// drops off the network for minutes.
+		// reboots before B joined; B and C cannot reach it. In its second
+		// boot A's etcd does not run for minutes (its image pulled again),
+		// so its daemon, holding the bootstrap of the first boot, waits; as
+		// that wait runs out the operator upgrades A, and the daemon, which
+		// Talos stops last, looks at its own node after etcd stopped and
+		// /var was unmounted. In the third boot A's etcd runs within a
+		// minute. B (not C) reaches A again and reads A's status of that
+		// boot; the requests that would show A's etcd are lost in that round
+		// (its boot id still answers), and then A drops off the network for
+		// minutes.
 		w.site(2, 0, 5*time.Second, 4*time.Minute)
 		a, b := w.nodes[0], w.nodes[1]
 		w.p.joinMax = 5 * time.Minute
@@ -320,7 +321,7 @@ func (w *world) setupFamily(name string) error {
 					w.unmount(a, a.boots)
 				}
 			case from != b || m != a || a.boots != 3 || isolated:
-			case strings.HasPrefix(method, "Read /var") && strings.Contains(string(a.storage().status()), a.bootID):
+			case strings.HasPrefix(method, "Read /var") && a.ownStatusReadable():
 				hiding = true
 			case hiding && method == "Read boot_id":
 				isolated = true

@@ -3,6 +3,7 @@ package simulation
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -115,6 +116,11 @@ func (n *tnode) storage() *disk {
 
 // etcdVisible: /var/lib/etcd shows its data (/var and, on a node with its
 // own ETCD volume, that volume are mounted).
+// ownStatusReadable: peers read a status file this boot's daemon wrote.
+func (n *tnode) ownStatusReadable() bool {
+	return n.varMounted && strings.Contains(string(n.storage().status()), n.bootID)
+}
+
 func (n *tnode) etcdVisible() bool { return n.varMounted && (!n.etcdVolume || n.etcdMounted) }
 
 func (n *tnode) String() string { return fmt.Sprintf("n%d(%s)", n.idx, n.ip) }
