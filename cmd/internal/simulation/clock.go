@@ -107,6 +107,7 @@ func (t *simTimer) Reset(d time.Duration) bool {
 			}
 
 			t.armed = false
+			s.woke = true
 
 			if t.fn != nil {
 				go t.fn()

@@ -121,6 +121,8 @@ func (w *world) startDaemon(n *tnode) {
 		w.mu.Unlock()
 	}
 
+	w.woke = true // the goroutine below
+
 	go func() {
 		err := daemon.Run(ctx, cfg, daemon.Options{Log: w.logger(d), Clock: clock, OnStep: onStep, Jitter: jitter, World: world})
 
@@ -140,6 +142,7 @@ func (w *world) startDaemon(n *tnode) {
 func (w *world) exited(d *daemonRun, err error) {
 	n := d.node
 	d.dead = true
+	w.woke = true // whatever waits on the context
 	d.cancel()
 
 	if n.daemon != d {
@@ -179,6 +182,7 @@ func (w *world) kill(n *tnode) {
 	}
 
 	d.dead = true
+	w.woke = true // whatever waits on the context
 	d.cancel()
 
 	for c := range d.outstanding {

@@ -30,6 +30,12 @@ type sched struct {
 	q       queue
 	seq     uint64
 	pending []request
+	// woke says that the running event (or a request it started) made a
+	// daemon goroutine runnable: only then must the loop wait for the
+	// bubble to be idle again. Waiting after an event that woke nobody
+	// (a request arriving, most of the Talos model) would change nothing
+	// and costs a round trip through the runtime's scheduler.
+	woke bool
 }
 
 // request is something a daemon goroutine asked for, started by the
@@ -120,6 +126,7 @@ func (s *sched) answer(c *call, v any, err error) {
 	}
 
 	delete(c.d.outstanding, c)
+	s.woke = true
 	c.done <- result{v: v, err: err}
 }
 
@@ -149,9 +156,15 @@ func (s *sched) flush() {
 // says so; check runs after every event, once the daemons it woke are
 // blocked again. It must run inside a synctest bubble.
 func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
+	wait := true
+
 	for {
-		synctest.Wait()
+		if wait {
+			synctest.Wait()
+		}
+
 		s.mu.Lock()
+		s.woke = false
 		check()
 		s.flush()
 
@@ -172,6 +185,7 @@ func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
 			e.fn()
 		}
 
+		wait = s.woke
 		s.mu.Unlock()
 	}
 }
