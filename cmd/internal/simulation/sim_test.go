@@ -19,7 +19,7 @@ import (
 )
 
 var (
-	seeds     = flag.Int("sim.seeds", 2000, "number of simulated scenarios")
+	seeds     = flag.Int("sim.seeds", 3000, "number of simulated scenarios")
 	firstSeed = flag.Uint64("sim.seed", 1, "first seed; with -sim.seeds=1 it replays one scenario")
 	showTrace = flag.Bool("sim.trace", false, "print the trace of every scenario run")
 	workers   = flag.Int("sim.workers", 0, "scenarios run at once (0: one per core, GOMAXPROCS)")
