@@ -57,7 +57,7 @@ func run() int {
 	log := zerolog.New(os.Stdout).With().Timestamp().Logger()
 	log.Info().Str("version", version).Msg("starting kommodity-autobootstrap-extension")
 
-	cfg, unknown, err := config.FromEnvironment()
+	cfg, err := config.FromEnvironment()
 	if err != nil {
 		var invalid *config.InvalidError
 		if errors.As(err, &invalid) {
@@ -72,10 +72,6 @@ func run() int {
 	}
 
 	log = log.Level(cfg.LogLevel)
-
-	for _, name := range unknown {
-		log.Warn().Str("variable", name).Msg("unknown variable ignored (a typo?)")
-	}
 
 	if err := daemon.Run(ctx, cfg, daemon.Options{Log: log}); err != nil {
 		if ctx.Err() != nil {

@@ -320,9 +320,9 @@ func ParseLockRef(value string) (*LockRef, error) {
 }
 
 // Load reads the configuration from environ (os.Environ() form). It returns
-// the config, warnings about unknown TALOS_AUTO_BOOTSTRAP_* variables, and an
-// *InvalidError for the first bad value.
-func Load(environ []string) (Config, []string, error) {
+// the config and an *InvalidError for the first bad value or unknown
+// TALOS_AUTO_BOOTSTRAP_* variable.
+func Load(environ []string) (Config, error) {
 	cfg := Defaults()
 	env := map[string]string{}
 
@@ -337,7 +337,28 @@ func Load(environ []string) (Config, []string, error) {
 
 	for _, s := range settings {
 		known[s.name] = true
+	}
 
+	// Unknown names first: a misspelt QUORUM_NODES would otherwise leave
+	// the default quorum of 1, and every node would found a cluster alone.
+	// Failing closed costs an operator one restart after the fix; a
+	// variable ignored with a warning can cost a second cluster.
+	var unknown []string
+
+	for k := range env {
+		if strings.HasPrefix(k, Prefix) && !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		k := unknown[0]
+
+		return cfg, &InvalidError{Variable: k, Value: env[k], Reason: unknownReason(k)}
+	}
+
+	for _, s := range settings {
 		value, ok := env[s.name]
 		if !ok {
 			continue
@@ -345,30 +366,72 @@ func Load(environ []string) (Config, []string, error) {
 
 		value = strings.TrimSpace(value)
 		if err := s.parse(&cfg, value); err != nil {
-			return cfg, nil, &InvalidError{Variable: s.name, Value: value, Reason: err.Error()}
+			return cfg, &InvalidError{Variable: s.name, Value: value, Reason: err.Error()}
 		}
 	}
-
-	var warnings []string
-
-	for k := range env {
-		if strings.HasPrefix(k, Prefix) && !known[k] {
-			warnings = append(warnings, k)
-		}
-	}
-
-	sort.Strings(warnings)
 
 	if cfg.ScanCIDR.IsValid() && cfg.Peers != nil {
-		return cfg, warnings, &InvalidError{Variable: Prefix + "PEERS", Value: env[Prefix+"PEERS"],
+		return cfg, &InvalidError{Variable: Prefix + "PEERS", Value: env[Prefix+"PEERS"],
 			Reason: "set either PEERS or SCAN_CIDR, not both"}
 	}
 
 	if err := checkSources(cfg, env[Prefix+"DISCOVERY"]); err != nil {
-		return cfg, warnings, err
+		return cfg, err
 	}
 
-	return cfg, warnings, nil
+	return cfg, nil
+}
+
+// unknownReason names the known variable closest to name, when one is
+// close enough to be what was meant.
+func unknownReason(name string) string {
+	const reason = "not a variable of this daemon (the README lists them)"
+
+	best, bestDist := "", 5 // farther than 4 edits is no longer a typo
+
+	for _, s := range settings {
+		if strings.HasPrefix(s.name, name) || strings.HasPrefix(name, s.name) {
+			// A name cut short or run on (QUORUM for QUORUM_NODES).
+			return reason + "; did you mean " + s.name + "?"
+		}
+
+		if d := editDistance(name, s.name); d < bestDist {
+			best, bestDist = s.name, d
+		}
+	}
+
+	if best != "" {
+		return reason + "; did you mean " + best + "?"
+	}
+
+	return reason
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+
+	for j := range prev {
+		prev[j] = j
+	}
+
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+
+		prev, cur = cur, prev
+	}
+
+	return prev[len(b)]
 }
 
 // checkSources refuses a DISCOVERY list that leaves PEERS or SCAN_CIDR
@@ -411,4 +474,4 @@ func (c Config) Sources() []discovery.SourceName {
 }
 
 // FromEnvironment is Load(os.Environ()).
-func FromEnvironment() (Config, []string, error) { return Load(os.Environ()) }
+func FromEnvironment() (Config, error) { return Load(os.Environ()) }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -10,9 +11,9 @@ import (
 )
 
 func TestDefaultsAreTheOriginalDesigns(t *testing.T) {
-	cfg, warnings, err := Load(nil)
-	if err != nil || len(warnings) != 0 {
-		t.Fatalf("Load(nil) = %v, %v", warnings, err)
+	cfg, err := Load(nil)
+	if err != nil {
+		t.Fatalf("Load(nil) = %v", err)
 	}
 
 	if cfg.LogLevel != zerolog.InfoLevel || cfg.ScanInterval != 30*time.Second ||
@@ -25,7 +26,7 @@ func TestDefaultsAreTheOriginalDesigns(t *testing.T) {
 }
 
 func TestValuesParse(t *testing.T) {
-	cfg, _, err := Load([]string{
+	cfg, err := Load([]string{
 		"LOG_LEVEL=DEBUG",
 		"TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=3",
 		"TALOS_AUTO_BOOTSTRAP_LEADER_ORDER=address",
@@ -75,17 +76,44 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 	}
 
 	for _, c := range cases {
-		_, _, err := Load([]string{c.env})
+		_, err := Load([]string{c.env})
 		if err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), c.variable) {
 			t.Errorf("%s: err = %v, want an InvalidError naming %s", c.env, err, c.variable)
 		}
 	}
 }
 
-func TestUnknownVariablesWarn(t *testing.T) {
-	_, warnings, err := Load([]string{"TALOS_AUTO_BOOTSTRAP_QUORUM=3", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=3"})
-	if err != nil || len(warnings) != 1 || warnings[0] != "TALOS_AUTO_BOOTSTRAP_QUORUM" {
-		t.Fatalf("warnings = %v, err = %v", warnings, err)
+// An unknown variable of the daemon's prefix is most likely a misspelt
+// setting; QUORUM_NODES misspelt would leave a quorum of 1. It stops the
+// daemon, naming the variable and, when one is close, the known name.
+func TestUnknownVariablesStopTheDaemon(t *testing.T) {
+	for _, c := range []struct {
+		env      []string
+		variable string
+		hint     string
+	}{
+		{[]string{"TALOS_AUTO_BOOTSTRAP_QUORUM=3", "TALOS_AUTO_BOOTSTRAP_QUORUM_NODES=3"}, "TALOS_AUTO_BOOTSTRAP_QUORUM", "did you mean TALOS_AUTO_BOOTSTRAP_QUORUM_NODES?"},
+		{[]string{"TALOS_AUTO_BOOTSTRAP_QUORUM_NODE=3"}, "TALOS_AUTO_BOOTSTRAP_QUORUM_NODE", "did you mean TALOS_AUTO_BOOTSTRAP_QUORUM_NODES?"},
+		{[]string{"TALOS_AUTO_BOOTSTRAP_LEADER_ODRER=address"}, "TALOS_AUTO_BOOTSTRAP_LEADER_ODRER", "did you mean TALOS_AUTO_BOOTSTRAP_LEADER_ORDER?"},
+		{[]string{"TALOS_AUTO_BOOTSTRAP_COLOUR=blue", "TALOS_AUTO_BOOTSTRAP_ZZZ=1"}, "TALOS_AUTO_BOOTSTRAP_COLOUR", ""},
+	} {
+		_, err := Load(c.env)
+
+		var invalid *InvalidError
+		if !errors.As(err, &invalid) || invalid.Variable != c.variable {
+			t.Errorf("%v: err = %v, want an InvalidError naming %s", c.env, err, c.variable)
+
+			continue
+		}
+
+		if got := strings.Contains(err.Error(), "did you mean"); got != (c.hint != "") || !strings.Contains(err.Error(), c.hint) {
+			t.Errorf("%v: %q, want the hint %q", c.env, err, c.hint)
+		}
+	}
+
+	// Other variables (and LOG_LEVEL) are not the daemon's to judge.
+	if _, err := Load([]string{"HOME=/root", "TALOS_AUTO_BOOTSTRAP=1", "LOG_LEVEL=debug"}); err != nil {
+		t.Fatalf("variables outside the prefix: %v", err)
 	}
 }
 
@@ -98,7 +126,7 @@ func TestShortIntervalsAlone(t *testing.T) {
 		"TALOS_AUTO_BOOTSTRAP_MAX_BACKOFF=500ms",
 		"TALOS_AUTO_BOOTSTRAP_PRE_BOOTSTRAP_DELAY=0s",
 	} {
-		if _, _, err := Load([]string{env}); err != nil {
+		if _, err := Load([]string{env}); err != nil {
 			t.Errorf("%s: %v", env, err)
 		}
 	}
@@ -119,7 +147,7 @@ func TestDiscoverySources(t *testing.T) {
 		{env: []string{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=members", "TALOS_AUTO_BOOTSTRAP_PEERS=10.0.0.5"}, wantErr: "PEERS would be ignored"},
 		{env: []string{"TALOS_AUTO_BOOTSTRAP_DISCOVERY=members", "TALOS_AUTO_BOOTSTRAP_SCAN_CIDR=10.0.0.0/24"}, wantErr: "SCAN_CIDR would be ignored"},
 	} {
-		cfg, _, err := Load(tc.env)
+		cfg, err := Load(tc.env)
 		if tc.wantErr != "" {
 			if err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "TALOS_AUTO_BOOTSTRAP_DISCOVERY") {
 				t.Errorf("%v: err %v, want an InvalidError naming DISCOVERY: %q", tc.env, err, tc.wantErr)
