@@ -38,17 +38,20 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runSeeds runs count scenarios from first on all CPUs; results come back in
-// seed order, so the summary does not depend on scheduling. Unless
+// runSeeds runs count scenarios from first on all CPUs and sums them up as
+// they finish; only failing results (and, with opts.Trace, every result)
+// are kept, so that a run of a million seeds needs no more memory than one
+// of a thousand. The summary does not depend on scheduling. Unless
 // failuresExpected (a negative control), every failing seed is printed as
 // it happens.
-func runSeeds(t *testing.T, first uint64, count int, opts Options, failuresExpected bool) []Result {
-	results := make([]Result, count)
+func runSeeds(t *testing.T, first uint64, count int, opts Options, failuresExpected bool) summary {
 	next := make(chan int)
 	start := time.Now()
+	s := newSummary()
 
 	var (
 		wg   sync.WaitGroup
+		mu   sync.Mutex
 		done atomic.Int64
 	)
 
@@ -62,13 +65,17 @@ func runSeeds(t *testing.T, first uint64, count int, opts Options, failuresExpec
 			for i := range next {
 				o := opts
 				o.Seed = first + uint64(i)
-				results[i] = Run(t, o)
+				r := Run(t, o)
+
+				mu.Lock()
+				s.add(r, opts.Trace)
+				mu.Unlock()
 
 				if d := done.Add(1); d%progressEvery == 0 {
 					fmt.Fprintf(os.Stderr, "simulated %d of %d seeds from %d, %.1f seeds/s\n", d, count, first, float64(d)/time.Since(start).Seconds())
 				}
 
-				if r := results[i]; !failuresExpected && r.failed() {
+				if !failuresExpected && r.failed() {
 					// At once, so that a long run names every failing seed
 					// even when it is stopped before its summary.
 					fmt.Fprintf(os.Stderr, "FAILED seed %d (%s): %s\n", r.Seed, r.Scenario, r.Problem)
@@ -84,7 +91,11 @@ func runSeeds(t *testing.T, first uint64, count int, opts Options, failuresExpec
 	close(next)
 	wg.Wait()
 
-	return results
+	bySeed := func(a, b Result) int { return cmp.Compare(a.Seed, b.Seed) }
+	slices.SortFunc(s.failed, bySeed)
+	slices.SortFunc(s.traced, bySeed)
+
+	return s
 }
 
 func (r Result) failed() bool { return r.DoubleBootstrap || r.Invariant != "" || r.LivenessFailure }
@@ -123,51 +134,57 @@ type summary struct {
 	paths                   map[string]int
 	worst                   time.Duration
 	worstSeed               uint64
-	failed                  []Result
+	// failed holds the failing results, traced every result of a run
+	// with traces, both in seed order.
+	failed, traced []Result
 	// families and faults count the scenarios that ran each family and
 	// each fault kind.
 	families, faults map[string]int
 }
 
-func summarise(results []Result) summary {
-	s := summary{paths: map[string]int{}, invariants: map[string]int{}, families: map[string]int{}, faults: map[string]int{}}
+func newSummary() summary {
+	return summary{paths: map[string]int{}, invariants: map[string]int{}, families: map[string]int{}, faults: map[string]int{}}
+}
 
-	for _, r := range results {
-		s.runs++
-		s.families[cmp.Or(r.Family, "random")]++
+// add counts one result. The order results are added in does not matter:
+// the slowest settlement's tie goes to the lowest seed.
+func (s *summary) add(r Result, keep bool) {
+	s.runs++
+	s.families[cmp.Or(r.Family, "random")]++
 
-		for _, f := range r.Faults {
-			s.faults[f]++
-		}
+	for _, f := range r.Faults {
+		s.faults[f]++
+	}
 
-		if r.DoubleBootstrap {
-			s.doubles++
-		}
+	if r.DoubleBootstrap {
+		s.doubles++
+	}
 
-		if r.LivenessFailure {
-			s.liveness++
-		}
+	if r.LivenessFailure {
+		s.liveness++
+	}
 
-		if r.Invariant != "" {
-			s.invariants[r.Invariant]++
-		}
+	if r.Invariant != "" {
+		s.invariants[r.Invariant]++
+	}
 
-		if r.failed() {
-			s.failed = append(s.failed, r)
-		}
+	if r.failed() {
+		s.failed = append(s.failed, r)
+	}
 
-		for k, v := range r.Paths {
-			if v > 0 {
-				s.paths[k]++
-			}
-		}
+	if keep {
+		s.traced = append(s.traced, r)
+	}
 
-		if r.SettledAfter > s.worst {
-			s.worst, s.worstSeed = r.SettledAfter, r.Seed
+	for k, v := range r.Paths {
+		if v > 0 {
+			s.paths[k]++
 		}
 	}
 
-	return s
+	if r.SettledAfter > s.worst || (r.SettledAfter == s.worst && s.worst > 0 && r.Seed < s.worstSeed) {
+		s.worst, s.worstSeed = r.SettledAfter, r.Seed
+	}
 }
 
 // violations counts the seeds that broke an invariant.
@@ -195,12 +212,11 @@ func tally(counts map[string]int) string {
 
 func TestSimulation(t *testing.T) {
 	start := time.Now()
-	results := runSeeds(t, *firstSeed, *seeds, Options{Trace: *showTrace, Family: *family}, false)
+	s := runSeeds(t, *firstSeed, *seeds, Options{Trace: *showTrace, Family: *family}, false)
 	wall := time.Since(start)
-	s := summarise(results)
 
 	if *showTrace {
-		for _, r := range results {
+		for _, r := range s.traced {
 			t.Logf("seed %d (%s): %s\n%s", r.Seed, r.Scenario, r.Problem, strings.Join(r.Trace, "\n"))
 		}
 	}
@@ -272,7 +288,7 @@ func checkCoverage(t *testing.T, s summary) {
 func TestFamilies(t *testing.T) {
 	for _, family := range Families {
 		t.Run(family, func(t *testing.T) {
-			s := summarise(runSeeds(t, 1, *familySeeds, Options{Family: family}, false))
+			s := runSeeds(t, 1, *familySeeds, Options{Family: family}, false)
 
 			for i, r := range s.failed {
 				if i == 2 {
@@ -321,7 +337,7 @@ var (
 // another node than the provider within these seeds, and two clusters
 // follow; with address (TestFamilies, capi-address) both pick one node.
 func TestClusterAPIWithBootTimeMakesTwoClusters(t *testing.T) {
-	s := summarise(runSeeds(t, 1, 200, Options{Family: "capi-boot-time"}, true))
+	s := runSeeds(t, 1, 200, Options{Family: "capi-boot-time"}, true)
 
 	t.Logf("Cluster API provider and LEADER_ORDER=boot-time: %d of %d scenarios made two clusters", s.doubles, s.runs)
 
@@ -335,7 +351,7 @@ func TestClusterAPIWithBootTimeMakesTwoClusters(t *testing.T) {
 // founder, make a second cluster within these seeds; one at a time
 // (TestFamilies, reset-one) never does.
 func TestResettingTwoNodesAtOnceMakesTwoClusters(t *testing.T) {
-	s := summarise(runSeeds(t, 1, 50, Options{Family: "reset-two"}, true))
+	s := runSeeds(t, 1, 50, Options{Family: "reset-two"}, true)
 
 	t.Logf("two EPHEMERAL resets at once, founder cut off: %d of %d scenarios made two clusters", s.doubles, s.runs)
 
@@ -349,7 +365,7 @@ func TestResettingTwoNodesAtOnceMakesTwoClusters(t *testing.T) {
 // majority, daemons that cannot see the lowest address (the provider can)
 // bootstrap the lowest one they see, within these seeds.
 func TestClusterAPIWithAMajorityQuorumMakesTwoClusters(t *testing.T) {
-	s := summarise(runSeeds(t, 1, 50, Options{Family: "capi-majority"}, true))
+	s := runSeeds(t, 1, 50, Options{Family: "capi-majority"}, true)
 
 	t.Logf("Cluster API provider, QUORUM_NODES a majority, lowest address cut off from the daemons: %d of %d scenarios made two clusters", s.doubles, s.runs)
 
