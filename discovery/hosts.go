@@ -183,9 +183,11 @@ type Targets struct {
 	Count uint64
 	// Range is the swept prefix; invalid for a static peer list.
 	Range netip.Prefix
-	// Init are the addresses of nodes the source knows as Talos init nodes
-	// (discovery members say so), whether they answer or not.
-	Init []netip.Addr
+	// Init are the nodes the source knows as Talos init nodes (discovery
+	// members say so), whether they answer or not: the addresses of each,
+	// one group per node, since one node often has several (IPv4 and IPv6,
+	// KubeSpan) and must not count as several init nodes.
+	Init [][]netip.Addr
 }
 
 // NewTargets resolves what to scan: the static peer list, else ScanCIDR,

@@ -100,15 +100,17 @@ func (m Members) Targets(ctx context.Context) (Targets, error) {
 
 	addrs := MemberAddrs(list)
 
-	var inits []transport.Member
+	var inits [][]netip.Addr
 
 	for _, m := range list {
 		if m.MachineType == transport.MachineTypeInit {
-			inits = append(inits, m)
+			if a := MemberAddrs([]transport.Member{m}); len(a) > 0 {
+				inits = append(inits, a)
+			}
 		}
 	}
 
-	return Targets{Addrs: slices.Values(addrs), Count: uint64(len(addrs)), Init: MemberAddrs(inits)}, nil
+	return Targets{Addrs: slices.Values(addrs), Count: uint64(len(addrs)), Init: inits}, nil
 }
 
 // MemberAddrs are the addresses of discovery members worth probing: unicast
@@ -152,7 +154,7 @@ type Combined struct {
 	listed  map[netip.Addr]map[SourceName]bool
 	ranges  map[SourceName]netip.Prefix
 	// inits: the init nodes each source named in its last answer.
-	inits map[SourceName][]netip.Addr
+	inits map[SourceName][][]netip.Addr
 
 	// The sweep's pass and pace (sweepPart).
 	next     func() (netip.Addr, bool)
@@ -171,7 +173,7 @@ func NewCombined(scanner *Scanner, sources []Source, pollEvery time.Duration, en
 	return &Combined{
 		scanner: scanner, sources: sources, log: log, clock: clock, pollEvery: pollEvery, enough: enough,
 		failing: map[SourceName]string{},
-		inits:   map[SourceName][]netip.Addr{},
+		inits:   map[SourceName][][]netip.Addr{},
 		listed:  map[netip.Addr]map[SourceName]bool{},
 		ranges:  map[SourceName]netip.Prefix{},
 	}
@@ -184,8 +186,8 @@ type Round struct {
 	// source named; a peer named by two sources counts for both.
 	BySource map[SourceName]int
 	// InitMembers are the Talos init nodes the sources named (the last
-	// answer of each source), answering or not.
-	InitMembers []netip.Addr
+	// answer of each source), answering or not: each node's addresses.
+	InitMembers [][]netip.Addr
 }
 
 // Scan probes the known peers and every source's targets. The listed
@@ -379,18 +381,16 @@ func (c *Combined) targets(ctx context.Context) ([]netip.Addr, []iter.Seq[netip.
 }
 
 // initMembers joins the init nodes every source named last.
-func (c *Combined) initMembers() []netip.Addr {
-	var out []netip.Addr
+func (c *Combined) initMembers() [][]netip.Addr {
+	var out [][]netip.Addr
 
 	for _, name := range slices.Sorted(maps.Keys(c.inits)) {
-		for _, a := range c.inits[name] {
-			if !slices.Contains(out, a) {
-				out = append(out, a)
+		for _, g := range c.inits[name] {
+			if !slices.ContainsFunc(out, func(o []netip.Addr) bool { return slices.Equal(o, g) }) {
+				out = append(out, g)
 			}
 		}
 	}
-
-	slices.SortFunc(out, netip.Addr.Compare)
 
 	return out
 }

@@ -310,6 +310,8 @@ func TestMembersNameInitNodes(t *testing.T) {
 		transport.Member{ID: "a", MachineType: transport.MachineTypeControlPlane, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
 		transport.Member{ID: "b", MachineType: transport.MachineTypeInit, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("fe80::1")}},
 		transport.Member{ID: "c", MachineType: transport.MachineTypeWorker, Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.3")}},
+		// A second init node, dual-stack: one node, two addresses.
+		transport.Member{ID: "d", MachineType: transport.MachineTypeInit, Addresses: []netip.Addr{netip.MustParseAddr("fd00::4"), netip.MustParseAddr("10.0.0.4")}},
 	)
 
 	got, err := Members{Lister: l}.Targets(t.Context())
@@ -317,7 +319,11 @@ func TestMembersNameInitNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if want := []netip.Addr{netip.MustParseAddr("10.0.0.2")}; !slices.Equal(got.Init, want) {
-		t.Fatalf("init nodes %v, want %v", got.Init, want)
+	want := [][]netip.Addr{
+		{netip.MustParseAddr("10.0.0.2")},
+		{netip.MustParseAddr("10.0.0.4"), netip.MustParseAddr("fd00::4")},
+	}
+	if !slices.EqualFunc(got.Init, want, slices.Equal) {
+		t.Fatalf("init nodes %v, want %v (one group of addresses per node)", got.Init, want)
 	}
 }

@@ -1,6 +1,7 @@
 package election
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -15,33 +16,98 @@ import (
 // node's own type, a peer's apid or status file, a discovery member) ends
 // the election like a cluster: nobody leads, locks or sends Bootstrap.
 
-// initNodes lists the init nodes known this round, by address, sorted.
+// initNodes lists the init nodes known this round, one address each,
+// sorted. They are counted by machine, not by address: a discovery member
+// lists all of a node's addresses (IPv4, IPv6, KubeSpan), and a peer
+// reached at one of them, or two peers with one boot id, are that node.
+// Counted by address, one dual-stack init node read as two, a
+// configuration Talos splits, and every daemon said so.
 func initNodes(obs Observation) []netip.Addr {
-	var out []netip.Addr
+	var machines []initMachine
 
-	add := func(a netip.Addr) {
-		if a.IsValid() && !slices.Contains(out, a) {
-			out = append(out, a)
+	add := func(m initMachine) {
+		for i := 0; i < len(machines); {
+			if !machines[i].same(m) {
+				i++
+
+				continue
+			}
+
+			// Merged, m may now meet a machine it passed: look again.
+			m = m.merge(machines[i])
+			machines = slices.Delete(machines, i, i+1)
+			i = 0
 		}
+
+		machines = append(machines, m)
 	}
 
-	if obs.SelfInit {
-		add(obs.Self.IP)
+	if obs.SelfInit && obs.Self.IP.IsValid() {
+		add(initMachine{addrs: []netip.Addr{obs.Self.IP}, seen: obs.Self.IP, bootID: obs.Self.BootID})
 	}
 
 	for _, p := range obs.Peers {
-		if p.Init || (p.StatusState == StatusOK && p.Status != nil && p.Status.Init) {
-			add(p.IP)
+		if p.IP.IsValid() && (p.Init || (p.StatusState == StatusOK && p.Status != nil && p.Status.Init)) {
+			add(initMachine{addrs: []netip.Addr{p.IP}, seen: p.IP, bootID: p.BootID})
 		}
 	}
 
-	for _, a := range obs.InitMembers {
-		add(a)
+	for _, g := range obs.InitMembers {
+		if len(g) > 0 {
+			add(initMachine{addrs: slices.Clone(g)})
+		}
+	}
+
+	out := make([]netip.Addr, 0, len(machines))
+	for _, m := range machines {
+		out = append(out, m.name())
 	}
 
 	slices.SortFunc(out, netip.Addr.Compare)
 
 	return out
+}
+
+// initMachine is one init node: the addresses it is known at, the one it
+// answered at (if any), and its boot id (if read).
+type initMachine struct {
+	addrs  []netip.Addr
+	seen   netip.Addr
+	bootID string
+}
+
+func (m initMachine) same(o initMachine) bool {
+	if m.bootID != "" && m.bootID == o.bootID {
+		return true
+	}
+
+	return slices.ContainsFunc(m.addrs, func(a netip.Addr) bool { return slices.Contains(o.addrs, a) })
+}
+
+func (m initMachine) merge(o initMachine) initMachine {
+	for _, a := range o.addrs {
+		if !slices.Contains(m.addrs, a) {
+			m.addrs = append(m.addrs, a)
+		}
+	}
+
+	if !m.seen.IsValid() || (o.seen.IsValid() && o.seen.Less(m.seen)) {
+		m.seen = o.seen
+	}
+
+	m.bootID = cmp.Or(m.bootID, o.bootID)
+
+	return m
+}
+
+// name is the address a node is named by: the lowest it answered at, else
+// its lowest known one.
+func (m initMachine) name() netip.Addr {
+	if m.seen.IsValid() {
+		return m.seen
+	}
+
+	return slices.MinFunc(m.addrs, netip.Addr.Compare)
 }
 
 // initEvidence is what a status remembers of an init node: the cluster

@@ -20,13 +20,35 @@ func TestInitNodeEndsTheElection(t *testing.T) {
 		{name: "a peer's apid says init", arrange: func(o *Observation) { o.Peers[1].Init = true }, kind: Follow, reason: "10.0.0.3 is the Talos init node"},
 		{name: "a peer's status says init", arrange: func(o *Observation) { o.Peers[0].Status.Init = true }, kind: Follow, reason: "10.0.0.2 is the Talos init node"},
 		{name: "only a discovery member says init", arrange: func(o *Observation) {
-			o.InitMembers = []netip.Addr{netip.MustParseAddr("10.0.0.9")}
+			o.InitMembers = [][]netip.Addr{addrs("10.0.0.9")}
 		}, kind: Follow, reason: "10.0.0.9 is the Talos init node"},
 		{name: "this node is the init node", arrange: func(o *Observation) { o.SelfInit = true }, kind: Joined, reason: "this node is the Talos init node"},
+		// One machine at several addresses is one init node, however it is
+		// known: a member lists them all, a peer answers at one.
+		{name: "a discovery member with two addresses", arrange: func(o *Observation) {
+			o.InitMembers = [][]netip.Addr{addrs("10.0.0.9", "fd00::9")}
+		}, kind: Follow, reason: "10.0.0.9 is the Talos init node"},
+		{name: "a peer says init, its member lists its other address too", arrange: func(o *Observation) {
+			o.Peers[1].Init = true
+			o.InitMembers = [][]netip.Addr{addrs("fd00::3", "10.0.0.3")}
+		}, kind: Follow, reason: "10.0.0.3 is the Talos init node"},
+		{name: "this node is the init node, its member lists its other address too", arrange: func(o *Observation) {
+			o.SelfInit = true
+			o.InitMembers = [][]netip.Addr{addrs("10.0.0.1", "fd00::1")}
+		}, kind: Joined, reason: "this node is the Talos init node"},
 		{name: "two init nodes", arrange: func(o *Observation) {
 			o.Peers[1].Init = true
-			o.InitMembers = []netip.Addr{netip.MustParseAddr("10.0.0.9")}
+			o.InitMembers = [][]netip.Addr{addrs("10.0.0.9")}
 		}, kind: Wait, reason: "2 init nodes (10.0.0.3, 10.0.0.9)"},
+		{name: "two init nodes, each at two addresses", arrange: func(o *Observation) {
+			o.Peers[1].Init = true
+			o.InitMembers = [][]netip.Addr{addrs("10.0.0.3", "fd00::3"), addrs("fd00::9", "10.0.0.9")}
+		}, kind: Wait, reason: "2 init nodes (10.0.0.3, 10.0.0.9)"},
+		// Two groups that only an address seen later joins are one node.
+		{name: "a peer's address joins two member groups", arrange: func(o *Observation) {
+			o.Peers[1].Init = true
+			o.InitMembers = [][]netip.Addr{addrs("fd00::3"), addrs("10.0.0.3", "fd00::3")}
+		}, kind: Follow, reason: "10.0.0.3 is the Talos init node"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obs := obsFor(cA, 0, idle(cB), idle(cC)) // A ranks first: without the init node it would announce
@@ -52,6 +74,15 @@ func TestInitNodeEndsTheElection(t *testing.T) {
 			}
 		})
 	}
+}
+
+func addrs(s ...string) []netip.Addr {
+	out := make([]netip.Addr, len(s))
+	for i, a := range s {
+		out[i] = netip.MustParseAddr(a)
+	}
+
+	return out
 }
 
 // A bootstrap decided but not sent is withdrawn once an init node shows,

@@ -459,9 +459,9 @@ type Observation struct {
 	SelfEtcdHealthy bool
 	// SelfInit: this node's machine type is init (its config or COSI).
 	SelfInit bool
-	// InitMembers are the addresses of nodes that Talos cluster discovery
-	// lists with machine type init, reachable or not.
-	InitMembers []netip.Addr
+	// InitMembers are the nodes that Talos cluster discovery lists with
+	// machine type init, reachable or not: the addresses of each.
+	InitMembers [][]netip.Addr
 	// Peers are the control-plane peers in view, self excluded.
 	Peers []PeerFacts
 	// Quorum is QUORUM_NODES; it counts self.

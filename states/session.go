@@ -127,7 +127,7 @@ type Session struct {
 	local          transport.Node
 	scanner        Scanner
 	peers          []discovery.Peer // control-plane peers of the last scan
-	initMembers    []netip.Addr     // init nodes discovery named in the last scan
+	initMembers    [][]netip.Addr   // init nodes discovery named in the last scan (each one's addresses)
 	scanAttempt    int
 	scanKnown      int // control-plane nodes known at the last scan round
 	tracker        election.ViewTracker

@@ -481,9 +481,18 @@ func judge(nodes []Facts, runs []stepped, order election.LeaderOrder, ranks []in
 	return v
 }
 
-// initNodes are the nodes Talos founds etcd on by itself.
+// initNodes are the nodes Talos founds etcd on by itself, one entry per
+// machine: a node asked at two of its addresses answers with one boot id.
 func initNodes(nodes []Facts) []Facts {
-	return slices.DeleteFunc(slices.Clone(nodes), func(f Facts) bool { return !f.init() })
+	var out []Facts
+
+	for _, f := range nodes {
+		if f.init() && !slices.ContainsFunc(out, func(o Facts) bool { return o.BootID != "" && o.BootID == f.BootID }) {
+			out = append(out, f)
+		}
+	}
+
+	return out
 }
 
 // initVerdict: a Talos init node founds the cluster, nobody sends
@@ -496,8 +505,9 @@ func initVerdict(v Verdict, nodes []Facts, inits []Facts) Verdict {
 
 	if len(inits) > 1 {
 		v.Blockers = append(v.Blockers, Blocker{Kind: KindTwoInitNodes, Detail: fmt.Sprintf(
-			"%s are all Talos init nodes: Talos founds a separate etcd cluster on each; give one control-plane node machine type init at most, "+
-				"or none (the daemons then bootstrap); no daemon sends Bootstrap meanwhile", strings.Join(names, ", "))})
+			"%s are all Talos init nodes: Talos founds a separate etcd cluster on each; give one control-plane node machine type init at most; "+
+				"no daemon sends Bootstrap, not even after the change (each remembers the init nodes it saw as a cluster being founded)",
+			strings.Join(names, ", "))})
 
 		return blocked(v, "")
 	}

@@ -611,6 +611,16 @@ func TestInitNodeVerdicts(t *testing.T) {
 		!strings.Contains(v.Blockers[0].Detail, "10.0.0.1, 10.0.0.3 are all Talos init nodes") {
 		t.Fatalf("verdict %+v, want blocked on two init nodes, naming both", v)
 	}
+
+	// One init node asked at its IPv4 and its IPv6 address answers with one
+	// boot id: one init node, not a split.
+	twoAddrs := initNode(3)
+	twoAddrs.Addr = netip.MustParseAddr("fd00::3")
+
+	v = statusreport.Build([]statusreport.Facts{node(1, status(election.PhaseIdle, 3, nil, 0)), initNode(3), twoAddrs}, settings).Verdict
+	if v.State == statusreport.Blocked || !strings.Contains(v.Summary, "10.0.0.3 is the Talos init node") {
+		t.Fatalf("verdict %+v, want one init node (10.0.0.3) asked at two addresses", v)
+	}
 }
 
 // Under LEADER_ORDER=address the lowest address leads whatever its clock:
