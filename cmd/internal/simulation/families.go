@@ -441,6 +441,52 @@ func (w *world) setupFamily(name string) error {
 				}
 			}
 		})
+	case "reset-during-election":
+		// Quorum 2 of 3, C boots late. While A, announced, waits out
+		// PRE_BOOTSTRAP_DELAY, an operator reads every status file: no
+		// node is bootstrapping or bootstrapped, and B's leader, A, is
+		// reachable. B's EPHEMERAL reset lands 2 to 20 s later (typing,
+		// talosctl's graceful reset), after A's last check counted B's
+		// lock (perhaps one B took after the operator looked); A then
+		// drops off the network for minutes. B, empty, and C found a
+		// second cluster. Not in Families: it must fail, and shows why
+		// operations.md allows no reset of a node that has not joined
+		// while an election may run.
+		w.site(2, 0, 5*time.Second, 3*time.Minute)
+		a, b := w.nodes[0], w.nodes[1]
+		w.p.chaosEnd = 12 * time.Minute
+		checked := false
+
+		w.hooks.saved = func(d *daemonRun, st election.Status) {
+			if checked || d.node != a || st.Phase != election.PhaseAnnounced {
+				return
+			}
+
+			checked = true
+
+			w.register(d.key("family reset-during-election"), func() {
+				w.at(w.dur(0, w.p.cfg.PreBootstrapDelay), func() {
+					for _, n := range w.nodes {
+						if st, err := election.ParseStatus(n.storage().status()); err == nil && st.Incarnation.BootID == n.bootID &&
+							(st.Phase == election.PhaseBootstrapping || st.Phase == election.PhaseBootstrapped) {
+							w.tracef(n, "operator's check: %s is %s, no reset", n, st.Phase)
+
+							return
+						}
+					}
+
+					if !w.reachable(b, a) {
+						return
+					}
+
+					w.tracef(b, "operator's check: no node bootstrapping or bootstrapped, leader %s reachable (%s): resetting %s", a, w.statusOf(b), b)
+					w.at(w.dur(2*time.Second, 20*time.Second), func() {
+						w.resetEphemeral(b)
+						w.isolate(a, w.now+w.dur(time.Second, 5*time.Second), w.now+10*time.Minute)
+					})
+				})
+			})
+		}
 	case "graceful-reboot":
 		// Found by a review. Quorum 2 of 3: C, locked to A's
 		// intent, is rebooted by an operator while A waits out

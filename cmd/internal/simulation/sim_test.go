@@ -373,3 +373,19 @@ func TestClusterAPIWithAMajorityQuorumMakesTwoClusters(t *testing.T) {
 		t.Fatal("no double bootstrap with a majority quorum beside the Cluster API provider: the model of the provider is blind")
 	}
 }
+
+// TestResettingAnUnjoinedNodeDuringAnElectionMakesTwoClusters: a node that
+// has not joined is reset while no node is bootstrapping or bootstrapped
+// and its leader is reachable, as an operator can check it; the reset lands
+// seconds later, after the leader's last check counted the node's lock, and
+// the leader then drops off. The reset node and a late one found a second
+// cluster. operations.md allowed such a reset once; it no longer does.
+func TestResettingAnUnjoinedNodeDuringAnElectionMakesTwoClusters(t *testing.T) {
+	s := runSeeds(t, 1, 50, Options{Family: "reset-during-election"}, true)
+
+	t.Logf("EPHEMERAL reset of an unjoined node during the election: %d of %d scenarios made two clusters", s.doubles, s.runs)
+
+	if s.doubles == 0 {
+		t.Fatal("no double bootstrap: the family no longer shows why such a reset is unsafe")
+	}
+}
