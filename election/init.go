@@ -25,6 +25,9 @@ import (
 func initNodes(obs Observation) []netip.Addr {
 	var machines []initMachine
 
+	// add folds m into the machines it is the same node as. No two
+	// machines kept are the same node, so merging one cannot make m meet
+	// a machine it did not meet before.
 	add := func(m initMachine) {
 		for i := 0; i < len(machines); {
 			if !machines[i].same(m) {
@@ -33,10 +36,8 @@ func initNodes(obs Observation) []netip.Addr {
 				continue
 			}
 
-			// Merged, m may now meet a machine it passed: look again.
 			m = m.merge(machines[i])
 			machines = slices.Delete(machines, i, i+1)
-			i = 0
 		}
 
 		machines = append(machines, m)

@@ -44,8 +44,11 @@ func TestInitNodeEndsTheElection(t *testing.T) {
 			o.Peers[1].Init = true
 			o.InitMembers = [][]netip.Addr{addrs("10.0.0.3", "fd00::3"), addrs("fd00::9", "10.0.0.9")}
 		}, kind: Wait, reason: "2 init nodes (10.0.0.3, 10.0.0.9)"},
-		// Two groups that only an address seen later joins are one node.
-		{name: "a peer's address joins two member groups", arrange: func(o *Observation) {
+		{name: "one node answering at two addresses, one boot id", arrange: func(o *Observation) {
+			o.Peers[0].Init, o.Peers[1].Init = true, true
+			o.Peers[1].BootID = o.Peers[0].BootID
+		}, kind: Follow, reason: "10.0.0.2 is the Talos init node"},
+		{name: "a member joins a peer's address and another of its own", arrange: func(o *Observation) {
 			o.Peers[1].Init = true
 			o.InitMembers = [][]netip.Addr{addrs("fd00::3"), addrs("10.0.0.3", "fd00::3")}
 		}, kind: Follow, reason: "10.0.0.3 is the Talos init node"},
