@@ -200,14 +200,14 @@ func (n *grpcNode) MachineType(ctx context.Context) (MachineType, error) {
 		return t, nil
 	}
 
-	if ctx.Err() != nil || (status.Code(err) != codes.Unimplemented && !state.IsNotFoundError(err)) {
+	if ctx.Err() != nil || (!cosiTypeUnsupported(err) && !state.IsNotFoundError(err)) {
 		// A lost reply or a refusal tells nothing: guessing from the
 		// service list could take a control-plane node whose services have
 		// not started (a bootstrapped one, just rebooted) for a worker.
 		return MachineTypeUnknown, n.fail("get machine type", err)
 	}
 
-	// No COSI through this apid (Unimplemented), or no such resource: the
+	// No COSI through this apid, or no such resource type or resource: the
 	// etcd service exists on control-plane nodes only. init is reported as
 	// controlplane here.
 	svc, svcErr := n.EtcdService(ctx)
@@ -346,7 +346,7 @@ func (n *grpcNode) TimeSynced(ctx context.Context) (bool, error) {
 		// NotFound is an apid that does not publish it: machined's time
 		// controller writes the status once the config is loaded, long
 		// before extensions start, so a running Talos always has one.
-		if status.Code(err) == codes.Unimplemented || state.IsNotFoundError(err) {
+		if cosiTypeUnsupported(err) || state.IsNotFoundError(err) {
 			return false, n.fail("get time status", fmt.Errorf("%w: %w", ErrUnsupported, err))
 		}
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	configres "github.com/siderolabs/talos/pkg/machinery/resources/config"
+	timeres "github.com/siderolabs/talos/pkg/machinery/resources/time"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -149,6 +151,19 @@ func TestReadOnlyMethods(t *testing.T) {
 			syncCode:    codes.NotFound,
 		},
 		{
+			// COSI served, but the access policy knows neither type
+			// (PermissionDenied "resource type ... is not supported"): read
+			// as no COSI, not as a refusal that would stop every round.
+			name: "control plane, machine type and time status types unregistered",
+			node: fakeapid.Node{
+				MachineType: transport.MachineTypeControlPlane, COSIUnregistered: []string{configres.MachineTypeType, timeres.StatusType},
+			},
+			machineType: transport.MachineTypeControlPlane,
+			etcd:        transport.ServiceState{Found: true, State: "Preparing", Message: "Running pre stage"},
+			syncErr:     transport.ErrUnsupported,
+			syncCode:    codes.PermissionDenied,
+		},
+		{
 			name:        "worker without COSI",
 			node:        fakeapid.Node{MachineType: transport.MachineTypeWorker, COSIUnimplemented: true},
 			machineType: transport.MachineTypeWorker,
@@ -222,7 +237,7 @@ func TestReadOnlyMethods(t *testing.T) {
 				machine.MachineService_Read_FullMethodName,
 				"/cosi.resource.State/Get",
 			}
-			if tt.node.COSIUnimplemented {
+			if tt.node.COSIUnimplemented || slices.Contains(tt.node.COSIUnregistered, configres.MachineTypeType) {
 				wantMethods = append(wantMethods, machine.MachineService_ServiceList_FullMethodName)
 			}
 

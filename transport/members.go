@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/cosi-project/runtime/pkg/safe"
 	"github.com/cosi-project/runtime/pkg/state"
@@ -48,7 +49,7 @@ func (n *grpcNode) ClusterMembers(ctx context.Context) ([]Member, error) {
 	switch {
 	case err == nil && !discoveryEnabled(cfg.TypedSpec()):
 		return nil, n.fail("read discovery config", ErrDiscoveryDisabled)
-	case err != nil && status.Code(err) == codes.Unimplemented:
+	case err != nil && cosiTypeUnsupported(err):
 		return nil, n.fail("read discovery config", fmt.Errorf("%w: %w", ErrUnsupported, err))
 	case err != nil && !state.IsNotFoundError(err):
 		// NotFound (COSI's own error type, not a gRPC code): an apid
@@ -90,11 +91,33 @@ func discoveryEnabled(spec *cluster.ConfigSpec) bool {
 }
 
 func unsupported(err error) error {
-	if status.Code(err) == codes.Unimplemented {
+	if cosiTypeUnsupported(err) {
 		return fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 
 	return err
+}
+
+// cosiTypeUnsupported: the apid serves no such COSI resource: no COSI at
+// all (Unimplemented), or a type or namespace its access policy does not
+// know. Talos answers the latter PermissionDenied "resource type %q is not
+// supported" (internal/app/resources/access.go), before any role check;
+// another apid, or a Talos that predates the type, may answer so. Taken as
+// a refusal, it would stop every round for good.
+func cosiTypeUnsupported(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+
+	switch st.Code() {
+	case codes.Unimplemented:
+		return true
+	case codes.PermissionDenied:
+		return strings.HasSuffix(st.Message(), "is not supported")
+	default:
+		return false
+	}
 }
 
 // machineTypeOf maps discovery's spelling; an unknown one stays unknown

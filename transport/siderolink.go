@@ -7,8 +7,6 @@ import (
 	"github.com/cosi-project/runtime/pkg/safe"
 	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/resources/siderolink"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // SideroLinkReader reads whether Talos connects a node to Omni.
@@ -35,7 +33,7 @@ func (n *grpcNode) SideroLinkEndpoint(ctx context.Context) (string, error) {
 	case state.IsNotFoundError(err):
 		// Talos writes it whenever a SideroLink endpoint is configured.
 		return "", nil
-	case status.Code(err) == codes.Unimplemented:
+	case cosiTypeUnsupported(err):
 		return "", n.fail("get siderolink config", fmt.Errorf("%w: %w", ErrUnsupported, err))
 	default:
 		return "", n.fail("get siderolink config", err)

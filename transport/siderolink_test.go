@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/siderolabs/talos/pkg/machinery/resources/siderolink"
+
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/transport/fakeapid"
 )
@@ -37,6 +39,13 @@ func TestSideroLinkEndpoint(t *testing.T) {
 		{name: "not connected: NotFound is no endpoint", node: fakeapid.Node{}, dialer: adminDialer},
 		{
 			name: "no COSI", node: fakeapid.Node{SideroLinkAPI: omni, COSIUnimplemented: true}, dialer: adminDialer,
+			wantErr: transport.ErrUnsupported,
+		},
+		{
+			// An apid whose access policy does not know the type (Talos's
+			// PermissionDenied "resource type ... is not supported") has no
+			// SideroLink to report: not a refusal.
+			name: "type unregistered", node: fakeapid.Node{COSIUnregistered: []string{siderolink.ConfigType}}, dialer: adminDialer,
 			wantErr: transport.ErrUnsupported,
 		},
 		{

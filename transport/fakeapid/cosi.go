@@ -70,7 +70,13 @@ func (c *cosiState) snapshot(ctx context.Context, typ resource.Type) (state.Core
 		}
 	}
 
-	return state.Filter(mem, accessPolicy), nil
+	return state.Filter(mem, func(ctx context.Context, access state.Access) error {
+		if slices.ContainsFunc(c.s.node.COSIUnregistered, func(t resource.Type) bool { return strings.EqualFold(t, access.ResourceType) }) {
+			return status.Error(codes.PermissionDenied, fmt.Sprintf("resource type %q is not supported", access.ResourceType))
+		}
+
+		return accessPolicy(ctx, access)
+	}), nil
 }
 
 // resources are the node's resources of type typ (an exact type: the

@@ -131,6 +131,11 @@ type Node struct {
 
 	// COSIUnimplemented: the COSI State service is not served (Unimplemented).
 	COSIUnimplemented bool
+	// COSIUnregistered are resource types this apid's access policy does
+	// not know, though it serves COSI: Get and List answer Talos's
+	// PermissionDenied "resource type %q is not supported", as for a type
+	// a Talos version predates.
+	COSIUnregistered []string
 	// SideroLinkAPI: the node is connected to Omni; COSI serves
 	// SiderolinkConfigs (namespace config, id siderolink) with this
 	// APIEndpoint, as Talos does for a SideroLinkConfig document or the
