@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/discovery"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/states/statusfile"
@@ -30,8 +32,11 @@ func (s *Session) observe(ctx context.Context) (election.Observation, error) {
 
 	if self.BootID != s.status.Incarnation.BootID {
 		// The node rebooted under a running daemon: impossible for an
-		// extension, so stop rather than reason on mixed incarnations.
-		return election.Observation{}, fmt.Errorf("local boot id changed from %s to %s", s.status.Incarnation.BootID, self.BootID)
+		// extension (a reboot ends it). Exit rather than reason on mixed
+		// incarnations, or retry a state that fails the same way for
+		// ever: a new run starts from the new boot, as after a reboot.
+		return election.Observation{}, backoff.Permanent(fmt.Errorf("local boot id changed from %s to %s: exiting so that the service starts again on the new boot",
+			s.status.Incarnation.BootID, self.BootID))
 	}
 
 	synced, err := s.local.TimeSynced(ctx)
