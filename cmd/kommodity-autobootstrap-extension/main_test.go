@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +91,28 @@ func TestExitCodes(t *testing.T) {
 		if len(lines) != 2 || lines[1]["variable"] != "TALOS_AUTO_BOOTSTRAP_QUORUM_NODE" || lines[1]["level"] != "error" ||
 			!strings.Contains(lines[1]["error"].(string), "did you mean TALOS_AUTO_BOOTSTRAP_QUORUM_NODES?") {
 			t.Fatalf("want one error line naming the variable and the setting meant, got:\n%s", out)
+		}
+	})
+
+	t.Run("unusable talosconfig exits 2 naming the variable", func(t *testing.T) {
+		cmd := exec.Command(bin)
+		missing := filepath.Join(t.TempDir(), "talosconfig")
+		cmd.Env = append(noSecretsNoState(t, "200ms"), "TALOS_AUTO_BOOTSTRAP_TALOSCONFIG="+missing)
+		out, err := cmd.Output()
+
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Fatalf("exit = %v, want code 2; output:\n%s", err, out)
+		}
+
+		named := false
+		for _, l := range messages(out) {
+			named = named || (l["level"] == "error" && strings.Contains(fmt.Sprint(l["error"]), "TALOS_AUTO_BOOTSTRAP_TALOSCONFIG") &&
+				strings.Contains(fmt.Sprint(l["error"]), missing))
+		}
+
+		if !named {
+			t.Fatalf("no error line naming the variable and the file:\n%s", out)
 		}
 	})
 

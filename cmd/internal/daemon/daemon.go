@@ -118,6 +118,23 @@ func (w World) replace(deps *states.Deps) {
 	deps.Adopted = w.Adopted
 }
 
+// talosconfigSource: a talosconfig that cannot be used (missing,
+// unreadable, no usable context, an expired certificate) is a bad value of
+// TALOSCONFIG: the daemon exits 2 naming the variable, as for any other bad
+// setting, and the file's problem stays in the reason.
+type talosconfigSource struct{ credentials.TalosconfigSource }
+
+func (s talosconfigSource) Load(ctx context.Context) (transport.MachineType, transport.Identity, error) {
+	mt, id, err := s.TalosconfigSource.Load(ctx)
+
+	var permanent *backoff.PermanentError
+	if errors.As(err, &permanent) {
+		return mt, id, backoff.Permanent(&config.InvalidError{Variable: config.Prefix + "TALOSCONFIG", Value: s.Path, Reason: permanent.Err.Error()})
+	}
+
+	return mt, id, err
+}
+
 // hostDeps builds the real collaborators from cfg.
 func hostDeps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) states.Deps {
 	var source states.CredentialSource = credentials.StateSource{
@@ -128,7 +145,7 @@ func hostDeps(cfg config.Config, log zerolog.Logger, clock clockwork.Clock) stat
 	}
 
 	if cfg.Talosconfig != "" {
-		source = credentials.TalosconfigSource{Path: cfg.Talosconfig, Clock: clock, Log: log}
+		source = talosconfigSource{credentials.TalosconfigSource{Path: cfg.Talosconfig, Clock: clock, Log: log}}
 	}
 
 	var breakLock *election.IntentRef
