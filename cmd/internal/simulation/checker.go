@@ -136,9 +136,20 @@ func (w *world) horizon() time.Duration {
 	}
 
 	if f := w.p.disk; f.on[faultKill] || f.on[faultPowerLoss] {
-		// A Bootstrap boundary may crash a node once after the chaos: a
-		// reboot, a slow /var and ETCD volume, the send judged again.
-		h += 6*time.Minute + c.EtcdWait
+		// A Bootstrap boundary may crash each node once after the chaos:
+		// a reboot, a slow /var and ETCD volume, the send judged again.
+		// Each leader in turn may crash so at its send, so every
+		// control-plane node may cost one such cycle (seven of them took
+		// 22 minutes in one scenario, where one cycle was allowed).
+		cps := 0
+
+		for _, n := range w.nodes {
+			if n.cp {
+				cps++
+			}
+		}
+
+		h += time.Duration(cps) * (6*time.Minute + c.EtcdWait)
 	}
 
 	return h
