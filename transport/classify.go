@@ -77,3 +77,25 @@ func ClassifyBootstrap(err error) election.BootstrapOutcome {
 	// DeadlineExceeded, Unavailable, Canceled, Internal, unknown messages.
 	return election.Unknown
 }
+
+// cosiTypeUnsupported: the apid serves no such COSI resource: no COSI at
+// all (Unimplemented), or a type or namespace its access policy does not
+// know. Talos answers the latter PermissionDenied "resource type %q is not
+// supported" (internal/app/resources/access.go), before any role check;
+// another apid, or a Talos that predates the type, may answer so. Taken as
+// a refusal, it would stop every round for good.
+func cosiTypeUnsupported(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+
+	switch st.Code() {
+	case codes.Unimplemented:
+		return true
+	case codes.PermissionDenied:
+		return strings.HasSuffix(st.Message(), "is not supported")
+	default:
+		return false
+	}
+}

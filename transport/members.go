@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/cosi-project/runtime/pkg/safe"
 	"github.com/cosi-project/runtime/pkg/state"
 	"github.com/siderolabs/talos/pkg/machinery/resources/cluster"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // ErrDiscoveryDisabled is returned by ClusterMembers when the node's config
@@ -96,28 +93,6 @@ func unsupported(err error) error {
 	}
 
 	return err
-}
-
-// cosiTypeUnsupported: the apid serves no such COSI resource: no COSI at
-// all (Unimplemented), or a type or namespace its access policy does not
-// know. Talos answers the latter PermissionDenied "resource type %q is not
-// supported" (internal/app/resources/access.go), before any role check;
-// another apid, or a Talos that predates the type, may answer so. Taken as
-// a refusal, it would stop every round for good.
-func cosiTypeUnsupported(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok {
-		return false
-	}
-
-	switch st.Code() {
-	case codes.Unimplemented:
-		return true
-	case codes.PermissionDenied:
-		return strings.HasSuffix(st.Message(), "is not supported")
-	default:
-		return false
-	}
 }
 
 // machineTypeOf maps discovery's spelling; an unknown one stays unknown
