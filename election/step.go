@@ -556,25 +556,42 @@ func rememberMismatch(st *Status, obs Observation) string {
 	mine := obs.LeaderOrder.orDefault()
 	agrees := func(quorum int, order LeaderOrder) bool { return quorum == obs.Quorum && order.orDefault() == mine }
 
+	// The remembered mismatch stays as it is while its machine is out of
+	// view or shows it again unchanged: with several misconfigured peers in
+	// view, a record of "the last one seen" would change every round, and
+	// a node waiting on it would rewrite its status file every round.
+	kept := st.QuorumMismatch
+
+	var first *Mismatch
+
 	for _, p := range obs.Peers {
 		if p.StatusState != StatusOK || p.Status == nil {
 			continue
 		}
 
-		switch {
-		case !agrees(p.Status.Quorum, p.Status.LeaderOrder):
-			seen := Mismatch{Node: p.Incarnation, Quorum: p.Status.Quorum, LeaderOrder: p.Status.LeaderOrder.orDefault(), At: obs.Now}
-			if old := st.QuorumMismatch; old != nil && old.Node == seen.Node && old.Quorum == seen.Quorum && old.LeaderOrder == seen.LeaderOrder {
-				// The same mismatch again: keep when it was first seen, so
-				// that a node waiting on it does not rewrite its status
-				// file every round.
-				seen.At = old.At
+		same := kept != nil && sameMachine(p.Incarnation, kept.Node)
+
+		if agrees(p.Status.Quorum, p.Status.LeaderOrder) {
+			if same {
+				kept = nil // that machine publishes this node's values now
 			}
 
-			st.QuorumMismatch = &seen
-		case st.QuorumMismatch != nil && sameMachine(p.Incarnation, st.QuorumMismatch.Node):
-			st.QuorumMismatch = nil
+			continue
 		}
+
+		seen := Mismatch{Node: p.Incarnation, Quorum: p.Status.Quorum, LeaderOrder: p.Status.LeaderOrder.orDefault(), At: obs.Now}
+		if same && (kept.Node != seen.Node || kept.Quorum != seen.Quorum || kept.LeaderOrder != seen.LeaderOrder) {
+			kept = &seen // a new boot of that machine, or other values
+		}
+
+		if first == nil {
+			first = &seen
+		}
+	}
+
+	st.QuorumMismatch = kept
+	if kept == nil {
+		st.QuorumMismatch = first
 	}
 
 	m := st.QuorumMismatch

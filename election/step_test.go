@@ -690,6 +690,50 @@ func TestQuorumMismatchIsRememberedUntilTheConfigAgrees(t *testing.T) {
 	}
 }
 
+// With two misconfigured peers in view the remembered mismatch stays the
+// one first seen: a record of "the last one seen" changed every round, and
+// a node waiting on it rewrote its status file every round.
+func TestTwoMismatchedPeersLeaveTheStatusUnchanged(t *testing.T) {
+	round := func(at time.Duration) Observation {
+		obs := obsFor(cA, at, peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0)), peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+		obs.Quorum = 3
+		publishQuorum(obs)
+		obs.Peers[0].Status.Quorum = 1
+		obs.Peers[1].Status.Quorum = 2
+
+		return obs
+	}
+
+	st, _ := Step(NewStatus(cA), round(0))
+	if st.QuorumMismatch == nil {
+		t.Fatal("no mismatch remembered with two misconfigured peers")
+	}
+
+	first := *st.QuorumMismatch
+
+	for i := 1; i <= 3; i++ {
+		var d Decision
+
+		st, d = Step(st, round(time.Duration(i)*10*time.Second))
+		if *st.QuorumMismatch != first || !strings.Contains(d.Reason, "seen since "+first.At.UTC().Format(time.RFC3339)) {
+			t.Fatalf("round %d: mismatch %+v, first %+v; reason %q", i, *st.QuorumMismatch, first, d.Reason)
+		}
+	}
+
+	// The remembered machine agrees now: the other one is remembered.
+	fixed := round(time.Minute)
+	for i := range fixed.Peers {
+		if sameMachine(fixed.Peers[i].Incarnation, first.Node) {
+			fixed.Peers[i].Status.Quorum = 3
+		}
+	}
+
+	st, _ = Step(st, fixed)
+	if st.QuorumMismatch == nil || sameMachine(st.QuorumMismatch.Node, first.Node) {
+		t.Fatalf("after %s agrees: mismatch %+v", first.Node.IP, st.QuorumMismatch)
+	}
+}
+
 // This node answering at another address (a VIP) is not a peer, and
 // is not counted as a lock.
 func TestSelfAtAnotherAddressIsNoPeer(t *testing.T) {
