@@ -36,6 +36,9 @@ type sched struct {
 	// (a request arriving, most of the Talos model) would change nothing
 	// and costs a round trip through the runtime's scheduler.
 	woke bool
+	// stepping: the scheduler side holds mu (it runs an event or a
+	// check); otherwise whoever holds it is a daemon goroutine.
+	stepping bool
 }
 
 // request is something a daemon goroutine asked for, started by the
@@ -164,6 +167,7 @@ func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
 		}
 
 		s.mu.Lock()
+		s.stepping = true
 		s.woke = false
 		check()
 		s.flush()
@@ -173,6 +177,7 @@ func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
 		}
 
 		if len(s.q) == 0 || s.q[0].at > horizon || stop() {
+			s.stepping = false
 			s.mu.Unlock()
 
 			return
@@ -186,6 +191,7 @@ func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
 		}
 
 		wait = s.woke
+		s.stepping = false
 		s.mu.Unlock()
 	}
 }

@@ -69,18 +69,26 @@ func run(opts Options) Result {
 	w := &world{sched: newSched(opts.Seed), opts: opts, paths: map[string]int{}, bootOwner: map[string]*tnode{}}
 
 	w.mu.Lock()
+	w.stepping = true // the scheduler side, until the loop takes over
+
 	if opts.Family == "" {
 		w.setup()
 	} else if err := w.setupFamily(opts.Family); err != nil {
 		panic(err)
 	}
+
+	w.stepping = false
 	w.mu.Unlock()
 
-	w.loop(w.horizon(), w.allDone, func() { w.chk.everyStep(w) })
+	w.loop(w.horizon(), w.allDone, func() {
+		w.flushDaemonLines()
+		w.chk.everyStep(w)
+	})
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 
+	w.stepping = true
 	res := Result{
 		Seed: opts.Seed, Scenario: opts.Family + " " + w.describe(), ClustersCreated: w.chk.created,
 		DoubleBootstrap: w.chk.double, Invariant: w.chk.invariant, Problem: w.chk.problem, Paths: w.paths,

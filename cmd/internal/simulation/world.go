@@ -3,9 +3,11 @@ package simulation
 import (
 	"cmp"
 	"fmt"
-	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 	"net/netip"
+	"slices"
 	"time"
+
+	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
 )
 
 // world is one simulated site: machines, links, the Talos model's events
@@ -26,8 +28,10 @@ type world struct {
 	// bootOwner is the machine of every boot id seen.
 	bootOwner map[string]*tnode
 	trace     []string
-	paths     map[string]int
-	hooks     hooks
+	// daemonLines wait for flushDaemonLines.
+	daemonLines []tracedLine
+	paths       map[string]int
+	hooks       hooks
 	// capiDone: the Cluster API provider considers the cluster bootstrapped.
 	capiDone bool
 }
@@ -56,12 +60,45 @@ func (w *world) tracef(n *tnode, format string, args ...any) {
 		return
 	}
 
-	who := "sim"
+	who, idx := "sim", -1
 	if n != nil {
-		who = n.String()
+		who, idx = n.String(), n.idx
 	}
 
-	w.trace = append(w.trace, fmt.Sprintf("%9.3fs %-18s %s", w.now.Seconds(), who, fmt.Sprintf(format, args...)))
+	line := fmt.Sprintf("%9.3fs %-18s %s", w.now.Seconds(), who, fmt.Sprintf(format, args...))
+
+	if !w.stepping {
+		// A daemon goroutine: others woken in the same step run in
+		// parallel, so their lines wait to be put in machine order.
+		w.daemonLines = append(w.daemonLines, tracedLine{idx: idx, line: line})
+
+		return
+	}
+
+	w.trace = append(w.trace, line)
+}
+
+// tracedLine is a line a daemon goroutine wrote, and its machine.
+type tracedLine struct {
+	idx  int
+	line string
+}
+
+// flushDaemonLines appends the lines the daemons wrote during the last
+// step, by machine: the order in which parallel goroutines took the lock
+// is not the seed's. One machine's lines keep their order.
+func (w *world) flushDaemonLines() {
+	if len(w.daemonLines) == 0 {
+		return
+	}
+
+	slices.SortStableFunc(w.daemonLines, func(a, b tracedLine) int { return cmp.Compare(a.idx, b.idx) })
+
+	for _, l := range w.daemonLines {
+		w.trace = append(w.trace, l.line)
+	}
+
+	w.daemonLines = w.daemonLines[:0]
 }
 
 func (w *world) path(name string) { w.paths[name]++ }
