@@ -118,22 +118,11 @@ func (w *world) allDone() bool {
 	return true
 }
 
-// horizon is when liveness is judged: the end of the chaos plus what the
-// model itself may take afterwards (a slow /var, a late time sync, the
-// etcd wait before a resend, filling and joining) and a bounded number of
-// protocol rounds.
-// slowPullExtra bounds how much longer than the resend wait a slow etcd
-// image pull takes.
-const slowPullExtra = 10 * time.Minute
-
+// horizon is when liveness is judged: the end of the chaos, the settle
+// allowance, and one crash cycle per control-plane node when the seed
+// crashes daemons at their Bootstrap boundary.
 func (w *world) horizon() time.Duration {
-	c := w.p.cfg
-
-	h := w.p.chaosEnd + 3*time.Minute + 4*time.Minute + c.EtcdWait + w.p.fillMax + w.p.joinMax +
-		2*c.MaxBackoff + c.PreBootstrapDelay + 12*c.ScanInterval + 12*c.FollowerCheckInterval
-	if w.p.slowPull > 0 {
-		h += c.EtcdWait + slowPullExtra
-	}
+	h := w.p.chaosEnd + w.settleAllowance()
 
 	if f := w.p.disk; f.on[faultKill] || f.on[faultPowerLoss] {
 		// A Bootstrap boundary may crash each node once after the chaos:
@@ -149,11 +138,31 @@ func (w *world) horizon() time.Duration {
 			}
 		}
 
-		h += time.Duration(cps) * (6*time.Minute + c.EtcdWait)
+		h += time.Duration(cps) * (6*time.Minute + w.p.cfg.EtcdWait)
 	}
 
 	return h
 }
+
+// settleAllowance is what the world may take to settle once nothing more
+// is injected: what the model itself may take (a slow /var, a late time
+// sync, the etcd wait before a resend, a slow image pull, filling and
+// joining) and a bounded number of protocol rounds.
+func (w *world) settleAllowance() time.Duration {
+	c := w.p.cfg
+
+	a := 3*time.Minute + 4*time.Minute + c.EtcdWait + w.p.fillMax + w.p.joinMax +
+		2*c.MaxBackoff + c.PreBootstrapDelay + 12*c.ScanInterval + 12*c.FollowerCheckInterval
+	if w.p.slowPull > 0 {
+		a += c.EtcdWait + slowPullExtra
+	}
+
+	return a
+}
+
+// slowPullExtra bounds how much longer than the resend wait a slow etcd
+// image pull takes.
+const slowPullExtra = 10 * time.Minute
 
 func (w *world) livenessProblem() string {
 	if w.chk.problem != "" {

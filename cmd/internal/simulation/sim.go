@@ -32,6 +32,9 @@ type Options struct {
 	Family string
 	// Trace records the model's events and every daemon's log lines.
 	Trace bool
+	// FullHorizon runs on to the horizon even once the world is quiet
+	// (quiet.go): what checks that the quiet stop keeps the verdict.
+	FullHorizon bool
 }
 
 // Result is the checker's verdict on one scenario.
@@ -51,8 +54,11 @@ type Result struct {
 	// SettledAfter is how long after the end of the faults the last
 	// control-plane daemon was done.
 	SettledAfter time.Duration
-	Paths        map[string]int
-	Trace        []string
+	// EndedQuiet: the run stopped before its horizon, unsettled, because
+	// nothing changed any more (quiet.go).
+	EndedQuiet bool
+	Paths      map[string]int
+	Trace      []string
 }
 
 // Run simulates the scenario of opts.Seed. It needs a test: the daemons
@@ -80,7 +86,7 @@ func run(opts Options) Result {
 	w.stepping = false
 	w.mu.Unlock()
 
-	w.loop(w.horizon(), w.allDone, func() {
+	w.loop(w.horizon(), w.settledOrQuiet, func() {
 		w.flushDaemonLines()
 		w.chk.everyStep(w)
 	})
@@ -89,10 +95,15 @@ func run(opts Options) Result {
 	defer w.mu.Unlock()
 
 	w.stepping = true
+	endedQuiet := !w.allDone() && w.quietWatch.ended
+	if endedQuiet {
+		w.path("ended quiet before the liveness horizon")
+	}
+
 	res := Result{
 		Seed: opts.Seed, Scenario: opts.Family + " " + w.describe(), ClustersCreated: w.chk.created,
 		DoubleBootstrap: w.chk.double, Invariant: w.chk.invariant, Problem: w.chk.problem, Paths: w.paths,
-		Family: opts.Family, Faults: w.faults(),
+		Family: opts.Family, Faults: w.faults(), EndedQuiet: endedQuiet,
 	}
 
 	if !w.chk.double && w.chk.invariant == "" {

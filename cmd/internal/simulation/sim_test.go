@@ -335,6 +335,45 @@ func TestReplayIsDeterministic(t *testing.T) {
 	}
 }
 
+// The quiet stop (quiet.go) ends a run early only where running on to the
+// horizon changes nothing: the same verdict, and a trace that the full run
+// only extends.
+func TestQuietStopKeepsTheVerdict(t *testing.T) {
+	const want = 6
+
+	checked := 0
+
+	for seed := uint64(1); seed <= 400 && checked < want; seed++ {
+		quick := Run(t, Options{Seed: seed, Trace: true})
+		if !quick.EndedQuiet {
+			continue
+		}
+
+		full := Run(t, Options{Seed: seed, Trace: true, FullHorizon: true})
+		if full.EndedQuiet {
+			t.Fatalf("seed %d: FullHorizon still ended quiet", seed)
+		}
+
+		verdict := func(r Result) string {
+			return fmt.Sprintf("clusters %d, double %v, invariant %q, liveness %v: %s", r.ClustersCreated, r.DoubleBootstrap, r.Invariant, r.LivenessFailure, r.Problem)
+		}
+
+		if verdict(quick) != verdict(full) {
+			t.Fatalf("seed %d: quiet stop says %s; the horizon says %s", seed, verdict(quick), verdict(full))
+		}
+
+		if len(full.Trace) <= len(quick.Trace) || !slices.Equal(full.Trace[:len(quick.Trace)], quick.Trace) {
+			t.Fatalf("seed %d: the full run's trace does not extend the quiet run's (%d and %d lines)", seed, len(full.Trace), len(quick.Trace))
+		}
+
+		checked++
+	}
+
+	if checked < want {
+		t.Fatalf("only %d of the first 400 seeds ended quiet, want %d", checked, want)
+	}
+}
+
 var (
 	familySeeds = flag.Int("sim.family-seeds", 50, "seeds per scripted scenario family")
 	family      = flag.String("sim.family", "", "TestSimulation and TestMutantFindsFault: the scenario family to run (empty: random)")

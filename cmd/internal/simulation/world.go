@@ -34,6 +34,8 @@ type world struct {
 	hooks       hooks
 	// capiDone: the Cluster API provider considers the cluster bootstrapped.
 	capiDone bool
+	// quietWatch ends a run whose world stopped changing (quiet.go).
+	quietWatch quietWatch
 }
 
 // hooks let a scenario family act at the moment something happens.
