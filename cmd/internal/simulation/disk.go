@@ -22,6 +22,12 @@ type disk struct {
 	names   map[string]*inode
 	durable map[string]*inode
 	seq     int
+	// gen counts the operations that may have changed a name or bytes;
+	// status() keeps its answer until it moves (the invariant checker
+	// reads every node's status file after every event).
+	gen       uint64
+	statusGen uint64
+	statusNow []byte
 }
 
 type inode struct {
@@ -43,26 +49,32 @@ func (k *disk) read(name string) ([]byte, bool) {
 
 // status is status.json as apid serves it.
 func (k *disk) status() []byte {
-	data, _ := k.read(statusfile.FileName)
+	if k.statusGen != k.gen+1 {
+		k.statusNow, _ = k.read(statusfile.FileName)
+		k.statusGen = k.gen + 1
+	}
 
-	return data
+	return k.statusNow
 }
 
 // place writes a file durably (a scenario's file from an earlier release).
 func (k *disk) place(name string, data []byte) {
 	i := &inode{data: data, synced: data}
 	k.names[name], k.durable[name] = i, i
+	k.gen++
 }
 
 // wipe is a reset of EPHEMERAL.
 func (k *disk) wipe() {
 	k.names, k.durable = map[string]*inode{}, map[string]*inode{}
+	k.gen++
 }
 
 // powerLoss keeps only what was durable: unsynced bytes are gone, and so
 // are the renames (and creations) no directory fsync made durable.
 func (k *disk) powerLoss() {
 	k.names = map[string]*inode{}
+	k.gen++
 
 	for name, i := range k.durable {
 		i.data = i.synced
@@ -201,7 +213,12 @@ func (f *diskFS) op(kind string, fn func(k *disk) error) error {
 		return &fs.PathError{Op: kind, Path: statusfile.DefaultDir, Err: err}
 	}
 
-	if err := fn(f.d.node.disk); err != nil {
+	k := f.d.node.disk
+	if kind != "read" && kind != "glob" {
+		k.gen++
+	}
+
+	if err := fn(k); err != nil {
 		return err
 	}
 
