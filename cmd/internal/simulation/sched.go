@@ -172,6 +172,16 @@ func (s *sched) loop(horizon time.Duration, stop func() bool, check func()) {
 		check()
 		s.flush()
 
+		if s.woke {
+			// A request was answered as it started: the daemon runs
+			// before anything else happens, as after an event.
+			wait = true
+			s.stepping = false
+			s.mu.Unlock()
+
+			continue
+		}
+
 		for len(s.q) > 0 && s.q[0].cancelled {
 			s.q.pop()
 		}
