@@ -39,6 +39,19 @@ func (s *Session) bootstrap(ctx context.Context) (fsm.Event, error) {
 		return "", fmt.Errorf("confirm locks before bootstrap: %w", err)
 	}
 
+	// Connect looked for Omni once, and this may be minutes later: a
+	// SideroLinkConfig applied to the running machine meanwhile makes Omni
+	// bootstrap this cluster too. Looked for again at the one moment a
+	// second bootstrapper would do harm.
+	signal, err := s.sideroLinkSignal(ctx)
+	if err != nil {
+		return "", fmt.Errorf("look for Omni before bootstrap: %w", err)
+	}
+
+	if signal != "" {
+		return "", s.standDown(election.StandDownMessage(signal))
+	}
+
 	if err := s.persist(election.MarkSending(s.status, s.Clock.Now())); err != nil {
 		return "", err
 	}

@@ -114,3 +114,29 @@ func TestBootstrapFollowsWhenAClusterAppearedBeforeTheSend(t *testing.T) {
 		}
 	})
 }
+
+// Omni may take the machine over after Connect looked for it (a
+// SideroLinkConfig applied to the running node): the leader looks again
+// right before the send, stands down and sends nothing. Its followers
+// read the stand-down and stand down too (election.standDown).
+func TestBootstrapStandsDownForOmniConnectedSinceConnect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTrio(t)
+		tr.s.status = decideBootstrap(tr.s.status)
+		tr.self.sideroLink = "https://omni.example.com:8090?jointoken=" + joinToken
+
+		handler := tr.s.endsOnStandDown(tr.s.bootstrap)
+		expectEvent(t, handler.Handle, fsm.StandDown, nil, 0)
+
+		if n := tr.bootstraps(); n != 0 {
+			t.Fatalf("Bootstrap sent %d times beside Omni", n)
+		}
+
+		last := tr.store.last(t)
+		want := "SideroLink configured (SiderolinkConfigs resource, apiEndpoint https://omni.example.com:8090): Omni bootstraps this cluster"
+
+		if last.StandDown != want || last.SendState != election.SendUnsent {
+			t.Fatalf("status after the stand-down: standDown %q, send %s; want %q, unsent", last.StandDown, last.SendState, want)
+		}
+	})
+}
