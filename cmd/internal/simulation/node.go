@@ -138,7 +138,7 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 // The scheduler lets the answered daemon run before the next event.
 func (w *world) answerLocally(c *call, a *apiNode, method string, serverDelay time.Duration, answer func(m *tnode) (any, error)) bool {
 	m := a.d.node
-	if method == "Bootstrap" || serverDelay != 0 || w.inChaos() || w.hooks.rpc != nil || !m.apidUp {
+	if method == "Bootstrap" || serverDelay != 0 || w.inChaos() || w.hooks.rpc != nil || !m.apidUp || !w.reachable(m, m) {
 		return false
 	}
 

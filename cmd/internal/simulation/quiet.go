@@ -43,9 +43,10 @@ func (w *world) settledOrQuiet() bool {
 	return w.quietWatch.ended
 }
 
-// quiet says that the world has not changed for a settle allowance since
-// the chaos ended. It runs on the scheduler side after every event, and
-// samples the state every quietSample of simulated time.
+// quiet says that, since the chaos ended, Talos has had nothing scheduled
+// and the world has not changed for quietWindow. It runs on the scheduler
+// side after every event, and samples the state every quietSample of
+// simulated time.
 func (w *world) quiet() bool {
 	q := &w.quietWatch
 	if w.inChaos() || w.now < q.next {
@@ -74,11 +75,10 @@ func (w *world) quietWindow() time.Duration {
 }
 
 // modelBusy says that Talos itself still has work scheduled: a boot that
-// has not mounted /var or started its services, a clock still to sync,
-// an accepted Bootstrap filling, a node joining, an init node's pull, a
-// reboot under way, etcd about to run on its data, a daemon
-// about to be restarted. The daemons' timers
-// are what quietWindow covers; the model's delays are not bounded by it.
+// has not mounted /var or started its services, a clock still to sync, an
+// accepted Bootstrap filling, a node joining, an init node's pull, a
+// reboot under way, etcd about to run on its data, a daemon about to be
+// restarted. quietWindow covers the daemons' timers, not these delays.
 func (w *world) modelBusy() bool {
 	for _, n := range w.nodes {
 		if !n.up {
