@@ -561,6 +561,11 @@ func rememberMismatch(st *Status, obs Observation) string {
 	// view, a record of "the last one seen" would change every round, and
 	// a node waiting on it would rewrite its status file every round.
 	kept := st.QuorumMismatch
+	if kept != nil && agrees(kept.Quorum, kept.LeaderOrder) {
+		// This node's own values changed to the ones it saw: another peer
+		// in view may still differ, and is remembered instead below.
+		kept = nil
+	}
 
 	var first *Mismatch
 
@@ -596,13 +601,6 @@ func rememberMismatch(st *Status, obs Observation) string {
 
 	m := st.QuorumMismatch
 	if m == nil {
-		return ""
-	}
-
-	if agrees(m.Quorum, m.LeaderOrder) {
-		// This node's own values changed to the ones it saw.
-		st.QuorumMismatch = nil
-
 		return ""
 	}
 

@@ -734,6 +734,39 @@ func TestTwoMismatchedPeersLeaveTheStatusUnchanged(t *testing.T) {
 	}
 }
 
+// This node's operator changes its QUORUM_NODES to the value of the
+// machine it remembers (now out of view), while a peer in view still
+// differs: that peer blocks leading and locking from the same round, as
+// the rule says; forgetting the remembered one must not leave a round
+// with no mismatch at all.
+func TestOwnFixLeavesAMismatchInViewRemembered(t *testing.T) {
+	cD := cand("10.0.0.4", "d1", 30)
+
+	for _, tc := range []struct {
+		name string
+		self Candidate
+		lead PeerFacts
+	}{
+		{name: "would lead", self: cA, lead: peer(cB, statusOf(cB, PhaseIdle, nil, 0, 0))},
+		{name: "would lock", self: cB, lead: peer(cA, statusOf(cA, PhaseAnnounced, ref(cA, 1), 1, 0))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := NewStatus(tc.self)
+			st.QuorumMismatch = &Mismatch{Node: cD.Incarnation, Quorum: 2, LeaderOrder: OrderBootTime, At: t0}
+
+			obs := obsFor(tc.self, 0, tc.lead, peer(cC, statusOf(cC, PhaseIdle, nil, 0, 0)))
+			obs.Quorum = 2
+			publishQuorum(obs)
+			obs.Peers[1].Status.Quorum = 3 // C still differs
+
+			next, d := Step(st, obs)
+			if d.Kind == Lead || next.Lock != nil || next.QuorumMismatch == nil || !sameMachine(next.QuorumMismatch.Node, cC.Incarnation) {
+				t.Fatalf("%s, lock %v, mismatch %+v; want C's mismatch remembered and no lead or lock", d.Kind, next.Lock, next.QuorumMismatch)
+			}
+		})
+	}
+}
+
 // This node answering at another address (a VIP) is not a peer, and
 // is not counted as a lock.
 func TestSelfAtAnotherAddressIsNoPeer(t *testing.T) {
