@@ -3,6 +3,7 @@ package simulation
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -71,7 +72,13 @@ func (w *world) tracef(n *tnode, format string, args ...any) {
 
 	if !w.stepping {
 		// A daemon goroutine: others woken in the same step run in
-		// parallel, so their lines wait to be put in machine order.
+		// parallel, so their lines wait to be put in machine order. A
+		// line of no machine (the checker's verdict on what a daemon
+		// just did) goes after the lines that led to it.
+		if n == nil {
+			idx = math.MaxInt
+		}
+
 		w.daemonLines = append(w.daemonLines, tracedLine{idx: idx, line: line})
 
 		return
