@@ -16,8 +16,12 @@ type checker struct {
 	preexisting bool
 	double      bool
 	problem     string
-	// invariant is the first invariant violated (invariants.go).
-	invariant string
+	// invariant is the first invariant violated (invariants.go), and
+	// invariantWhy its message; brokenInStep: a daemon goroutine broke it
+	// in the step under way.
+	invariant    string
+	invariantWhy string
+	brokenInStep bool
 	// founder names the machine that founded each cluster; foundedBy is
 	// that machine (none for a cluster made by hand).
 	founder   map[int]string

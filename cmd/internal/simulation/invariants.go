@@ -43,13 +43,23 @@ type record struct {
 
 // broken records the first invariant violated; the run's verdict names it.
 func (c *checker) broken(w *world, name, format string, args ...any) {
-	if c.invariant != "" {
+	why := fmt.Sprintf("INVARIANT %s: %s", name, fmt.Sprintf(format, args...))
+
+	// Daemons woken in one step run in parallel: all they break then is
+	// traced, and the smallest message is kept, so that the order in
+	// which their goroutines took the lock does not choose the verdict.
+	sameStep := c.invariant != "" && c.brokenInStep && !w.stepping
+	if c.invariant != "" && !sameStep {
 		return
 	}
 
-	c.invariant = name
-	why := fmt.Sprintf("INVARIANT %s: %s", name, fmt.Sprintf(format, args...))
 	w.tracef(nil, "%s", why)
+
+	if sameStep && why >= c.invariantWhy {
+		return
+	}
+
+	c.invariant, c.invariantWhy, c.brokenInStep = name, why, !w.stepping
 
 	if c.problem == "" || !c.double {
 		c.problem = why

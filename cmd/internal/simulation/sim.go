@@ -88,6 +88,7 @@ func run(opts Options) Result {
 
 	w.loop(w.horizon(), w.settledOrQuiet, func() {
 		w.flushDaemonLines()
+		w.chk.brokenInStep = false
 		w.chk.everyStep(w)
 	})
 

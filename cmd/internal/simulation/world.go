@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kommodity-io/kommodity-autobootstrap-extension/election"
@@ -101,7 +102,13 @@ func (w *world) flushDaemonLines() {
 		return
 	}
 
-	slices.SortStableFunc(w.daemonLines, func(a, b tracedLine) int { return cmp.Compare(a.idx, b.idx) })
+	slices.SortStableFunc(w.daemonLines, func(a, b tracedLine) int {
+		if a.idx == math.MaxInt && b.idx == math.MaxInt {
+			return strings.Compare(a.line, b.line) // the checker's, from two daemons
+		}
+
+		return cmp.Compare(a.idx, b.idx)
+	})
 
 	for _, l := range w.daemonLines {
 		w.trace = append(w.trace, l.line)
