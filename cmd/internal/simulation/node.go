@@ -98,13 +98,9 @@ func (a *apiNode) rpc(ctx context.Context, method string, timeout time.Duration,
 				return
 			}
 
-			v, err := answer(m)
+			v, err := a.serve(m, method, answer)
 			if errors.Is(err, errNoReply) {
 				return
-			}
-
-			if err != nil {
-				err = a.fail(method, err)
 			}
 
 			w.at(serverDelay+w.delay(m, self), func() {
@@ -142,18 +138,25 @@ func (w *world) answerLocally(c *call, a *apiNode, method string, serverDelay ti
 		return false
 	}
 
-	v, err := answer(m)
+	v, err := a.serve(m, method, answer)
 	if errors.Is(err, errNoReply) {
 		return false
-	}
-
-	if err != nil {
-		err = a.fail(method, err)
 	}
 
 	w.answer(c, v, err)
 
 	return true
+}
+
+// serve is machine m answering a request as it arrives: its error names
+// the call, except errNoReply (it holds the request until the deadline).
+func (a *apiNode) serve(m *tnode, method string, answer func(m *tnode) (any, error)) (any, error) {
+	v, err := answer(m)
+	if err != nil && !errors.Is(err, errNoReply) {
+		err = a.fail(method, err)
+	}
+
+	return v, err
 }
 
 // errNoReply: the server holds the request until the caller gives up.

@@ -96,7 +96,8 @@ func run(opts Options) Result {
 	defer w.mu.Unlock()
 
 	w.stepping = true
-	endedQuiet := !w.allDone() && w.quietWatch.ended
+	// The quiet stop is checked only while not all is done.
+	endedQuiet := w.quietWatch.ended
 	if endedQuiet {
 		w.path("ended quiet before the liveness horizon")
 	}
