@@ -328,7 +328,13 @@ func MarshalStatus(s Status) ([]byte, error) {
 		return nil, fmt.Errorf("encode status: %w", err)
 	}
 
-	return append(data, '\n'), nil
+	data = append(data, '\n')
+
+	if read, ok := StatusAsRead(s); ok && read.Validate() == nil {
+		rememberStatus(data, read)
+	}
+
+	return data, nil
 }
 
 // ParseStatus decodes and validates a status file (own or a peer's).

@@ -208,20 +208,11 @@ func (c *checker) adopted(d *daemonRun, st election.Status) {
 	d.adopted = data
 }
 
-// sameStatus: a and b encode to the same status file. JSON leaves out
-// empty lists, so empty and nil lists are one.
-func sameStatus(a, b election.Status) bool {
-	for _, st := range []*election.Status{&a, &b} {
-		if len(st.Candidates) == 0 {
-			st.Candidates = nil
-		}
+// sameStatus: st encodes to the status file that decoded as published.
+func sameStatus(published, st election.Status) bool {
+	read, ok := election.StatusAsRead(st)
 
-		if len(st.PastBoots) == 0 {
-			st.PastBoots = nil
-		}
-	}
-
-	return reflect.DeepEqual(a, b)
+	return ok && reflect.DeepEqual(published, read)
 }
 
 // diskReverted: a reset of EPHEMERAL wiped n's status (a power loss only
