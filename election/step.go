@@ -53,7 +53,8 @@ func step(st Status, obs Observation) (Status, Decision) {
 		return st, Decision{Kind: Done, Reason: "own etcd is running and healthy"}
 	}
 
-	// Another bootstrapper founds this cluster (standdown.go).
+	// StandDownForOtherBootstrapper: another bootstrapper founds this
+	// cluster (standdown.go).
 	if next, d, ok := standDown(st, obs); ok {
 		return next, d
 	}
@@ -87,7 +88,8 @@ func step(st Status, obs Observation) (Status, Decision) {
 			obs.SelfSigns.describe() + "): waiting for it to be healthy, never bootstrapping"}
 	}
 
-	// A Talos init node founds the cluster by itself: nobody else may.
+	// InitNodeFoundsCluster: a Talos init node founds the cluster by
+	// itself: nobody else may.
 	if inits := initNodes(obs); len(inits) > 0 {
 		d := initDecision(&st, obs, inits)
 		d.Reason = released + d.Reason
@@ -95,7 +97,8 @@ func step(st Status, obs Observation) (Status, Decision) {
 		return st, d
 	}
 
-	// A cluster seen anywhere, now or earlier, ends the election for good:
+	// SeenClusterEndsElection: a cluster seen anywhere, now or earlier,
+	// ends the election for good:
 	// the evidence is kept in the status, because the node that showed it
 	// may drop out of sight (a reboot, a flapping link) before this one
 	// joined, and a new election would then make a second cluster.
@@ -107,7 +110,8 @@ func step(st Status, obs Observation) (Status, Decision) {
 			"): waiting for own etcd to join"}
 	}
 
-	// A peer bootstrapping (or having bootstrapped) its intent k in this
+	// LockToBootstrappingPeer: a peer bootstrapping (or having
+	// bootstrapped) its intent k in this
 	// boot needs locks like any leader: an unlocked node locks to it, so
 	// that its last check counts a node that rebooted or arrived late.
 	if p := bootstrappingPeer(obs.Peers); p != nil {
@@ -125,7 +129,8 @@ func step(st Status, obs Observation) (Status, Decision) {
 			p.IP, k, p.Status.Phase) + lockReason(st) + "waiting for own etcd to join"}
 	}
 
-	// A peer configured with another QUORUM_NODES: a node with a smaller
+	// ConfigMismatchBlocks: a peer configured with another QUORUM_NODES
+	// (or LEADER_ORDER): a node with a smaller
 	// value could bootstrap on its own while the others reach theirs, so
 	// nobody leads or takes a lock until the configuration agrees. It is
 	// remembered, on both sides, because the misconfigured node may later

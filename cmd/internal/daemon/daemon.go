@@ -401,8 +401,17 @@ func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id
 
 	// A quorum in the listed addresses is as good as one found by the
 	// sweep: the election's safety rests on the quorum, not on seeing
-	// every node, and later rounds sweep while one is missing.
-	quorum := func(r discovery.Result) bool { return 1+len(r.ControlPlane) >= cfg.QuorumNodes }
+	// every node, and later rounds sweep while one is missing. It is
+	// counted as the election counts it: this node (discovery leaves it
+	// out) and the machines among the peers.
+	quorum := func(r discovery.Result) bool {
+		peers := make([]election.Candidate, 0, len(r.ControlPlane))
+		for _, p := range r.ControlPlane {
+			peers = append(peers, election.Candidate{Incarnation: election.Incarnation{IP: p.Addr, BootID: p.BootID}})
+		}
+
+		return 1+election.Machines(peers) >= cfg.QuorumNodes
+	}
 	out.combined = discovery.NewCombined(s, sources, cfg.ScanTimeout, quorum, clock, log)
 
 	return out, nil
