@@ -248,8 +248,9 @@ func TestSimulation(t *testing.T) {
 // decision event of the election, and every state that runs rounds was left
 // by a decision, except what the model cannot produce: the worker exits
 // (simulated workers run no daemon), a missing secrets directory on a
-// control-plane node, and standing down for Omni, which is not modelled
-// (the FSM tests and the states tests take those). A decision event need
+// control-plane node, and standing down for Omni, which only the omni
+// family models, not random scenarios (the FSM tests and the states tests
+// take those). A decision event need
 // not be taken from every round state: Step never decides some of them
 // there (no lead after a send, for one).
 func checkCoverage(t *testing.T, s summary) {
