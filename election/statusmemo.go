@@ -18,16 +18,24 @@ var statusMemo = struct {
 	byContent map[string]*Status
 }{byContent: map[string]*Status{}}
 
-func rememberedStatus(data []byte) (Status, bool) {
+func rememberedStatus(data []byte) *Status {
 	statusMemo.Lock()
-	defer statusMemo.Unlock()
+	st := statusMemo.byContent[string(data)]
+	statusMemo.Unlock()
 
-	st, ok := statusMemo.byContent[string(data)]
-	if !ok {
-		return Status{}, false
+	if st == nil {
+		return nil
 	}
 
-	return st.Clone(), true
+	// A kept status is never changed, only forgotten: copying it needs no
+	// lock. The copy is made on the heap, not in this frame: a Status is
+	// large, and a round reads each peer's in a new goroutine, whose small
+	// stack a copy in the frame made grow.
+	c := new(Status)
+	*c = *st
+	c.copyShared()
+
+	return c
 }
 
 func rememberStatus(data []byte, st Status) {

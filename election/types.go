@@ -256,6 +256,14 @@ func (e Evidence) String() string {
 
 // Clone returns a deep copy.
 func (s Status) Clone() Status {
+	s.copyShared()
+
+	return s
+}
+
+// copyShared replaces what s shares with another status (pointers, slices)
+// by copies of its own.
+func (s *Status) copyShared() {
 	if s.Lock != nil {
 		l := *s.Lock
 		s.Lock = &l
@@ -273,8 +281,6 @@ func (s Status) Clone() Status {
 
 	s.Candidates = slices.Clone(s.Candidates)
 	s.PastBoots = slices.Clone(s.PastBoots)
-
-	return s
 }
 
 // Validate checks the invariants every status this code writes holds, so
@@ -339,8 +345,8 @@ func MarshalStatus(s Status) ([]byte, error) {
 
 // ParseStatus decodes and validates a status file (own or a peer's).
 func ParseStatus(data []byte) (*Status, error) {
-	if s, ok := rememberedStatus(data); ok {
-		return &s, nil
+	if s := rememberedStatus(data); s != nil {
+		return s, nil
 	}
 
 	var s Status
