@@ -250,9 +250,8 @@ func TestSimulation(t *testing.T) {
 // (simulated workers run no daemon), a missing secrets directory on a
 // control-plane node, and standing down for Omni, which only the omni
 // family models, not random scenarios (the FSM tests and the states tests
-// take those). A decision event need
-// not be taken from every round state: Step never decides some of them
-// there (no lead after a send, for one).
+// take those). A decision event need not be taken from every round state:
+// Step never decides some of them there (no lead after a send, for one).
 func checkCoverage(t *testing.T, s summary) {
 	t.Helper()
 
