@@ -22,9 +22,13 @@ func NewStatus(self Candidate) Status {
 	}
 }
 
-// MaxPastBoots bounds Status.PastBoots: a lock whose leader has rebooted
-// more often since is released only by withdrawal or the operator.
-const MaxPastBoots = 32
+// MaxPastBoots bounds Status.PastBoots. A lock finds its leader's later
+// boots by this list, and only then can the leader's withdrawal release it:
+// a follower that was off while its leader rebooted more often than this
+// keeps its lock until the operator breaks it. A machine reboots that often
+// before its cluster exists only in a boot loop; 1024 boot ids keep the
+// file under 50 KB, well inside transport's StatusLimit.
+const MaxPastBoots = 1024
 
 // Resume adapts a reloaded status file to the running incarnation (the
 // first of Step's rules, doc.go).

@@ -3,6 +3,7 @@ package election
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -919,5 +920,34 @@ func TestPhaseOfAnEarlierBootIsNoCluster(t *testing.T) {
 
 	if p, _ := clusterSign(peers); p == nil {
 		t.Fatal("data seen now must count whatever boot wrote the phase")
+	}
+}
+
+// A follower that was off while its leader rebooted many times (more than
+// the 32 boots the list once kept) still finds the leader by its past
+// boots, and releases its lock when the leader withdrew the intent: with
+// the boot dropped from the list, only BREAK_LOCK released it, and the
+// leader's next intent waited for that lock for ever.
+func TestLockFollowsALeaderThroughManyReboots(t *testing.T) {
+	a := NewStatus(cA)
+	a.Phase, a.Intent, a.Lock, a.AnnouncedAt = PhaseAnnounced, 1, ref(cA, 1), t0
+	lock := &IntentRef{Leader: a.Incarnation, Number: 1}
+
+	aNow := cA
+	for i := range 100 {
+		aNow.Incarnation.BootID = fmt.Sprintf("a%d", i+2)
+		a = Resume(a, aNow)
+	}
+
+	if a.WithdrawnThrough < 1 || !slices.Contains(a.PastBoots, "a1") {
+		t.Fatalf("setup: withdrawn through %d, past boots %d, a1 kept: %v", a.WithdrawnThrough, len(a.PastBoots), slices.Contains(a.PastBoots, "a1"))
+	}
+
+	b := lockedB(lock)
+	c := NewStatus(cC)
+
+	b, d := Step(b, obsFor(cB, time.Minute, peer(aNow, &a), peer(cC, &c)))
+	if b.Lock != nil && b.Lock.Is(*lock) {
+		t.Fatalf("B keeps its lock %s although A withdrew intent 1 in a later boot: %s %q", lock, d.Kind, d.Reason)
 	}
 }

@@ -70,7 +70,7 @@ func TestEtcdSigns(t *testing.T) {
 		{name: "fresh control plane before bootstrap", svc: preparing, empty: true, mErr: membersErr, running: election.No, data: election.No, memb: election.No},
 		{name: "etcd running with members", svc: running, members: []string{"cp1"}, running: election.Yes, data: election.Yes, memb: election.Yes},
 		{name: "data dir filled, etcd still preparing", svc: preparing, mErr: membersErr, running: election.No, data: election.Yes, memb: election.No},
-		{name: "bootstrap requested: etcd finished", svc: ServiceState{Found: true, State: "Finished", Message: "Bootstrap requested"}, empty: true, mErr: membersErr, running: election.Yes, data: election.No, memb: election.Unsure, unknowns: 1},
+		{name: "bootstrap requested: etcd stopped for it, not started again", svc: ServiceState{Found: true, State: "Finished", Message: "Bootstrap requested"}, empty: true, mErr: membersErr, running: election.Unsure, data: election.No, memb: election.Unsure, unknowns: 2},
 		// v1.14: a reboot ends an etcd that never ran as Finished too.
 		{name: "shutdown: etcd finished", svc: ServiceState{Found: true, State: "Finished", Message: "Service finished successfully"}, empty: true, mErr: membersErr, running: election.Unsure, data: election.No, memb: election.Unsure, unknowns: 2},
 		{name: "service list failed", svcErr: timeout, empty: true, mErr: membersErr, running: election.Unsure, data: election.No, memb: election.Unsure, unknowns: 2},

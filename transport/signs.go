@@ -16,7 +16,10 @@ import (
 const msgJoinGaveUp = "failed to build initial etcd cluster"
 
 // msgBootstrapRequested is the Finished event BootstrapEtcd fakes when it
-// stops the waiting etcd to restart it in bootstrap mode.
+// stops the waiting etcd to restart it in bootstrap mode. It shows for the
+// milliseconds until the new etcd is loaded, or, when the request's context
+// ended before that (machined's Unload gives up on it), for the rest of the
+// boot with no etcd started.
 const msgBootstrapRequested = "Bootstrap requested"
 
 // EtcdSigns turns one node's probe answers into signs of an existing
@@ -28,9 +31,9 @@ const msgBootstrapRequested = "Bootstrap requested"
 //     (before bootstrap etcd sits in Preparing); Skipped means never; Failed
 //     with "failed to build initial etcd cluster" is a join that gave up
 //     waiting for a cluster (before etcd ran); Running and Stopping mean
-//     etcd runs; Finished "Bootstrap requested" is Bootstrap stopping the
-//     waiting etcd. Any other Finished (a shutdown, which since v1.14 also
-//     ends an etcd that never ran), Failed and unknown states are Unsure.
+//     etcd runs. Finished (a shutdown, which since v1.14 also ends an etcd
+//     that never ran, or "Bootstrap requested": Bootstrap stopping the
+//     waiting etcd), Failed and unknown states are Unsure.
 //   - /var/lib/etcd: empty or absent is No (Talos's own Bootstrap test).
 //     Absent (NotFound, ErrNotFound, fs.ErrNotExist, or Talos's raw lstat
 //     error as Unknown "...: no such file or directory"), or empty while
@@ -56,7 +59,16 @@ func EtcdSigns(svc ServiceState, svcErr error, dataDirEmpty bool, dataErr error,
 		case svc.State == "Running", svc.State == "Stopping":
 			s.EtcdRunning = election.Yes
 		case svc.State == "Finished" && strings.Contains(svc.Message, msgBootstrapRequested):
-			s.EtcdRunning = election.Yes
+			// Bootstrap stopped the waiting etcd. Normally etcd starts
+			// again in bootstrap mode within milliseconds; a request whose
+			// context ended meanwhile left it stopped, with nothing
+			// bootstrapped. Read as a running etcd, that was remembered as
+			// a cluster on every peer and ended this node's own election:
+			// nothing was ever bootstrapped. Unsure blocks elections while
+			// it shows, is never remembered, and leaves this node's resend
+			// alive (a resend starts etcd in bootstrap mode).
+			s.EtcdRunning = election.Unsure
+			s.Unknown = append(s.Unknown, "etcd stopped by a Bootstrap request, not started again yet ("+svc.Message+")")
 		case svc.State == "Finished":
 			// A shutdown: since v1.14 an etcd stopped while it still waited
 			// to join ends Finished too, on a node that never ran etcd, for

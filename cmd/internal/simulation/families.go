@@ -15,7 +15,8 @@ import (
 // TestSimulation runs each with every rule on (no failure allowed); a
 // mutant without a rule (TestMutants) runs its family and must fail.
 var Families = []string{"leader-reboots-before-join", "peer-reboots-while-send-refused", "quorum-mismatch-cut-off", "alias-across-split", "two-first-ranked-views", "capi-address", "reset-one", "graceful-reboot", "resend-refused",
-	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount", "withdrawn-in-own-reboot", "daemon-before-etcd-volume"}
+	"cloned-var", "cloned-var-all", "forgotten-send", "lock-published-not-held", "unsynced-lock-power-loss", "init-node", "omni", "straddled-read", "straddled-unmount", "withdrawn-in-own-reboot", "daemon-before-etcd-volume",
+	"bootstrap-aborted-after-stopping-etcd"}
 
 // rebootBeforeJoin reboots a, the founder, a few seconds after its cluster
 // is created, before its followers joined, with slow set on it for the new
@@ -600,6 +601,39 @@ func (w *world) setupFamily(name string) error {
 
 		for _, n := range w.nodes {
 			n.storage().place(statusfile.FileName, w.templateStatus())
+		}
+	case "bootstrap-aborted-after-stopping-etcd":
+		// Found by a review. Talos's BootstrapEtcd (v1.14.0-rc.1
+		// services/etcd.go) stops the waiting etcd, marks it Finished
+		// "Bootstrap requested", then unloads it and starts etcd in
+		// bootstrap mode, all on the request's context. When that context
+		// ends in between (the caller's deadline, the daemon killed
+		// mid-call), machined's Unload gives up on it and BootstrapEtcd
+		// returns: nothing was bootstrapped, etcd stays Finished
+		// "Bootstrap requested" for the rest of the boot, and no reply
+		// arrives. Quorum 2 of 3; the leader's first Bootstrap ends so. In
+		// half the seeds the leader is rebooted later, as an operator
+		// would to unstick it. Read as a running etcd, the sign ended the
+		// leader's own election and was remembered as a cluster by its
+		// followers: nothing was ever bootstrapped.
+		w.site(2, 0, 5*time.Second, 10*time.Second)
+		w.p.chaosEnd = 15 * time.Minute
+		aborted := false
+
+		w.hooks.rpc = func(from, m *tnode, method string) (bool, time.Duration) {
+			if aborted || method != "Bootstrap" || !m.services || m.data != 0 || m.pending != nil {
+				return false, 0
+			}
+
+			aborted = true
+			m.etcd, m.etcdMsg, m.healthy = "Finished", "Bootstrap requested", false
+			w.tracef(m, "Bootstrap stopped etcd, then its context ended: no etcd started, no reply")
+
+			if w.chance(0.5) {
+				w.at(w.dur(8*time.Minute, 12*time.Minute), func() { w.reboot(m, "to restart its stopped etcd") })
+			}
+
+			return true, 0
 		}
 	case "forgotten-send":
 		// Found by a review. Quorum 2 of 3. A's Bootstrap is accepted and

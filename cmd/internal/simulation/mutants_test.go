@@ -75,6 +75,7 @@ var mutantControls = []mutantControl{
 	simFinds("", "liveness", "unsynced-node-waits"),
 	simFinds("peer-reboots-while-send-refused", "liveness", "bootstrap-on-stale-view"),
 	simFinds("graceful-reboot", "liveness", "shutdown-etcd-is-cluster"),
+	simFinds("bootstrap-aborted-after-stopping-etcd", "liveness", "stopped-for-bootstrap-is-cluster"),
 	simFinds("cloned-var-all", "liveness", "clone-is-self"),
 	// The daemon running before v1.14's ETCD volume is mounted.
 	simFinds("daemon-before-etcd-volume", "invariant:"+invLockReleasedForReason, "status-proves-etcd-volume"),
