@@ -29,6 +29,11 @@ type checker struct {
 	// endedEmpty holds the boots that ended with /var/lib/etcd empty (a
 	// Bootstrap request dies with its boot).
 	endedEmpty map[string]bool
+	// withdrawnFor holds, per boot, the highest withdrawnThrough that a
+	// status listing that boot (as its own or a past one) ever published:
+	// a follower may act on a withdrawal it read even after a reset of
+	// EPHEMERAL wiped the file that carried it.
+	withdrawnFor map[string]uint64
 }
 
 // existing records a cluster made before the scenario (by hand).

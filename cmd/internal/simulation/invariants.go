@@ -82,6 +82,7 @@ func (c *checker) published(w *world, d *daemonRun, data []byte) {
 
 	c.checkSent(w, n, st)
 	c.checkClusterEndsElection(w, n, st)
+	c.recordWithdrawal(st)
 
 	if prev != nil && prev.Lock != nil {
 		c.checkRelease(w, n, *prev.Lock, st)
@@ -115,6 +116,23 @@ func (c *checker) checkSent(w *world, n *tnode, st *election.Status) {
 		c.broken(w, invSentStaysSent, "%s: machined accepted its Bootstrap in boot %s, its status names boot %s", n, n.bootID, st.BootstrapBootID)
 	case st.Withdrawable():
 		c.broken(w, invSentStaysSent, "%s: machined accepted its Bootstrap of intent %d, its status records it as never sent", n, st.Bootstrapping)
+	}
+}
+
+// recordWithdrawal keeps what st withdrew for its own boot and every past
+// boot it lists: intents of those boots up to withdrawnThrough can never
+// lead to a Bootstrap, and a lock to one of them may end.
+func (c *checker) recordWithdrawal(st *election.Status) {
+	if st.WithdrawnThrough == 0 {
+		return
+	}
+
+	if c.withdrawnFor == nil {
+		c.withdrawnFor = map[string]uint64{}
+	}
+
+	for _, boot := range append([]string{st.Incarnation.BootID}, st.PastBoots...) {
+		c.withdrawnFor[boot] = max(c.withdrawnFor[boot], st.WithdrawnThrough)
 	}
 }
 
@@ -166,7 +184,7 @@ func (c *checker) checkRelease(w *world, n *tnode, lock election.IntentRef, st *
 
 	k := lock.Number
 
-	if lst := leader.inv.published; lst != nil && lst.Intent >= k && lst.WithdrawnThrough >= k {
+	if c.withdrawnFor[lock.Leader.BootID] >= k {
 		return
 	}
 
