@@ -209,12 +209,17 @@ func (s *Session) rescanAndDecide(ctx context.Context) (election.Observation, el
 	return s.decide(ctx)
 }
 
-// machinesWith counts the machines of a quorum among this node and peers
-// (election.Machines): one per boot id, so that an address forwarding to a
-// peer (a VIP) or to this node is not another node.
+// machinesWith counts the machines of a quorum among this node and peers.
 func (s *Session) machinesWith(peers []discovery.Peer) int {
+	return MachinesWith(s.status.Incarnation, peers)
+}
+
+// MachinesWith counts the machines of a quorum among self and peers
+// (election.Machines): one per boot id, so that an address forwarding to a
+// peer (a VIP) or to self is not another node.
+func MachinesWith(self election.Incarnation, peers []discovery.Peer) int {
 	view := make([]election.Candidate, 0, 1+len(peers))
-	view = append(view, election.Candidate{Incarnation: s.status.Incarnation})
+	view = append(view, election.Candidate{Incarnation: self})
 
 	for _, p := range peers {
 		view = append(view, election.Candidate{Incarnation: election.Incarnation{IP: p.Addr, BootID: p.BootID}})

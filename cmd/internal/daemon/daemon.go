@@ -402,15 +402,10 @@ func newScanner(cfg config.Config, log zerolog.Logger, clock clockwork.Clock, id
 	// A quorum in the listed addresses is as good as one found by the
 	// sweep: the election's safety rests on the quorum, not on seeing
 	// every node, and later rounds sweep while one is missing. It is
-	// counted as the election counts it: this node (discovery leaves it
-	// out) and the machines among the peers.
+	// counted as the rounds count it. Discovery leaves this node out, so a
+	// self without a boot id counts it once: every peer has one.
 	quorum := func(r discovery.Result) bool {
-		peers := make([]election.Candidate, 0, len(r.ControlPlane))
-		for _, p := range r.ControlPlane {
-			peers = append(peers, election.Candidate{Incarnation: election.Incarnation{IP: p.Addr, BootID: p.BootID}})
-		}
-
-		return 1+election.Machines(peers) >= cfg.QuorumNodes
+		return states.MachinesWith(election.Incarnation{}, r.ControlPlane) >= cfg.QuorumNodes
 	}
 	out.combined = discovery.NewCombined(s, sources, cfg.ScanTimeout, quorum, clock, log)
 
