@@ -98,10 +98,10 @@ func step(st Status, obs Observation) (Status, Decision) {
 	}
 
 	// SeenClusterEndsElection: a cluster seen anywhere, now or earlier,
-	// ends the election for good:
-	// the evidence is kept in the status, because the node that showed it
-	// may drop out of sight (a reboot, a flapping link) before this one
-	// joined, and a new election would then make a second cluster.
+	// ends the election for good. The evidence is kept in the status,
+	// because the node that showed it may drop out of sight (a reboot, a
+	// flapping link) before this one joined, and a new election would then
+	// make a second cluster.
 	if seen := rememberCluster(&st, obs); seen != nil {
 		withdrawOwn(&st, self)
 		inc := seen.Node
@@ -111,9 +111,9 @@ func step(st Status, obs Observation) (Status, Decision) {
 	}
 
 	// LockToBootstrappingPeer: a peer bootstrapping (or having
-	// bootstrapped) its intent k in this
-	// boot needs locks like any leader: an unlocked node locks to it, so
-	// that its last check counts a node that rebooted or arrived late.
+	// bootstrapped) its intent k in this boot needs locks like any leader:
+	// an unlocked node locks to it, so that its last check counts a node
+	// that rebooted or arrived late.
 	if p := bootstrappingPeer(obs.Peers); p != nil {
 		withdrawOwn(&st, self)
 		k := p.Status.Bootstrapping
@@ -130,11 +130,11 @@ func step(st Status, obs Observation) (Status, Decision) {
 	}
 
 	// ConfigMismatchBlocks: a peer configured with another QUORUM_NODES
-	// (or LEADER_ORDER): a node with a smaller
-	// value could bootstrap on its own while the others reach theirs, so
-	// nobody leads or takes a lock until the configuration agrees. It is
-	// remembered, on both sides, because the misconfigured node may later
-	// be cut off and would then find its small quorum alone.
+	// (or LEADER_ORDER): a node with a smaller value could bootstrap on its
+	// own while the others reach theirs, so nobody leads or takes a lock
+	// until the configuration agrees. It is remembered, on both sides,
+	// because the misconfigured node may later be cut off and would then
+	// find its small quorum alone.
 	if why := rememberMismatch(&st, obs); why != "" {
 		withdrawOwn(&st, self)
 
